@@ -1,0 +1,153 @@
+"""Build and compile the VGG-16 base + dense head classifier from a ModelConfig."""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+
+import keras
+
+from model.config import ModelConfig
+
+IMAGENET_NOTOP_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
+IMAGENET_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
+BASE_NAME = "vgg16"
+LAST_CONV = "block5_conv3"
+
+
+class WeightsUnavailable(RuntimeError):
+    """The requested base weights cannot be had; the message names the alternatives."""
+
+
+def _alternatives() -> str:
+    return (
+        "Alternatives: --weights none (random base, for tests), or --weights PATH to a VGG-16 no-top "
+        "weights file, e.g. one made offline by `python -m model.offline_weights --out weights/vgg16_hed_notop.weights.h5`, "
+        "or copy vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/ by hand."
+    )
+
+
+def imagenet_weights_path(url: str = IMAGENET_NOTOP_URL, timeout: float = 10.0) -> str:
+    """The Keras ImageNet VGG-16 no-top weights file: from Keras' cache, else downloaded, else a quick clear error."""
+    cache_dir = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    fname = url.rsplit("/", 1)[-1]
+    cached = Path(cache_dir) / "models" / fname
+    if cached.is_file():
+        return str(cached)
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise WeightsUnavailable(
+            f"ImageNet weights could not be downloaded from {parts.hostname} ({error}). " + _alternatives()
+        ) from None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout * 6)
+    try:
+        return keras.utils.get_file(fname, url, cache_subdir="models", cache_dir=cache_dir, file_hash=IMAGENET_NOTOP_MD5)
+    except Exception as error:
+        raise WeightsUnavailable(f"ImageNet weights download failed ({error}). " + _alternatives()) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def resolve_weights(weights: str) -> str | None:
+    """Map 'imagenet' / 'none' / a path to what keras.applications.VGG16 accepts."""
+    if weights in ("none", "None", "", None):
+        return None
+    if weights == "imagenet":
+        return imagenet_weights_path()
+    if not Path(weights).is_file():
+        raise WeightsUnavailable(f"base weights file {weights} does not exist. " + _alternatives())
+    return str(weights)
+
+
+def build_base(input_size: int, weights: str, seed: int = 0) -> keras.Model:
+    """The VGG-16 convolutional base (no top) named 'vgg16'; a random base is seeded, so it is reproducible."""
+    path = resolve_weights(weights)
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
+    if path is not None:
+        try:
+            base.load_weights(path)
+        except Exception as error:
+            raise WeightsUnavailable(f"{path} is not a VGG-16 no-top weights file ({error}). " + _alternatives()) from None
+    base.name = BASE_NAME
+    return base
+
+
+def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Model:
+    """The classification head on the base's feature map: pooling, dense layers, one sigmoid unit."""
+    features = keras.Input(shape=tuple(feature_shape), name="features")
+    if config.pooling == "flatten":
+        x = keras.layers.Flatten(name="flatten")(features)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    for i, units in enumerate(config.dense, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        if config.dropout > 0:
+            x = keras.layers.Dropout(config.dropout, name=f"dropout{i}")(x)
+    preds = keras.layers.Dense(1, activation="sigmoid", name="preds")(x)
+    return keras.Model(features, preds, name="head")
+
+
+def assemble(base: keras.Model, head: keras.Model, trainable_base: bool = False) -> keras.Model:
+    """Image -> base -> the head's own layers; the head's weights are shared, not copied."""
+    base.trainable = trainable_base
+    size = base.input_shape[1]
+    image = keras.Input(shape=(size, size, 3), name="img_input")
+    x = base(image)
+    for layer in head.layers[1:]:
+        x = layer(x)
+    return keras.Model(image, x, name="xray_covid")
+
+
+def head_of(model: keras.Model) -> keras.Model:
+    """A model from the base's feature map to the prediction, sharing the full model's head layers."""
+    base = model.get_layer(BASE_NAME)
+    features = keras.Input(shape=tuple(base.output_shape[1:]), name="features")
+    x = features
+    for layer in model.layers[model.layers.index(base) + 1:]:
+        x = layer(x)
+    return keras.Model(features, x, name="head")
+
+
+def build_model(config: ModelConfig, base: keras.Model | None = None) -> keras.Model:
+    """The full classifier for `config` (layers img_input, vgg16, flatten, fc1, fc2, preds for the reference)."""
+    base = base if base is not None else build_base(config.input_size, config.weights, config.seed)
+    head = build_head(tuple(base.output_shape[1:]), config)
+    return assemble(base, head, config.trainable_base)
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    if name == "sgd_momentum":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:
+    """Binary cross-entropy with accuracy, AUC, precision, recall and F1 (threshold 0.5) as training metrics."""
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+            keras.metrics.F1Score(average="micro", threshold=0.5, name="f1"),
+        ],
+    )
+    return model
