@@ -1,0 +1,118 @@
+"""Run the frozen VGG-16 base once per image (and per stored augmented view), cached on disk by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from model.images import ImageError, load_bytes, read_grey, to_network_input
+
+DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
+
+
+def base_key(weights: str, input_size: int, seed: int = 0) -> str:
+    """Names the base a feature was computed with: its weights (by file hash), input size and, if random, seed."""
+    if weights in ("none", "None", "", None):
+        origin = f"random{seed}"
+    elif weights == "imagenet":
+        origin = "imagenet"
+    else:
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        origin = "file" + digest.hexdigest()[:16]
+    return f"vgg16-{origin}-{input_size}px"
+
+
+def _view_pixels(data: bytes, view: int, digest: str, size: int, seed: int) -> np.ndarray:
+    grey = read_grey(data)
+    if view > 0:
+        from model.augment import augment
+
+        rng = np.random.default_rng([int(digest[:15], 16), view, seed])
+        grey = augment(grey, rng)
+    return to_network_input(grey, size)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def extract_features(
+    base,
+    paths: Sequence[Path],
+    key: str,
+    views: int = 0,
+    cache_dir: Path | None = DEFAULT_CACHE,
+    seed: int = 0,
+    batch_size: int = 16,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> tuple[np.ndarray, list[int]]:
+    """Features of shape (n_kept, views + 1, *base_output) and the indices of the paths that loaded.
+
+    View 0 is the clean image; views 1..`views` are seeded augmentations. Unusable files are reported and skipped.
+    """
+    size = int(base.input_shape[1])
+    shape = tuple(int(d) for d in base.output_shape[1:])
+    found: dict[tuple[int, int], np.ndarray] = {}
+    todo: list[tuple[int, int, bytes, str, Path | None]] = []
+    kept: list[int] = []
+    for i, path in enumerate(paths):
+        try:
+            data = load_bytes(path)
+        except ImageError as error:
+            log(f"skipping {path}: {error}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        kept.append(i)
+        for view in range(views + 1):
+            cached = cache_dir / key / f"{digest}_v{view}_s{seed if view else 0}.npy" if cache_dir else None
+            array = _load(cached) if cached and cached.is_file() else None
+            if array is not None and array.shape == shape:
+                found[i, view] = array
+            else:
+                todo.append((i, view, data, digest, cached))
+    if todo:
+        log(f"computing {len(todo)} base features ({len(found)} cached) with {key}")
+    failed: set[int] = set()
+    for start in range(0, len(todo), batch_size):
+        batch, pixels = [], []
+        for i, view, data, digest, cached in todo[start : start + batch_size]:
+            try:
+                pixels.append(_view_pixels(data, view, digest, size, seed))
+                batch.append((i, view, cached))
+            except ImageError as error:
+                if i not in failed:
+                    log(f"skipping {paths[i]}: {error}")
+                failed.add(i)
+        if not pixels:
+            continue
+        outputs = np.asarray(base.predict_on_batch(np.stack(pixels)), dtype="float32")
+        for (i, view, cached), array in zip(batch, outputs):
+            found[i, view] = array
+            if cached is not None:
+                _save_atomic(cached, array)
+    kept = [i for i in kept if i not in failed]
+    features = np.zeros((len(kept), views + 1, *shape), dtype="float32")
+    for row, i in enumerate(kept):
+        for view in range(views + 1):
+            features[row, view] = found[i, view]
+    return features, kept

@@ -1,0 +1,57 @@
+"""Grad-CAM for the classifier: probability and heatmap from one forward pass, and an overlay to show it."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.architecture import BASE_NAME, LAST_CONV
+
+
+def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A compiled function mapping a batch of network inputs to (probabilities (n,), heatmaps (n, h, w) in [0, 1]).
+
+    The heatmap is Grad-CAM on the last convolution layer for the positive class's logit, so a
+    saturated sigmoid still gives a map.
+    """
+    base = model.get_layer(BASE_NAME)
+    to_conv = keras.Model(base.input, base.get_layer(LAST_CONV).output)
+    after_conv = [layer for layer in base.layers[base.layers.index(base.get_layer(LAST_CONV)) + 1 :]]
+    head = model.layers[model.layers.index(base) + 1 :]
+    preds = head[-1]
+
+    @tf.function(reduce_retracing=True)
+    def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        conv = to_conv(images, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(conv)
+            x = conv
+            for layer in after_conv + head[:-1]:
+                x = layer(x, training=False)
+            logit = tf.matmul(x, preds.kernel) + preds.bias
+        grads = tape.gradient(logit, conv)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))
+        cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-8)
+        return tf.sigmoid(logit)[:, 0], cam
+
+    def explain(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, cams = run(tf.convert_to_tensor(images, dtype=tf.float32))
+        return probs.numpy(), cams.numpy()
+
+    return explain
+
+
+def overlay(grey: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Blend a [0, 1] heatmap (any resolution) over a uint8 grey image as an RGB uint8 picture."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    h, w = grey.shape
+    heat = np.asarray(Image.fromarray(heatmap.astype("float32"), mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    colour = colormaps["jet"](np.clip(heat, 0, 1))[:, :, :3] * 255.0
+    base = np.repeat(grey[:, :, None].astype("float32"), 3, axis=2)
+    return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype("uint8")
