@@ -1,0 +1,253 @@
+"""Labelled examples from an image folder: scanning, patient-grouped splits, corrections and a tf.data pipeline."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+from model.config import DEFAULT_POSITIVE_FOLDERS
+from model.images import file_sha256
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
+SKIPPED_FOLDERS = frozenset({"masks"})
+MANIFEST_NAME = "MANIFEST.csv"
+SOURCE_COLUMNS = ("source", "source_repo", "origin")
+CORRECTION_POSITIVE_FOLDERS = ("covid",)
+FEEDBACK_SOURCE = "feedback"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled image: label 1 is COVID-19 positive, 0 negative."""
+
+    path: Path
+    label: int
+    class_name: str
+    patient_id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+    def parts(self) -> dict[str, list[Example]]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+def scan_folder(
+    root: str | Path,
+    positive: Sequence[str] = DEFAULT_POSITIVE_FOLDERS,
+    source_column: str | None = None,
+) -> list[Example]:
+    """Examples from `root/<class folder>/**/<image>`, labelled positive where the class folder is in `positive`.
+
+    An optional root/MANIFEST.csv (its `file` column is the path relative to root) gives each image's
+    `patient_id` (empty: the image is its own patient) and its source (`source_column`, else the first
+    of source, source_repo, origin that the manifest has; else the class folder name).
+    """
+    examples = _scan(Path(root), positive, source_column)
+    labels = {e.label for e in examples}
+    if labels != {0, 1}:
+        missing = "positive" if 1 not in labels else "negative"
+        raise ValueError(
+            f"{root}: no {missing} class; positive class folders are {list(positive)}, "
+            f"found {sorted({e.class_name for e in examples})}"
+        )
+    return examples
+
+
+def _scan(root: Path, positive: Sequence[str], source_column: str | None) -> list[Example]:
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such folder")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"{root}: no class sub-folders (expected one folder per class, e.g. covid/ and normal/)")
+    manifest, column = _read_manifest(root, source_column)
+    examples = []
+    for class_dir in class_dirs:
+        for path in _image_files(class_dir):
+            relative = path.relative_to(root).as_posix()
+            row = manifest.get(relative, {})
+            examples.append(Example(
+                path=path,
+                label=int(class_dir.name in positive),
+                class_name=class_dir.name,
+                patient_id=row.get("patient_id") or relative,
+                source=(row.get(column) if column else None) or class_dir.name,
+            ))
+    if not examples:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise ValueError(f"{root}: no images ({suffixes}) in {[d.name for d in class_dirs]}")
+    return examples
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under folder, recursively, without hidden files and masks/ folders, sorted."""
+    def wanted(path: Path) -> bool:
+        parts = path.relative_to(folder).parts
+        return (
+            path.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in parts)
+            and not any(part.lower() in SKIPPED_FOLDERS for part in parts[:-1])
+            and path.is_file()
+        )
+
+    return sorted(p for p in folder.rglob("*") if wanted(p))
+
+
+def _read_manifest(root: Path, source_column: str | None) -> tuple[dict[str, dict[str, str]], str | None]:
+    """Rows of root/MANIFEST.csv by relative file path, and the column that names the source."""
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        if source_column:
+            raise ValueError(f"{root}: source_column={source_column!r} given but there is no {MANIFEST_NAME}")
+        return {}, None
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "file" not in columns:
+            raise ValueError(f"{path}: no 'file' column (found {columns})")
+        if source_column and source_column not in columns:
+            raise ValueError(f"{path}: no column {source_column!r} (found {columns})")
+        rows = {Path(row["file"]).as_posix(): row for row in reader}
+    column = source_column or next((c for c in SOURCE_COLUMNS if c in columns), None)
+    return rows, column
+
+
+def split_by_patient(
+    examples: Sequence[Example],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> Split:
+    """Train/validation/test split that never puts one patient in two parts, stratified by label.
+
+    Each held-out part is one fold of scikit-learn's StratifiedGroupKFold, so its size is about the
+    fraction asked (1/round(1/fraction) of the patients); GroupShuffleSplit is used instead when a
+    class has fewer patients than folds.
+    """
+    if not examples:
+        raise ValueError("no examples to split")
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {fraction}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction + test_fraction must be under 1, got {val_fraction + test_fraction}")
+    rest, test = _hold_out(list(examples), test_fraction, seed)
+    train, validation = _hold_out(rest, val_fraction / (1 - test_fraction), seed)
+    return Split(train, validation, test)
+
+
+def _hold_out(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Split off about `fraction` of the patients; returns (rest, held_out)."""
+    if fraction == 0:
+        return examples, []
+    labels = [e.label for e in examples]
+    groups = [e.patient_id for e in examples]
+    if len(set(groups)) < 2:
+        raise ValueError(f"cannot split {len(examples)} images of one patient into parts by patient")
+    n_splits = max(2, round(1 / fraction))
+    fewest_patients = min(len({e.patient_id for e in examples if e.label == label}) for label in set(labels))
+    if fewest_patients >= n_splits:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    rest, held_out = next(splitter.split(np.zeros(len(examples)), labels, groups))
+    return [examples[i] for i in rest], [examples[i] for i in held_out]
+
+
+def describe_split(split: Split) -> str:
+    """A table of images and patients per split and class."""
+    lines = [f"{'split':<11} {'class':<18} {'images':>6} {'patients':>8}"]
+    for name, part in split.parts().items():
+        by_class: dict[str, list[Example]] = {}
+        for e in part:
+            by_class.setdefault(e.class_name, []).append(e)
+        rows = [*sorted(by_class.items()), ("(all)", part)]
+        for class_name, members in rows:
+            patients = len({e.patient_id for e in members})
+            lines.append(f"{name:<11} {class_name:<18} {len(members):>6} {patients:>8}")
+    return "\n".join(lines)
+
+
+def apply_corrections(examples: Iterable[Example], corrections_root: str | Path) -> list[Example]:
+    """Merge an exported corrections folder (covid/ positive, not_covid/ negative, optional MANIFEST.csv).
+
+    A corrected image with the same bytes (SHA-256) as an existing example overrides that example's
+    label; any other corrected image is appended with source "feedback".
+    """
+    root = Path(corrections_root)
+    corrections = {file_sha256(c.path): c for c in _scan(root, CORRECTION_POSITIVE_FOLDERS, None)}
+    merged, matched = [], set()
+    for example in examples:
+        digest = file_sha256(example.path)
+        if digest in corrections:
+            matched.add(digest)
+            correction = corrections[digest]
+            example = dataclasses.replace(example, label=correction.label, class_name=correction.class_name)
+        merged.append(example)
+    for correction in (c for digest, c in corrections.items() if digest not in matched):
+        own_patient = correction.patient_id == correction.path.relative_to(root).as_posix()
+        patient_id = f"{FEEDBACK_SOURCE}:{correction.patient_id}" if own_patient else correction.patient_id
+        merged.append(dataclasses.replace(correction, source=FEEDBACK_SOURCE, patient_id=patient_id))
+    return merged
+
+
+def dataset_summary(examples: Sequence[Example]) -> dict:
+    """Counts per class and source, and a SHA-256 that identifies the exact images and labels."""
+    hashes = sorted(f"{file_sha256(e.path)} {e.label}" for e in examples)
+    return {
+        "images": len(examples),
+        "patients": len({e.patient_id for e in examples}),
+        "positive": sum(e.label for e in examples),
+        "negative": sum(1 - e.label for e in examples),
+        "classes": dict(sorted(Counter(e.class_name for e in examples).items())),
+        "sources": dict(sorted(Counter(e.source for e in examples).items())),
+        "sha256": hashlib.sha256("\n".join(hashes).encode()).hexdigest(),
+    }
+
+
+def make_dataset(
+    examples: Sequence[Example],
+    size: int,
+    batch_size: int,
+    augment_images: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+):
+    """A tf.data.Dataset of (float32 (size, size, 3) network input, float32 label) batches.
+
+    Shuffling and augmentation draw from one generator seeded with `seed`, so each epoch differs but a
+    run is repeatable.
+    """
+    import tensorflow as tf
+
+    from model.augment import augment
+    from model.images import read_grey, to_network_input
+
+    if not examples:
+        raise ValueError("no examples to make a dataset from")
+    rng = np.random.default_rng(seed)
+
+    def generate():
+        order = rng.permutation(len(examples)) if shuffle else range(len(examples))
+        for i in order:
+            grey = read_grey(examples[i].path)
+            if augment_images:
+                grey = augment(grey, rng)
+            yield to_network_input(grey, size), np.float32(examples[i].label)
+
+    signature = (tf.TensorSpec((size, size, 3), tf.float32), tf.TensorSpec((), tf.float32))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
