@@ -1,0 +1,45 @@
+"""Command-line arguments shared by model.train and the tuner: the data folder, its split and the base."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from model.config import DEFAULT_POSITIVE_FOLDERS
+from model.data import Split, apply_corrections, describe_split, scan_folder, split_by_patient
+from model.features import DEFAULT_CACHE
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", type=Path, required=True, help="folder with one sub-folder per class")
+    group.add_argument("--positive", nargs="+", default=list(DEFAULT_POSITIVE_FOLDERS),
+                       help="class folder names that mean COVID-19 positive (default: %(default)s)")
+    group.add_argument("--feedback", type=Path, default=None,
+                       help="exported corrections folder (python -m feedback export); a correction overrides the label")
+    group.add_argument("--val-fraction", type=float, default=0.15, help="patients held out for validation")
+    group.add_argument("--test-fraction", type=float, default=0.15, help="patients held out for the final test")
+    group.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and initialisation")
+    group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
+    group.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default %(default)s)")
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    base = parser.add_argument_group("base")
+    base.add_argument("--weights", default="imagenet",
+                      help="base weights: imagenet, none, or a VGG-16 no-top weights file (default imagenet)")
+    base.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
+    base.add_argument("--target-sensitivity", type=float, default=None,
+                      help="choose the threshold for this validation sensitivity (default: Youden's J)")
+
+
+def split_from_args(args: argparse.Namespace) -> Split:
+    """Scan the data folder, merge corrections, split by patient and print the counts."""
+    examples = scan_folder(args.data, positive=args.positive)
+    if args.feedback:
+        examples = apply_corrections(examples, args.feedback)
+    split = split_by_patient(examples, args.val_fraction, args.test_fraction, args.seed)
+    print(describe_split(split), flush=True)
+    return split
+
+
+def cache_from_args(args: argparse.Namespace) -> Path | None:
+    return None if args.no_cache else args.cache
