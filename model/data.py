@@ -226,7 +226,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
 ):
-    """A tf.data.Dataset of (float32 (size, size, 3) network input, float32 label) batches.
+    """A tf.data.Dataset of (float32 (size, size, 3) network input, float32 (1,) label) batches.
 
     Shuffling and augmentation draw from one generator seeded with `seed`, so each epoch differs but a
     run is repeatable.
@@ -246,8 +246,8 @@ def make_dataset(
             grey = read_grey(examples[i].path)
             if augment_images:
                 grey = augment(grey, rng)
-            yield to_network_input(grey, size), np.float32(examples[i].label)
+            yield to_network_input(grey, size), np.array([examples[i].label], dtype="float32")
 
-    signature = (tf.TensorSpec((size, size, 3), tf.float32), tf.TensorSpec((), tf.float32))
+    signature = (tf.TensorSpec((size, size, 3), tf.float32), tf.TensorSpec((1,), tf.float32))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

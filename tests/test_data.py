@@ -235,7 +235,8 @@ def test_make_dataset_batches_and_repeats(fixture_dir):
     plain = list(make_dataset(examples, size=32, batch_size=2).as_numpy_iterator())
     assert [x.shape for x, _ in plain] == [(2, 32, 32, 3), (2, 32, 32, 3), (1, 32, 32, 3)]
     assert all(x.dtype == np.float32 and y.dtype == np.float32 for x, y in plain)
-    assert np.concatenate([y for _, y in plain]).tolist() == [float(e.label) for e in examples]
+    assert np.concatenate([y for _, y in plain]).ravel().tolist() == [float(e.label) for e in examples]
+    assert all(y.shape[1:] == (1,) for _, y in plain)
 
     def first_batch(seed, shuffle):
         dataset = make_dataset(examples, size=32, batch_size=5, augment_images=True, shuffle=shuffle, seed=seed)
