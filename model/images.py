@@ -77,7 +77,7 @@ def load_image(source: Source, size: int) -> np.ndarray:
 
 
 def _too_big(n: int) -> str:
-    return f"the file is {n / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit"
+    return f"the file is {n / 2**20:.1f} MiB, over the {MAX_FILE_BYTES / 2**20:.0f} MiB limit"
 
 
 def _check_size(width: int, height: int) -> None:
@@ -117,7 +117,7 @@ def _decode_pillow(data: bytes) -> np.ndarray:
         raise ImageError(f"the image header is corrupt ({error})") from None
     _check_size(*image.size)
     frames = getattr(image, "n_frames", 1)
-    if frames > 1:
+    if frames > 1 and image.format != "MPO":
         raise ImageError(f"the file holds {frames} frames (animated or multi-page); upload a single still X-ray")
     try:
         image.load()
@@ -150,7 +150,9 @@ def _decode_dicom(data: bytes) -> np.ndarray:
     except Exception as error:  # pydicom raises many types on damaged headers
         raise ImageError(f"the DICOM file is corrupt ({error})") from None
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ImageError("the DICOM file has no pixel data (it may be a report or a structured document)")
+        raise ImageError(
+            "the DICOM file has no pixel data (it may be a report or a structured document, or be cut short or corrupt)"
+        )
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageError(f"the DICOM file holds {frames} frames; upload a single-frame radiograph")
