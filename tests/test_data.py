@@ -250,4 +250,4 @@ def test_make_dataset_batches_and_repeats(fixture_dir):
     x2, y2 = first_batch(3, shuffle=True)
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)
-    assert sorted(y1.tolist()) == sorted(float(e.label) for e in examples)
+    assert sorted(y1.ravel().tolist()) == sorted(float(e.label) for e in examples)
