@@ -1,0 +1,200 @@
+"""Write evaluation results as plots, JSON and a readable Markdown report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import roc_curve
+
+from model.config import CLASS_NAMES
+from model.evaluation import Evaluation
+
+METRIC_ROWS = (
+    ("n", "images"),
+    ("n_positive", "COVID-19 positive images"),
+    ("n_negative", "COVID-19 negative images"),
+    ("threshold", "predict positive when probability >= threshold"),
+    ("accuracy", "fraction classified correctly"),
+    ("loss", "binary cross-entropy of the probabilities"),
+    ("precision", "positive predictive value, tp / (tp + fp)"),
+    ("recall", "same as sensitivity"),
+    ("sensitivity", "positives found, tp / (tp + fn)"),
+    ("specificity", "negatives cleared, tn / (tn + fp)"),
+    ("f1", "harmonic mean of precision and recall"),
+    ("auc", "area under the ROC curve, threshold-free"),
+)
+CI_KEYS = {"auc": "auc_ci95", "sensitivity": "sensitivity_ci95", "specificity": "specificity_ci95"}
+SOURCE_COLUMNS = ("n", "n_positive", "n_negative", "accuracy", "sensitivity", "specificity", "auc")
+
+HOW_TO_READ = """\
+## How to read this
+
+- The threshold was chosen on validation data only; metrics on a test set at that threshold are
+  an honest estimate, while metrics on the validation set itself are optimistic.
+- sensitivity_ci95 and specificity_ci95 are 95% Wilson intervals; auc_ci95 is a 95% percentile
+  bootstrap over images (auc_ci95_resamples resamples had both classes and were used).
+  Wide intervals mean too few images to tell.
+- "n/a" marks a metric the data cannot define (AUC or specificity with one class,
+  precision with no predicted positives).
+- Per-source rows show whether performance depends on where an image came from; if a source holds
+  only one class, the model may be recognising the source rather than the disease.
+"""
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _fmt_ci(ci) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _to_json(value):
+    """json.dumps fallback for numpy values, paths and other objects in meta."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def plot_roc(evaluations: list[Evaluation], path: Path) -> None:
+    """ROC curve per evaluation with AUC in the legend and its operating point marked."""
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    for e in evaluations:
+        m = e.metrics
+        if m["auc"] is None:
+            continue
+        fpr, tpr, _ = roc_curve(e.y_true, e.probs)
+        (line,) = ax.plot(fpr, tpr, label=f"{e.name} (AUC = {m['auc']:.3f})")
+        ax.plot(1 - m["specificity"], m["sensitivity"], "o", color=line.get_color(), clip_on=False)
+    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
+           xlim=(0, 1), ylim=(0, 1.02), title="ROC curves (dots: chosen threshold)")
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=100)
+
+
+def plot_confusion(evaluation: Evaluation, path: Path) -> None:
+    """2x2 confusion matrix with counts and percentages of each true class."""
+    cm = evaluation.metrics["confusion_matrix"]
+    counts = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+    row_totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.5 else "black"
+        ax.text(j, i, f"{count}\n{shares[i, j]:.1%}", ha="center", va="center", color=colour)
+    ax.set_xticks([0, 1], [f"predicted\n{c}" for c in CLASS_NAMES])
+    ax.set_yticks([0, 1], [f"true\n{c}" for c in CLASS_NAMES])
+    ax.set_title(f"{evaluation.name} (threshold {evaluation.threshold:.3f})")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    """One panel per metric of a Keras History.history-like dict, training and validation together."""
+    bases = sorted({k.removeprefix("val_") for k in history}, key=lambda k: (k != "loss", k))
+    fig = Figure(figsize=(5 * len(bases), 4))
+    for ax, base in zip(np.atleast_1d(fig.subplots(1, len(bases))), bases):
+        for key, label in ((base, "training"), (f"val_{base}", "validation")):
+            if key in history:
+                ax.plot(range(1, len(history[key]) + 1), history[key], marker=".", label=label)
+        ax.set(xlabel="epoch", ylabel=base, title=base)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    lines = ["| metric | value | 95% CI | meaning |", "|---|---|---|---|"]
+    for key, meaning in METRIC_ROWS:
+        ci = _fmt_ci(metrics[CI_KEYS[key]]) if key in CI_KEYS else ""
+        lines.append(f"| {key} | {_fmt(metrics[key])} | {ci} | {meaning} |")
+    return lines
+
+
+def _confusion_table(metrics: dict) -> list[str]:
+    cm = metrics["confusion_matrix"]
+    neg, pos = CLASS_NAMES
+    return [
+        f"| confusion_matrix | predicted {neg} | predicted {pos} |",
+        "|---|---|---|",
+        f"| true {neg} | tn = {cm['tn']} | fp = {cm['fp']} |",
+        f"| true {pos} | fn = {cm['fn']} | tp = {cm['tp']} |",
+    ]
+
+
+def _source_table(per_source: dict) -> list[str]:
+    lines = ["| source | " + " | ".join(SOURCE_COLUMNS) + " |", "|---|" + "---|" * len(SOURCE_COLUMNS)]
+    for source, m in per_source.items():
+        lines.append(f"| {source} | " + " | ".join(_fmt(m[c]) for c in SOURCE_COLUMNS) + " |")
+    return lines
+
+
+def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path]) -> str:
+    lines = ["# COVID-19 X-ray classifier evaluation", ""]
+    if meta:
+        lines += ["| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps(v, default=_to_json) if isinstance(v, (dict, list)) else v} |" for k, v in meta.items()]
+        lines.append("")
+    lines += ["![ROC curves](roc.png)", ""]
+    if "curves" in paths:
+        lines += ["![Training curves](curves.png)", ""]
+    for e in evaluations:
+        m = e.metrics
+        lines += [f"## {e.name}", ""] + _metrics_table(m)
+        lines += ["", f"auc_ci95 from {m['auc_ci95_resamples']} bootstrap resamples.", ""]
+        lines += _confusion_table(m) + ["", f"![Confusion matrix {e.name}]({paths[f'confusion_{e.name}'].name})", ""]
+        if "per_source" in m:
+            lines += ["### per_source", ""] + _source_table(m["per_source"]) + [""]
+    return "\n".join(lines + [HOW_TO_READ])
+
+
+def write_report(
+    out_dir,
+    evaluations: list[Evaluation],
+    history: dict[str, list[float]] | None = None,
+    meta: dict | None = None,
+) -> dict[str, Path]:
+    """Write roc.png, confusion_<name>.png, curves.png (if history), report.json and report.md; return the paths."""
+    if not evaluations:
+        raise ValueError("write_report needs at least one evaluation")
+    names = [e.name for e in evaluations]
+    if len({_safe_name(n) for n in names}) != len(names):
+        raise ValueError(f"evaluation names must be distinct as file names, got {names}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = meta or {}
+
+    paths = {"roc": out / "roc.png"}
+    plot_roc(evaluations, paths["roc"])
+    for e in evaluations:
+        paths[f"confusion_{e.name}"] = out / f"confusion_{_safe_name(e.name)}.png"
+        plot_confusion(e, paths[f"confusion_{e.name}"])
+    if history:
+        paths["curves"] = out / "curves.png"
+        plot_curves(history, paths["curves"])
+
+    paths["json"] = out / "report.json"
+    report = {"meta": meta, "evaluations": {e.name: e.metrics for e in evaluations}}
+    paths["json"].write_text(json.dumps(report, indent=2, default=_to_json, allow_nan=False))
+    paths["markdown"] = out / "report.md"
+    paths["markdown"].write_text(_markdown(evaluations, meta, paths))
+    return paths
