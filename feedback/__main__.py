@@ -1,0 +1,74 @@
+"""Command line: export corrections for training, hash a reader password, list corrections."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from feedback.export import export_corrections
+from feedback.readers import hash_password
+from feedback.store import DB_NAME, all_corrections, default_root, integrity_check
+
+
+def _existing_store(root: Path) -> Path:
+    if not (root / DB_NAME).is_file():
+        sys.exit(f"error: no feedback store at {root} (expected {root / DB_NAME})")
+    return root
+
+
+def _export(args: argparse.Namespace) -> None:
+    counts = export_corrections(_existing_store(args.root), args.out)
+    print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
+    print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  skipped (uncertain): {counts['skipped_uncertain']}")
+
+
+def _hash_password(args: argparse.Namespace) -> None:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat: ") != password:
+            sys.exit("error: passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    print(f"{args.name}:{hash_password(password, args.iterations)}" if args.name else hash_password(password, args.iterations))
+
+
+def _list(args: argparse.Namespace) -> None:
+    root = _existing_store(args.root)
+    corrections = all_corrections(root)
+    for c in corrections:
+        note = f"  {c.note!r}" if c.note else ""
+        print(f"{c.id:>5}  {c.created_at}  {c.reader:<12} {c.correct_label:<9} "
+              f"(model: {c.predicted_label} p={c.probability:.3f} {c.model_version})  "
+              f"{c.image_sha256[:12]}  {c.original_filename}{note}")
+    print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m feedback", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
+    export.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
+    export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
+    export.set_defaults(run=_export)
+
+    hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")
+    hashing.add_argument("--name", help="print a full 'name:hash' line for this reader")
+    hashing.add_argument("--iterations", type=int, default=200_000, help="PBKDF2 iterations (default: %(default)s)")
+    hashing.set_defaults(run=_hash_password)
+
+    listing = commands.add_parser("list", help="print every stored correction")
+    listing.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
+    listing.set_defaults(run=_list)
+
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Turn stored corrections into a labelled image folder (covid/, not_covid/, MANIFEST.csv) for training."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from feedback.store import Correction, all_corrections
+
+FOLDERS = {"positive": "covid", "negative": "not_covid"}
+MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "readers", "n_corrections")
+
+
+def _recency(c: Correction) -> tuple[str, int]:
+    return c.created_at, c.id
+
+
+def consensus_label(corrections: list[Correction]) -> str:
+    """One image's label: each reader's latest verdict is a vote, the majority wins, a tie goes to the most recent."""
+    latest: dict[str, Correction] = {}
+    for c in sorted(corrections, key=_recency):
+        latest[c.reader] = c
+    votes = Counter(c.correct_label for c in latest.values())
+    top = max(votes.values())
+    return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label
+
+
+def export_corrections(root: str | Path, out: str | Path) -> dict:
+    """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
+
+    Images whose consensus is "uncertain" are skipped. `out` must be missing or empty.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"export folder {out} already exists and is not empty; choose a new one")
+    by_image: dict[str, list[Correction]] = {}
+    for c in all_corrections(root):
+        by_image.setdefault(c.image_sha256, []).append(c)
+
+    counts = {"corrections": sum(len(cs) for cs in by_image.values()), "images": len(by_image),
+              "covid": 0, "not_covid": 0, "skipped_uncertain": 0}
+    rows = []
+    for sha256, corrections in sorted(by_image.items()):
+        label = consensus_label(corrections)
+        if label not in FOLDERS:
+            counts["skipped_uncertain"] += 1
+            continue
+        source = Path(corrections[0].image_path)
+        if not source.is_file():
+            raise FileNotFoundError(f"stored image for {sha256} is missing: {source}")
+        folder = FOLDERS[label]
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out / folder / source.name)
+        counts[folder] += 1
+        rows.append({
+            "file": f"{folder}/{source.name}",
+            "label": folder,
+            "patient_id": f"feedback:{sha256}",
+            "source": "feedback",
+            "sha256": sha256,
+            "readers": ";".join(sorted({c.reader for c in corrections})),
+            "n_corrections": len(corrections),
+        })
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return counts

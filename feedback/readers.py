@@ -1,0 +1,83 @@
+"""Reader (radiologist) accounts from the environment, with plain or PBKDF2-hashed passwords."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+PBKDF2_PREFIX = "pbkdf2_sha256"
+
+
+def hash_password(password: str, iterations: int = 200_000) -> str:
+    """PBKDF2-SHA256 hash as "pbkdf2_sha256$iterations$salt_hex$hash_hex", for XRAY_READERS_FILE."""
+    if not password:
+        raise ValueError("password is empty")
+    if iterations < 1:
+        raise ValueError(f"iterations must be positive, got {iterations}")
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"{PBKDF2_PREFIX}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def _parse_pbkdf2(secret: str) -> tuple[int, bytes, bytes]:
+    """(iterations, salt, digest) of a stored hash; ValueError when it is malformed."""
+    parts = secret.split("$")
+    if len(parts) != 4 or parts[0] != PBKDF2_PREFIX:
+        raise ValueError(f"expected {PBKDF2_PREFIX}$iterations$salt_hex$hash_hex")
+    iterations, salt, digest = int(parts[1]), bytes.fromhex(parts[2]), bytes.fromhex(parts[3])
+    if iterations < 1 or not salt or not digest:
+        raise ValueError("iterations must be positive and salt and hash non-empty")
+    return iterations, salt, digest
+
+
+def _parse_entries(entries: list[str], where: str) -> dict[str, str]:
+    """Parse "name:secret" entries; blank entries and '#' comments are skipped."""
+    readers: dict[str, str] = {}
+    for number, entry in enumerate(entries, start=1):
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        name, sep, secret = entry.partition(":")
+        name, secret = name.strip(), secret.strip()
+        if not sep or not name or not secret:
+            raise ValueError(f"{where} {number}: expected 'name:password', got {entry!r}")
+        if name in readers:
+            raise ValueError(f"{where} {number}: reader {name!r} is listed twice")
+        if secret.startswith(PBKDF2_PREFIX + "$"):
+            try:
+                _parse_pbkdf2(secret)
+            except ValueError as e:
+                raise ValueError(f"{where} {number}: bad password hash for {name!r}: {e}") from None
+        readers[name] = secret
+    return readers
+
+
+def load_readers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Reader name -> stored secret from XRAY_READERS or XRAY_READERS_FILE; {} when neither is set."""
+    inline, path = environ.get("XRAY_READERS", ""), environ.get("XRAY_READERS_FILE", "")
+    if inline.strip() and path.strip():
+        raise ValueError("set only one of XRAY_READERS and XRAY_READERS_FILE")
+    if path.strip():
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read XRAY_READERS_FILE {path!r}: {e.strerror}") from None
+        return _parse_entries(lines, f"{path} line")
+    return _parse_entries(inline.split(","), "XRAY_READERS entry")
+
+
+def check_reader(readers: Mapping[str, str], name: str, password: str) -> bool:
+    """True when the password is right for the reader; with no accounts configured, any non-empty name passes."""
+    name = name.strip()
+    if not readers:
+        return bool(name)
+    secret = readers.get(name)
+    if secret is None:
+        return False
+    if secret.startswith(PBKDF2_PREFIX + "$"):
+        iterations, salt, digest = _parse_pbkdf2(secret)
+        return hmac.compare_digest(hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations), digest)
+    return hmac.compare_digest(secret.encode(), password.encode())

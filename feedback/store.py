@@ -1,0 +1,211 @@
+"""Durable SQLite store of radiologists' corrections, with one stored copy of each flagged image."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import os
+import re
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+LABELS = ("positive", "negative", "uncertain")
+MAX_NOTE_CHARS = 2000
+DB_NAME = "corrections.sqlite3"
+LOCK_NAME = "corrections.lock"
+IMAGES_DIR = "images"
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS corrections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_sha256 TEXT NOT NULL,
+    image_path TEXT NOT NULL,
+    original_filename TEXT NOT NULL,
+    correct_label TEXT NOT NULL CHECK (correct_label IN ('positive', 'negative', 'uncertain')),
+    reader TEXT NOT NULL,
+    note TEXT NOT NULL,
+    predicted_label TEXT NOT NULL,
+    probability REAL NOT NULL CHECK (probability BETWEEN 0 AND 1),
+    model_version TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (image_sha256, reader, correct_label)
+)
+"""
+_COLUMNS = (
+    "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
+    " predicted_label, probability, model_version, created_at"
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One radiologist's verdict on one image; `image_path` is absolute."""
+
+    id: int
+    image_sha256: str
+    image_path: str
+    original_filename: str
+    correct_label: str
+    reader: str
+    note: str
+    predicted_label: str
+    probability: float
+    model_version: str
+    created_at: str
+
+
+def default_root() -> Path:
+    """$XRAY_FEEDBACK_DIR, else Hugging Face persistent storage (/data) when writable, else ./feedback_data."""
+    if os.environ.get("XRAY_FEEDBACK_DIR"):
+        return Path(os.environ["XRAY_FEEDBACK_DIR"])
+    if os.path.isdir("/data") and os.access("/data", os.W_OK):
+        return Path("/data/xray-covid-feedback")
+    return Path("feedback_data")
+
+
+def _connect(root: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the store's database; the caller owns and closes the connection."""
+    root.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA synchronous = FULL")
+    # Switching a new database to WAL fails at once (no busy wait) if another connection is open, so set-up is serialised.
+    try:
+        with open(root / LOCK_NAME, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
+    root = Path(root).absolute()
+    if not (root / DB_NAME).exists():
+        return []
+    conn = _connect(root)
+    try:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id", params).fetchall()
+    finally:
+        conn.close()
+    return [Correction(*row[:2], str(root / row[2]), *row[3:]) for row in rows]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _store_image(root: Path, image_bytes: bytes, sha256: str, filename: str) -> str:
+    """Write the image once under images/, atomically and durably; return its path relative to root."""
+    images = root / IMAGES_DIR
+    images.mkdir(parents=True, exist_ok=True)
+    existing = sorted(images.glob(f"{sha256}*"))
+    if existing:
+        return f"{IMAGES_DIR}/{existing[0].name}"
+    suffix = Path(filename).suffix.lower()
+    name = sha256 + (suffix if _EXTENSION.fullmatch(suffix) else "")
+    fd, tmp = tempfile.mkstemp(dir=images, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(image_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, images / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(images)
+    return f"{IMAGES_DIR}/{name}"
+
+
+def _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version) -> None:
+    if not isinstance(image_bytes, (bytes, bytearray)) or not image_bytes:
+        raise ValueError("image is empty: nothing to store")
+    if correct_label not in LABELS:
+        raise ValueError(f"correct_label must be one of {LABELS}, got {correct_label!r}")
+    if not isinstance(reader, str) or not reader.strip():
+        raise ValueError("reader name is empty: say who is making the correction")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+    if not isinstance(predicted_label, str) or not isinstance(model_version, str):
+        raise ValueError("predicted_label and model_version must be text")
+    if not isinstance(probability, (int, float)) or math.isnan(probability) or not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability must be a number in [0, 1], got {probability!r}")
+
+
+def add_correction(
+    root: str | Path,
+    image_bytes: bytes,
+    filename: str,
+    correct_label: str,
+    reader: str,
+    note: str,
+    predicted_label: str,
+    probability: float,
+    model_version: str,
+) -> tuple[int, bool]:
+    """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
+    _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version)
+    root = Path(root)
+    reader = reader.strip()
+    sha256 = hashlib.sha256(image_bytes).hexdigest()
+    image_path = _store_image(root, bytes(image_bytes), sha256, filename)
+    created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    conn = _connect(root)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                f"INSERT INTO corrections ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (image_sha256, reader, correct_label) DO NOTHING",
+                (sha256, image_path, Path(filename).name, correct_label, reader, note,
+                 predicted_label, float(probability), model_version, created_at),
+            )
+            created = cursor.rowcount == 1
+            (record_id,) = conn.execute(
+                "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
+                (sha256, reader, correct_label),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return record_id, created
+
+
+def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:
+    """All corrections of one image, oldest first."""
+    sha256 = image_sha256.strip().lower()
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
+    return _read(root, "WHERE image_sha256 = ?", (sha256,))
+
+
+def all_corrections(root: str | Path) -> list[Correction]:
+    """Every correction in the store, oldest first; empty when the store does not exist yet."""
+    return _read(root)
+
+
+def integrity_check(root: str | Path) -> str:
+    """SQLite's own consistency check of the store: "ok" when healthy, else the problems found."""
+    conn = _connect(Path(root))
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        conn.close()
+    return "\n".join(row[0] for row in rows)
