@@ -1,0 +1,85 @@
+"""The three model command lines end to end on the real fixture X-rays, with a tiny random-base model."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model import evaluate, predict, train
+from model.artifact import load_predictor
+
+REPORT_METRICS = ("accuracy", "loss", "precision", "recall", "sensitivity", "specificity", "f1", "auc", "auc_ci95",
+                  "confusion_matrix", "per_source")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import FIXTURE_DIR
+
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    train.main(["--data", str(FIXTURE_DIR), "--weights", "none", "--size", "32", "--dense", "8", "--epochs", "2",
+                "--views", "1", "--cache", str(cache), "--out", str(out)])
+    return out, cache
+
+
+def test_train_writes_artifact_card_and_report(trained):
+    out, _ = trained
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["input_size"] == 32
+    assert 0 <= card["threshold"] <= 1 and card["threshold_rule"]
+    assert card["hyperparameters"]["dense"] == [8]
+    assert card["training_data"]["train"]["images"] + card["training_data"]["validation"]["images"] + \
+        card["training_data"]["test"]["images"] == 24
+    assert set(card["metrics"]) == {"validation", "test"}
+    assert card["base_weights_origin"].startswith("random")
+    for name in ("model.keras", "report.md", "report.json", "roc.png", "confusion_test.png", "curves.png"):
+        assert (out / name).is_file(), name
+    predictor = load_predictor(out)
+    assert predictor.threshold == card["threshold"]
+
+
+def test_evaluate_reports_every_metric_and_plots(trained, tmp_path, fixture_dir, capsys):
+    out, cache = trained
+    evaluate.main(["--model", str(out), "--data", str(fixture_dir), "--out", str(tmp_path), "--cache", str(cache)])
+    report = json.loads((tmp_path / "report.json").read_text())
+    (metrics,) = report["evaluations"].values()
+    assert metrics["n"] == 24
+    for key in REPORT_METRICS:
+        assert key in metrics, key
+    assert set(metrics["per_source"]) == {"hida6/covid-chestxray-dataset",
+                                          "rtchanon/Machine-Learning-for-COVID-19-detection-from-chest-X-RAYS"}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "specificity" in markdown.lower() and "auc" in markdown.lower()
+    assert (tmp_path / "roc.png").is_file() and list(tmp_path.glob("confusion_*.png"))
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["n"] == 24
+
+
+def test_predict_reports_good_files_and_skips_bad_ones(trained, tmp_path, fixture_dir, capsys):
+    out, _ = trained
+    good = sorted((fixture_dir / "covid").iterdir())[:2] + sorted((fixture_dir / "normal").iterdir())[:1]
+    bad_text = tmp_path / "notes.png"
+    bad_text.write_text("this is not an x-ray")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    files = [good[0], bad_text, good[1], empty, good[2]]
+    status = predict.main([str(f) for f in files] + ["--model", str(out), "--csv", str(tmp_path / "out.csv")])
+    captured = capsys.readouterr()
+    assert status == 1
+    lines = captured.out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in good]
+    assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines)
+    assert "not an image" in captured.err and "empty" in captured.err
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [bool(r["error"]) for r in rows] == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.predict", "model.offline_weights"])
+def test_command_lines_have_help(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1], timeout=120)
+    assert result.returncode == 0
+    assert "usage:" in result.stdout and "--" in result.stdout
