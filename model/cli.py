@@ -1,11 +1,12 @@
-"""Command-line arguments shared by model.train and the tuner: the data folder, its split and the base."""
+"""Command-line arguments shared by model.train, model.crossval and the tuner: data, split, base and head."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from model.config import DEFAULT_POSITIVE_FOLDERS
+from model.config import DEFAULT_POSITIVE_FOLDERS, OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
 from model.data import Split, apply_corrections, describe_split, scan_folder, split_by_patient
 from model.features import DEFAULT_CACHE
 
@@ -43,3 +44,29 @@ def split_from_args(args: argparse.Namespace) -> Split:
 
 def cache_from_args(args: argparse.Namespace) -> Path | None:
     return None if args.no_cache else args.cache
+
+
+def add_head_arguments(parser: argparse.ArgumentParser) -> None:
+    head = parser.add_argument_group("head and training (defaults: the reference design)")
+    head.add_argument("--hparams", type=Path, default=None,
+                      help="take the head and training settings from a model_card.json or a JSON config instead")
+    head.add_argument("--pooling", choices=POOLINGS, default=REFERENCE.pooling)
+    head.add_argument("--dense", type=int, nargs="*", default=list(REFERENCE.dense), help="dense layer sizes")
+    head.add_argument("--dropout", type=float, default=REFERENCE.dropout)
+    head.add_argument("--optimizer", choices=OPTIMIZERS, default=REFERENCE.optimizer)
+    head.add_argument("--lr", type=float, default=REFERENCE.learning_rate, help="learning rate")
+    head.add_argument("--epochs", type=int, default=REFERENCE.epochs)
+    head.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
+    head.add_argument("--class-weight", action="store_true", help="weight classes by inverse frequency")
+
+
+def config_from_args(args: argparse.Namespace) -> ModelConfig:
+    """The ModelConfig the flags describe; --hparams replaces the head settings, never the base or the seed."""
+    base = {"input_size": args.size, "weights": args.weights, "seed": args.seed}
+    if args.hparams:
+        saved = json.loads(args.hparams.read_text())
+        return ModelConfig.from_dict({**saved.get("hyperparameters", saved), **base})
+    return ModelConfig(
+        pooling=args.pooling, dense=tuple(args.dense), dropout=args.dropout, optimizer=args.optimizer,
+        learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size, class_weight=args.class_weight, **base,
+    )

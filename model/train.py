@@ -12,35 +12,18 @@ import json
 import time
 from pathlib import Path
 
-from model.cli import add_data_arguments, cache_from_args, split_from_args
-from model.config import OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
+from model.cli import add_data_arguments, add_head_arguments, cache_from_args, config_from_args, split_from_args
 from model.training import featurize, fine_tune, finish, prepare, train_head
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
+    add_head_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="artifact and report folder")
-    head = parser.add_argument_group("head and training (defaults: the reference design)")
-    head.add_argument("--pooling", choices=POOLINGS, default=REFERENCE.pooling)
-    head.add_argument("--dense", type=int, nargs="*", default=list(REFERENCE.dense), help="dense layer sizes")
-    head.add_argument("--dropout", type=float, default=REFERENCE.dropout)
-    head.add_argument("--optimizer", choices=OPTIMIZERS, default=REFERENCE.optimizer)
-    head.add_argument("--lr", type=float, default=REFERENCE.learning_rate, help="learning rate")
-    head.add_argument("--epochs", type=int, default=REFERENCE.epochs)
-    head.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
-    head.add_argument("--class-weight", action="store_true", help="weight classes by inverse frequency")
-    head.add_argument("--fine-tune-epochs", type=int, default=0,
-                      help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=0,
+                        help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
     return parser.parse_args(argv)
-
-
-def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    return ModelConfig(
-        input_size=args.size, weights=args.weights, pooling=args.pooling, dense=tuple(args.dense),
-        dropout=args.dropout, optimizer=args.optimizer, learning_rate=args.lr, epochs=args.epochs,
-        batch_size=args.batch_size, class_weight=args.class_weight, seed=args.seed,
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,10 @@ class Features:
         views = self.x.shape[1]
         return self.x.reshape(-1, *self.x.shape[2:]), np.repeat(self.y, views).reshape(-1, 1)
 
+    def take(self, indices: Sequence[int]) -> "Features":
+        indices = np.asarray(indices, dtype=int)
+        return Features(self.x[indices], self.y[indices], [self.examples[i] for i in indices])
+
     def __add__(self, other: "Features") -> "Features":
         views = min(self.x.shape[1], other.x.shape[1])
         x = np.concatenate([self.x[:, :views], other.x[:, :views]])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model import evaluate, predict, train
+from model import crossval, evaluate, predict, train
 from model.artifact import load_predictor
 
 REPORT_METRICS = ("accuracy", "loss", "precision", "recall", "sensitivity", "specificity", "f1", "auc", "auc_ci95",
@@ -77,7 +77,35 @@ def test_predict_reports_good_files_and_skips_bad_ones(trained, tmp_path, fixtur
     assert [bool(r["error"]) for r in rows] == [False, True, False, True, False]
 
 
-@pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.predict", "model.offline_weights"])
+def test_crossval_holds_out_each_patient_once_with_the_cards_settings(trained, tmp_path, fixture_dir, capsys):
+    out, cache = trained
+    crossval.main(["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--views", "1", "--folds", "3",
+                   "--hparams", str(out / "model_card.json"), "--cache", str(cache), "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "crossval.json").read_text())
+    assert result["meta"]["dense"] == [8] and result["meta"]["epochs"] == 2
+    assert result["summary"]["n_folds"] == 3 and result["summary"]["pooled"]["n"] == 24
+    assert sum(fold["n"] for fold in result["summary"]["folds"]) == 24
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["n"] == 24
+
+
+def test_grouped_folds_never_split_a_patient(fixture_dir):
+    import numpy as np
+
+    from model.data import scan_folder
+    from model.training import Features
+
+    examples = scan_folder(fixture_dir)
+    features = Features(np.zeros((len(examples), 1, 1)), np.array([e.label for e in examples], "float32"), examples)
+    held_out = []
+    for train_idx, test_idx in crossval.grouped_folds(features, 3, seed=0):
+        train_patients = {examples[i].patient_id for i in train_idx}
+        assert not train_patients & {examples[i].patient_id for i in test_idx}
+        held_out += list(test_idx)
+    assert sorted(held_out) == list(range(len(examples)))
+
+
+@pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.predict", "model.crossval",
+                                    "model.offline_weights"])
 def test_command_lines_have_help(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
                             cwd=Path(__file__).parents[1], timeout=120)
