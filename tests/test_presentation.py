@@ -1,0 +1,111 @@
+"""Tests of what a reader sees: label scores, decision sentence, model card summary, corrections listing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feedback.store import Correction
+from model import presentation as show
+from model.artifact import Prediction, make_card
+from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
+
+
+def prediction(probability: float, threshold: float) -> Prediction:
+    positive = probability >= threshold
+    return Prediction(
+        probability=probability,
+        positive=positive,
+        label=POSITIVE_NAME if positive else NEGATIVE_NAME,
+        threshold=threshold,
+        heatmap=np.zeros((2, 2), "float32"),
+        grey=np.zeros((64, 64), "uint8"),
+    )
+
+
+def correction(id: int, label: str, reader: str, note: str = "") -> Correction:
+    return Correction(
+        id=id, image_sha256="a" * 64, image_path="/store/images/x.png", original_filename="x.png",
+        correct_label=label, reader=reader, note=note, predicted_label="positive", probability=0.83,
+        model_version="abc123", created_at="2025-03-04T10:11:12.000000+00:00",
+    )
+
+
+@pytest.fixture
+def card() -> dict:
+    split = {"images": 40, "patients": 30, "positive": 20, "negative": 20}
+    test = {"n": 12, "auc": 0.875, "auc_ci95": [0.61, 0.99], "sensitivity": 0.8, "specificity": 0.75, "accuracy": 0.77}
+    made = make_card(
+        ModelConfig(weights="none", input_size=64, pooling="avg", dense=(8,)), 0.37,
+        {"train": split, "validation": split, "test": split}, {"validation": test, "test": test},
+        "Youden's J on validation", notes="Trained on the dev set only.",
+    )
+    return dict(made, version="0123456789ab")
+
+
+def test_label_scores_are_the_two_class_probabilities():
+    scores = show.label_scores(prediction(0.8, 0.5))
+    assert scores == pytest.approx({POSITIVE_NAME: 0.8, NEGATIVE_NAME: 0.2})
+
+
+@pytest.mark.parametrize("probability, threshold, label, relation", [
+    (0.30, 0.25, POSITIVE_NAME, "at or above"),
+    (0.25, 0.25, POSITIVE_NAME, "at or above"),
+    (0.70, 0.80, NEGATIVE_NAME, "below"),
+])
+def test_decision_text_names_the_class_and_compares_with_the_threshold(probability, threshold, label, relation):
+    text = show.decision_text(prediction(probability, threshold))
+    assert text.startswith(f"**{label}**")
+    assert f"{probability:.2f}, {relation} its decision threshold of {threshold:.2f}" in text
+
+
+def test_card_summary_shows_identity_data_test_metrics_and_limitations(card):
+    text = show.card_summary(card)
+    assert "version `0123456789ab`" in text
+    assert "0.37 (Youden's J on validation)" in text
+    assert "random initialisation" in text
+    assert "| train | 40 | 30 | 20 | 20 |" in text
+    assert "| 12 | 0.88 (0.61-0.99) | 0.80 | 0.75 | 0.77 |" in text
+    assert all(limitation in text for limitation in show.LIMITATIONS)
+    assert "Trained on the dev set only." in text
+    assert "not for diagnosis" in text
+
+
+def test_card_summary_without_test_metrics_or_card_says_so(card):
+    assert "no test metrics recorded" in show.card_summary(dict(card, metrics={}))
+    assert "No model card" in show.card_summary({})
+
+
+def test_corrections_markdown_lists_each_correction_with_reader_label_and_note():
+    text = show.corrections_markdown(
+        [correction(3, "negative", "dr_a", "clear lungs"), correction(7, "uncertain", "dr_b")]
+    )
+    assert "2 corrections" in text
+    assert "#3 **negative** by dr_a on 2025-03-04 (model abc123 said positive, 0.83): clear lungs" in text
+    assert "#7 **uncertain** by dr_b on 2025-03-04 (model abc123 said positive, 0.83)" in text
+    assert "No radiologist" in show.corrections_markdown([])
+
+
+def test_flag_confirmation_gives_the_record_id_and_says_when_it_was_a_repeat():
+    assert "record **#5**" in show.flag_confirmation(5, True, "negative")
+    repeat = show.flag_confirmation(5, False, "negative")
+    assert "record **#5**" in repeat and "already" in repeat
+
+
+def test_missing_model_notice_names_the_path_and_the_training_command(tmp_path):
+    text = show.missing_model_notice(tmp_path / "artifact")
+    assert str(tmp_path / "artifact") in text
+    assert f"python -m model.train --data DATA_DIR --out {tmp_path / 'artifact'}" in text
+    assert f"--out {tmp_path}`" in show.missing_model_notice(tmp_path / "model.keras")
+
+
+def test_missing_model_notice_shows_paths_under_the_working_directory_relative(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert "--out model/artifacts/default`" in show.missing_model_notice(tmp_path / "model" / "artifacts" / "default")
+
+
+def test_preview_keeps_the_aspect_ratio_and_caps_the_long_side():
+    grey = np.tile(np.arange(1200, dtype="uint16") % 256, (600, 1)).astype("uint8")
+    small = show.preview(grey, max_side=300)
+    assert small.shape == (150, 300) and small.dtype == np.uint8
+    assert show.preview(grey[:100, :80]).shape == (100, 80)
