@@ -1,0 +1,181 @@
+"""The Keras Tuner search: space, objectives, CLI resume and export, distributed chief and workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras_tuner
+import numpy as np
+import pytest
+
+from model.artifact import load_predictor
+from model.config import ModelConfig
+from model.training import Features
+from tuning.__main__ import main
+from tuning.report import TrialRecord, ranked, write_search_report
+from tuning.search import ENV, OBJECTIVES, make_tuner, search, set_role, trial_records
+from tuning.space import SEED_POINT, SPACE, LogRange, config_of, contains, declare, narrow
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--weights", "none", "--size", "32", "--tuner", "random", "--space", "epochs=1,2", "dense=32,16-8"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One feature cache for the module: only the first search runs the base."""
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No distributed-mode variables, and none left behind."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def cli(fixture_dir: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["--data", str(fixture_dir), "--out", str(out), "--cache", str(cache), *FAST, *extra]
+
+
+def trial_files(project: Path) -> dict[str, float]:
+    return {str(p.relative_to(project)): p.stat().st_mtime_ns for p in sorted(project.glob("trial_*/*"))}
+
+
+def synthetic_sets(seed: int = 0) -> dict[str, Features]:
+    """Features of shape (1, 1, 8) whose mean shifts with the label: learnable, but not perfectly."""
+    rng = np.random.default_rng(seed)
+
+    def features(n: int) -> Features:
+        y = (np.arange(n) % 2).astype("float32")
+        x = rng.normal(size=(n, 2, 1, 1, 8)) + 0.7 * y[:, None, None, None, None]
+        return Features(x.astype("float32"), y, [])
+
+    return {"train": features(48), "validation": features(24)}
+
+
+def test_seed_setting_is_a_point_of_the_space_and_its_default():
+    assert contains(SPACE, SEED_POINT)
+    assert SEED_POINT == {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 20, "batch_size": 32,
+                          "pooling": "flatten", "dense": "1024-512", "dropout": 0.0, "class_weight": False}
+    assert config_of(SEED_POINT, ModelConfig(seed=3)) == ModelConfig(seed=3)
+    assert declare(keras_tuner.HyperParameters(), SPACE) == SEED_POINT
+    assert not contains(SPACE, {**SEED_POINT, "learning_rate": 0.5})
+
+
+def test_grid_search_starts_at_the_seed_setting_and_hyperband_owns_the_epochs(tmp_path, clean_env):
+    grid = make_tuner("grid", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path / "grid", max_trials=2)
+    assert grid.oracle.create_trial("probe").hyperparameters.values == SEED_POINT
+    hyperband = make_tuner("hyperband", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path / "hb")
+    values = hyperband.oracle.create_trial("probe").hyperparameters.values
+    assert "epochs" not in values and values["tuner/epochs"] <= max(SPACE["epochs"]) == hyperband.oracle.max_epochs
+
+
+def test_narrow_parses_values_and_rejects_bad_ones():
+    space = narrow(SPACE, ["epochs=3,5", "learning_rate=1e-3:1e-2", "class_weight=true", "dense=64-32"])
+    assert space["epochs"] == (3, 5) and space["learning_rate"] == LogRange(1e-3, 1e-2)
+    assert space["class_weight"] == (True,) and space["dense"] == ("64-32",)
+    for bad in ("speed=1", "optimizer=nadam", "epochs=0", "dense=12-x", "learning_rate=1:0.1", "dropout=1.0", "epochs="):
+        with pytest.raises(ValueError, match="--space"):
+            narrow(SPACE, [bad])
+
+
+def test_roles_from_flags_and_bad_addresses(clean_env):
+    assert set_role() == "single"
+    assert set_role(worker="10.0.0.1:8000", worker_id="gpu1") == "worker"
+    assert os.environ["KERASTUNER_TUNER_ID"] == "worker-gpu1" and os.environ["KERASTUNER_ORACLE_PORT"] == "8000"
+    assert set_role(chief="0.0.0.0:8000") == "chief"
+    for flags in ({"chief": "8000"}, {"worker": "host:8000"}, {"worker": "h:1", "worker_id": "chief2"},
+                  {"chief": "h:1", "worker": "h:1", "worker_id": "a"}):
+        with pytest.raises(ValueError):
+            set_role(**flags)
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_best_trial_is_best_by_the_objective_direction(tmp_path, clean_env, name):
+    space = narrow(SPACE, ["epochs=2", "dense=16", "batch_size=16"])
+    tuner = make_tuner("random", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path, name, 2, space)
+    assert search(tuner, synthetic_sets()) == 2
+    pick = max if OBJECTIVES[name] == "max" else min
+    per_trial = {r.trial_id: pick(r.history[name]) for r in trial_records(tuner)}
+    assert len(set(per_trial.values())) > 1, "trials must differ for the test to mean anything"
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.trial_id == pick(per_trial, key=per_trial.get)
+    assert best.score == pytest.approx(per_trial[best.trial_id])
+
+
+def test_report_ranks_by_direction_and_lists_every_trial(tmp_path):
+    records = [
+        TrialRecord("0", "COMPLETED", dict(SEED_POINT), 0.7, 3, 1.0, {"loss": [0.9, 0.8], "val_loss": [0.9, 0.7]}),
+        TrialRecord("1", "COMPLETED", {**SEED_POINT, "optimizer": "adam", "learning_rate": 1e-3}, 0.4, 1, 2.0),
+        TrialRecord("2", "FAILED", {**SEED_POINT, "optimizer": "rmsprop"}, None),
+    ]
+    assert [r.trial_id for r in ranked(records, "max")] == ["0", "1"]
+    assert [r.trial_id for r in ranked(records, "min")] == ["1", "0"]
+    paths = write_search_report(tmp_path, records, "val_loss", "min", SEED_POINT)
+    text = paths["markdown"].read_text()
+    assert "Trial 1: val_loss = 0.4" in text
+    assert all(re.search(rf"^\| {i} \| ", text, re.M) for i in "012")
+    assert paths["optimizer_lr"].stat().st_size > 0 and paths["curves"].stat().st_size > 0
+
+
+def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_dir, tmp_path, cache, capsys, clean_env):
+    out = tmp_path / "run"
+    main(cli(fixture_dir, out, cache, "--max-trials", "3"))
+    first = capsys.readouterr().err
+    assert len(re.findall(r"^trial \d+ completed in", first, re.M)) == 3 and "ran 3 trials" in first
+    files = trial_files(out / "search")
+    assert len({name.split("/")[0] for name in files}) == 3
+
+    predictor = load_predictor(out / "best")
+    prediction = predictor.predict(next((fixture_dir / "covid").iterdir()))
+    assert 0.0 <= prediction.probability <= 1.0 and predictor.input_size == 32
+    export = json.loads((out / "export.json").read_text())
+    assert predictor.card["hyperparameters"] == export["config"]
+    assert f"Trial {export['trial']}:" in (out / "report.md").read_text()
+    assert (out / "best" / "report.md").is_file() and (out / "optimizer_lr.png").is_file()
+
+    main(cli(fixture_dir, out, cache, "--max-trials", "3"))
+    second = capsys.readouterr().err
+    assert "ran 0 trials" in second and "completed in" not in second and "nothing to export" in second
+    assert trial_files(out / "search") == files
+
+    with pytest.raises(SystemExit, match="other objective"):
+        main(cli(fixture_dir, out, cache, "--max-trials", "3", "--objective", "val_loss"))
+
+
+def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_dir, tmp_path, cache):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    command = [sys.executable, "-m", "tuning", *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "3"),
+               "--space", "epochs=1", "dense=16"]
+    roles = {"chief": ["--chief", f"127.0.0.1:{port}"]}
+    roles |= {f"worker-{w}": ["--worker", f"127.0.0.1:{port}", "--worker-id", w] for w in "ab"}
+    processes = {
+        name: subprocess.Popen(command + flags, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+        for name, flags in roles.items()
+    }
+    try:
+        logs = {name: p.communicate(timeout=420)[0] for name, p in processes.items()}
+    finally:
+        for p in processes.values():
+            p.kill()
+    for name, p in processes.items():
+        assert p.returncode == 0, f"{name} failed:\n{logs[name][-3000:]}"
+
+    trials = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "search").glob("trial_*/trial.json"))]
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 3
+    ran = [i for name in ("worker-a", "worker-b") for i in re.findall(r"^trial (\d+) completed", logs[name], re.M)]
+    assert sorted(ran) == sorted(t["trial_id"] for t in trials)
+    assert "completed in" not in logs["chief"]
+    assert logs["chief"].count("exported trial") == 1
+    assert all("exported" not in logs[name] for name in ("worker-a", "worker-b"))
+    assert load_predictor(tmp_path / "run" / "best").input_size == 32

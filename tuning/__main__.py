@@ -1,0 +1,138 @@
+"""Search the head's hyperparameters with Keras Tuner: python -m tuning --data DIR --out runs/NAME [options].
+
+The frozen VGG-16 base runs once per image and stored view (features cached on disk); each trial trains
+only a head. A rerun of the same command resumes the project in <out>/search and repeats no finished
+trial (a larger --max-trials extends it); --overwrite starts over; Ctrl-C leaves a project that resumes.
+The best trial's head (at its best epoch) is evaluated once on the test patients and exported to
+<out>/best; <out>/report.md compares all trials.
+
+Several machines sharing one --out folder (and, ideally, --cache): start the chief first, then workers:
+  python -m tuning ... --out /shared/runs/NAME --chief 0.0.0.0:8000
+  python -m tuning ... --out /shared/runs/NAME --worker CHIEF_HOST:8000 --worker-id gpu1
+The chief hands out trials and exports once all are done; workers run trials and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from model.cli import add_data_arguments, cache_from_args, split_from_args
+from model.config import ModelConfig
+from model.training import log, prepare
+from tuning.report import write_search_report
+from tuning.search import OBJECTIVES, TUNERS, export_best, make_tuner, search, set_role, trial_records
+from tuning.space import SEED_POINT, SPACE, LogRange, narrow
+
+SETTINGS_FILE = "search.json"
+EXPORT_FILE = "export.json"
+TEST_SUMMARY = ("n", "auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy", "threshold")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
+    search_group = parser.add_argument_group("search")
+    search_group.add_argument("--out", type=Path, default=Path("runs/tuning"), help="project, artifact and report folder")
+    search_group.add_argument("--tuner", choices=TUNERS, default="bayesian")
+    search_group.add_argument("--objective", choices=OBJECTIVES, default="val_auc",
+                              help="validation metric to optimise (loss is minimised, the others maximised)")
+    search_group.add_argument("--max-trials", type=int, default=20,
+                              help="trials in all, counting earlier runs (Hyperband sets its own number)")
+    search_group.add_argument("--space", nargs="+", default=[], metavar="NAME=VALUES",
+                              help="narrow the space, e.g. epochs=5,10 optimizer=sgd,adam learning_rate=1e-3:1e-1; "
+                                   f"names: {', '.join(SPACE)}")
+    search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
+    search_group.add_argument("--fine-tune-epochs", type=int, default=0,
+                              help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
+    distributed = parser.add_argument_group("several machines (Keras Tuner's distributed mode)")
+    distributed.add_argument("--chief", metavar="HOST:PORT", help="serve the search on this address, export at the end")
+    distributed.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
+    distributed.add_argument("--worker-id", help="this worker's name, unique; reuse it to resume its trial after a crash")
+    args = parser.parse_args(argv)
+    if args.max_trials < 1 or args.fine_tune_epochs < 0:
+        parser.error("--max-trials must be at least 1 and --fine-tune-epochs at least 0")
+    try:
+        args.role = set_role(args.chief, args.worker, args.worker_id)
+        args.space = narrow(SPACE, args.space)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """What fixes a search: changing any of it makes the stored trials incomparable."""
+    space = {k: [v.low, v.high] if isinstance(v, LogRange) else list(v) for k, v in args.space.items()}
+    return {
+        "data": str(args.data.resolve()), "positive": args.positive, "feedback": str(args.feedback),
+        "val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "seed": args.seed,
+        "views": args.views, "weights": args.weights, "size": args.size,
+        "tuner": args.tuner, "objective": args.objective, "space": space,
+    }
+
+
+def check_settings(out: Path, current: dict, overwrite: bool) -> None:
+    """Refuse to resume a project made with other settings; record them for the next run."""
+    path = out / SETTINGS_FILE
+    if path.is_file() and not overwrite:
+        stored = json.loads(path.read_text())
+        changed = [k for k in current if stored.get(k) != current[k]]
+        if changed:
+            sys.exit(f"{out} holds a search made with other {', '.join(changed)}; "
+                     "rerun with the same settings to resume, or use --overwrite or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.time()
+    if args.role != "worker":
+        check_settings(args.out, settings(args), args.overwrite)
+        if args.overwrite:
+            (args.out / EXPORT_FILE).unlink(missing_ok=True)
+    base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed)
+    base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
+    log(f"features ready in {time.time() - start:.0f} s ({args.role})")
+    tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
+                       args.max_trials, args.space, overwrite=args.overwrite and args.role != "worker")
+    try:
+        ran = search(tuner, sets)
+    except KeyboardInterrupt:
+        sys.exit(f"\ninterrupted: the project in {args.out} keeps every finished trial; "
+                 "rerun the same command to resume (an unfinished trial is run again)")
+    if args.role == "worker":
+        log(f"worker done: ran {ran} trials")
+        return
+    records = trial_records(tuner)
+    log(f"ran {ran} trials in this run; {len(records)} recorded in {args.out / 'search'}")
+    export_path = args.out / EXPORT_FILE
+    wanted = {"trial": tuner.oracle.get_best_trials(1)[0].trial_id, "fine_tune_epochs": args.fine_tune_epochs,
+              "target_sensitivity": args.target_sensitivity}
+    done = json.loads(export_path.read_text()) if export_path.is_file() else {}
+    if {k: done.get(k) for k in wanted} == wanted:
+        log(f"best trial {wanted['trial']} already exported to {args.out / 'best'}; nothing to export")
+    else:
+        artifact, evaluations, config = export_best(
+            tuner, base, sets, base_config, args.out / "best", args.fine_tune_epochs, args.target_sensitivity,
+            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective},
+        )
+        test = next(e.metrics for e in evaluations if e.name == "test")
+        done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
+        export_path.write_text(json.dumps(done, indent=2, default=float) + "\n")
+        log(f"exported trial {done['trial']} to {artifact}; test: {json.dumps(done['test'], default=float)}")
+    meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
+            "input size": args.size, "base weights": args.weights, "seed": args.seed,
+            "artifact": args.out / "best" / "model.keras",
+            "exported configuration": json.dumps(done.get("config"))}
+    paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
+                                done.get("test"))
+    log(f"wrote {paths['markdown']} in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The search report: every trial, the best one, optimizer x learning rate, curves of the best trials (Markdown + PNG)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+CURVE_METRICS = ("loss", "auc")
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the report needs it; score is None for a trial that did not finish or diverged."""
+
+    trial_id: str
+    status: str
+    values: dict
+    score: float | None
+    best_epoch: int | None = None
+    seconds: float | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def ranked(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
+    """Scored trials, best first."""
+    scored = [r for r in records if r.score is not None]
+    return sorted(scored, key=lambda r: -r.score if direction == "max" else r.score)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def plot_optimizer_lr(records: list[TrialRecord], objective: str, seed_point: dict, path: Path) -> None:
+    """Objective against learning rate (log scale), one colour per optimizer; the seed's setting ringed."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    scored = [r for r in records if r.score is not None and "learning_rate" in r.values]
+    for optimizer in sorted({r.values.get("optimizer") for r in scored}, key=str):
+        mine = [r for r in scored if r.values.get("optimizer") == optimizer]
+        ax.scatter([r.values["learning_rate"] for r in mine], [r.score for r in mine], label=str(optimizer), alpha=0.8)
+    seed_runs = [r for r in scored if all(r.values.get(k) == v for k, v in seed_point.items() if k in r.values)]
+    if seed_runs:
+        ax.scatter([r.values["learning_rate"] for r in seed_runs], [r.score for r in seed_runs], s=160,
+                   facecolors="none", edgecolors="black", label="seed's setting")
+    ax.set(xscale="log", xlabel="learning rate", ylabel=objective, title=f"{objective} by optimizer and learning rate")
+    if scored:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_best_curves(best: list[TrialRecord], path: Path) -> None:
+    """Training (dashed) and validation (solid) loss and AUC per epoch of the best trials."""
+    fig = Figure(figsize=(6 * len(CURVE_METRICS), 4))
+    for ax, metric in zip(fig.subplots(1, len(CURVE_METRICS)), CURVE_METRICS):
+        for record in best:
+            if f"val_{metric}" not in record.history:
+                continue
+            (line,) = ax.plot(np.arange(1, len(record.history[f"val_{metric}"]) + 1), record.history[f"val_{metric}"],
+                              label=f"trial {record.trial_id} validation")
+            if metric in record.history:
+                ax.plot(np.arange(1, len(record.history[metric]) + 1), record.history[metric], linestyle="--",
+                        color=line.get_color(), label=f"trial {record.trial_id} training")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _optimizer_table(records: list[TrialRecord], direction: str) -> list[str]:
+    pick = max if direction == "max" else min
+    lines = ["| optimizer | trials | best | median | learning rate of the best |", "|---|---|---|---|---|"]
+    for optimizer in sorted({r.values.get("optimizer") for r in records if r.score is not None}, key=str):
+        mine = ranked([r for r in records if r.values.get("optimizer") == optimizer], direction)
+        scores = [r.score for r in mine]
+        lines.append(f"| {optimizer} | {len(mine)} | {_fmt(pick(scores))} | {_fmt(statistics.median(scores))} | "
+                     f"{_fmt(mine[0].values.get('learning_rate'))} |")
+    return lines
+
+
+def _trial_table(records: list[TrialRecord], objective: str) -> list[str]:
+    names = list(dict.fromkeys(name for r in records for name in r.values))
+    lines = [f"| trial | status | {objective} | best epoch | seconds | " + " | ".join(names) + " |",
+             "|---|---|---|---|---|" + "---|" * len(names)]
+    for r in records:
+        cells = [r.trial_id, r.status, _fmt(r.score), _fmt(r.best_epoch), _fmt(r.seconds)]
+        cells += [_fmt(r.values.get(name)) for name in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_search_report(
+    out_dir: Path,
+    records: list[TrialRecord],
+    objective: str,
+    direction: str,
+    seed_point: dict,
+    meta: dict | None = None,
+    test_metrics: dict | None = None,
+    top: int = 3,
+) -> dict[str, Path]:
+    """Write report.md, trials.json, optimizer_lr.png and curves.png to out_dir; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    best = ranked(records, direction)
+    paths = {"optimizer_lr": out / "optimizer_lr.png", "curves": out / "curves.png",
+             "json": out / "trials.json", "markdown": out / "report.md"}
+    plot_optimizer_lr(records, objective, seed_point, paths["optimizer_lr"])
+    plot_best_curves(best[:top], paths["curves"])
+    paths["json"].write_text(json.dumps([asdict(r) for r in records], indent=1, default=float))
+
+    lines = ["# Hyperparameter search", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in (meta or {}).items()]
+    finished = [r.seconds for r in records if r.seconds is not None]
+    lines += [f"| trials | {len(records)} recorded, {len(best)} scored |",
+              f"| time in trials | {sum(finished):.0f} s (mean {statistics.fmean(finished) if finished else 0:.1f} s) |", ""]
+    lines += ["## Best trial", ""]
+    if best:
+        winner = best[0]
+        lines += [f"Trial {winner.trial_id}: {objective} = {_fmt(winner.score)} at epoch {winner.best_epoch} "
+                  f"({direction}imised, on the validation patients).", "", "| hyperparameter | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in winner.values.items()]
+        lines.append("")
+    else:
+        lines += ["No trial has a score yet.", ""]
+    if test_metrics:
+        lines += ["Its artifact, evaluated once on the untouched test patients (details in [best/report.md](best/report.md)):",
+                  "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v) if not isinstance(v, list) else '[' + ', '.join(map(_fmt, v)) + ']'} |"
+                  for k, v in test_metrics.items()]
+        lines.append("")
+    lines += ["## Effect of optimizer and learning rate", "", "![optimizer and learning rate](optimizer_lr.png)", ""]
+    lines += _optimizer_table(records, direction) + [""]
+    lines += [f"## Loss and AUC of the {min(top, len(best))} best trials", "", "![curves](curves.png)", ""]
+    lines += ["## All trials", ""] + _trial_table(records, objective) + [""]
+    paths["markdown"].write_text("\n".join(lines))
+    return paths

@@ -1,0 +1,215 @@
+"""Run a Keras Tuner search over the head: tuner and objective, resuming, progress, distributed roles, the result.
+
+The project lives in <out>/search; Keras Tuner reloads it when it exists (overwrite=False), so a rerun
+continues where the last one stopped and repeats no finished trial. Each trial builds its head after
+keras.backend.clear_session() (Keras Tuner's Tuner._try_build), so memory does not grow across trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import keras_tuner
+import numpy as np
+
+from model.config import ModelConfig
+from model.training import Features, eta, featurize, fine_tune, finish, log
+from tuning.report import TrialRecord
+from tuning.space import SPACE, HeadHyperModel, Spec, config_of
+
+OBJECTIVES = {"val_auc": "max", "val_f1": "max", "val_loss": "min"}
+TUNERS = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+    "grid": keras_tuner.GridSearch,
+}
+PROJECT = "search"
+HISTORY_FILE = "history.json"
+ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+def objective(name: str) -> keras_tuner.Objective:
+    """The objective with its direction spelled out (Keras Tuner would minimise a name it does not know)."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {name!r}")
+    return keras_tuner.Objective(name, direction=OBJECTIVES[name])
+
+
+class Progress:
+    """Tuner mixin: keeps each trial's epoch history and time in its folder and prints one line per finished trial."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        start = time.monotonic()
+        histories = super().run_trial(trial, *args, **kwargs)
+        record = {"seconds": time.monotonic() - start, "history": histories[0].history}
+        Path(self.get_trial_dir(trial.trial_id), HISTORY_FILE).write_text(json.dumps(record, default=float))
+        return histories
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.session_seconds = []
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        path = Path(self.get_trial_dir(trial.trial_id), HISTORY_FILE)
+        seconds = json.loads(path.read_text())["seconds"] if path.is_file() else float("nan")
+        self.session_seconds.append(seconds)
+        name = self.oracle.objective.name
+        ended = self.oracle.get_trial(trial.trial_id)
+        best = self.oracle.get_best_trials(1)
+        shown = " ".join(f"{k}={_short(v)}" for k, v in trial.hyperparameters.values.items())
+        line = f"trial {trial.trial_id} {ended.status.lower()} in {seconds:.1f} s: {name}={_short(ended.score)} | {shown}"
+        if best:
+            line += f" | best {name}={_short(best[0].score)} (trial {best[0].trial_id})"
+        total = self.oracle.max_trials
+        if total:
+            left = max(0, total - int(trial.trial_id) - 1)
+            line += f" | {total - left}/{total} trials, about {eta(left * statistics.fmean(self.session_seconds))} left"
+        log(line)
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def set_role(chief: str | None = None, worker: str | None = None, worker_id: str | None = None) -> str:
+    """Set Keras Tuner's distributed-mode environment for --chief/--worker HOST:PORT; returns role()."""
+    if chief and worker:
+        raise ValueError("give --chief or --worker, not both")
+    address = chief or worker
+    if address:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {address!r}")
+        if worker and (not worker_id or "chief" in worker_id):
+            raise ValueError("--worker needs --worker-id NAME, unique per worker and without the word 'chief'")
+        os.environ.update(KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port,
+                          KERASTUNER_TUNER_ID="chief" if chief else f"worker-{worker_id}")
+    return role()
+
+
+def role() -> str:
+    """chief, worker or single, from the KERASTUNER_* environment (which a cluster launcher may also set)."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    missing = [name for name in ENV if not os.environ.get(name)]
+    if missing:
+        raise ValueError(f"distributed mode needs {', '.join(missing)} as well as KERASTUNER_ORACLE_IP")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+def make_tuner(
+    kind: str,
+    feature_shape: tuple[int, ...],
+    base: ModelConfig,
+    directory: Path,
+    objective_name: str = "val_auc",
+    max_trials: int = 20,
+    space: dict[str, Spec] = SPACE,
+    overwrite: bool = False,
+) -> keras_tuner.Tuner:
+    """A tuner of `kind` over `space`; Hyperband sets the epochs itself (up to the largest in the space)."""
+    if kind not in TUNERS:
+        raise ValueError(f"tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
+    if kind == "hyperband":
+        options = {"max_epochs": max(space["epochs"]), "factor": 3}
+        space = {name: spec for name, spec in space.items() if name != "epochs"}
+    else:
+        options = {"max_trials": max_trials}
+    tuner_class = type(TUNERS[kind].__name__, (Progress, TUNERS[kind]), {})
+    tuner = tuner_class(
+        hypermodel=HeadHyperModel(feature_shape, base, space),
+        objective=objective(objective_name),
+        directory=str(directory),
+        project_name=PROJECT,
+        overwrite=overwrite,
+        seed=base.seed + 1,  # Keras Tuner treats seed 0 as "no seed"
+        **options,
+    )
+    tuner.oracle.verbose = 1 if role() == "chief" else 0
+    return tuner
+
+
+def search(tuner: keras_tuner.Tuner, sets: dict[str, Features]) -> int:
+    """Run the trials still to do (none when the project is complete); returns how many ran in this process."""
+    tuner.search(sets["train"], sets["validation"])
+    return len(getattr(tuner, "session_seconds", []))
+
+
+def trial_records(tuner: keras_tuner.Tuner) -> list[TrialRecord]:
+    """Every trial of the project with its hyperparameters, objective, time and epoch history."""
+    records = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        path = Path(tuner.get_trial_dir(trial_id), HISTORY_FILE)
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        score = None if trial.score is None or not np.isfinite(trial.score) else float(trial.score)
+        records.append(TrialRecord(
+            trial_id=trial_id,
+            status=trial.status,
+            values=dict(trial.hyperparameters.values),
+            score=score,
+            best_epoch=best_epoch(trial) if score is not None else None,
+            seconds=saved.get("seconds"),
+            history=saved.get("history", {}),
+        ))
+    return records
+
+
+def best_epoch(trial) -> int:
+    """Epochs the trial's best weights had trained, counting those of the Hyperband trial it continued."""
+    return trial.hyperparameters.values.get("tuner/initial_epoch", 0) + trial.best_step + 1
+
+
+def best_trial(tuner: keras_tuner.Tuner):
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise RuntimeError("no trial has finished yet, so there is nothing to export; run the search first")
+    return best[0]
+
+
+def export_best(
+    tuner: keras_tuner.Tuner,
+    base,
+    sets: dict[str, Features],
+    base_config: ModelConfig,
+    out_dir: Path,
+    fine_tune_epochs: int = 0,
+    target_sensitivity: float | None = None,
+    meta: dict | None = None,
+):
+    """Export the best trial's head at its best epoch, then threshold on validation and evaluate test once.
+
+    The kept weights were trained on the training split only, so the validation patients stay unseen by
+    the weights and can choose the threshold honestly; the test patients were used for nothing before.
+    Returns (artifact path, evaluations, the exported configuration).
+    """
+    trial = best_trial(tuner)
+    epochs = best_epoch(trial)
+    config = replace(config_of(trial.hyperparameters.values, base_config), epochs=epochs)
+    head = tuner.get_best_models(1)[0]
+    path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
+    history = json.loads(path.read_text())["history"] if path.is_file() else None
+    if fine_tune_epochs:
+        from model.architecture import assemble
+
+        tuned = fine_tune(assemble(base, head), sets["train"].examples, sets["validation"].examples, config,
+                          fine_tune_epochs)
+        history = {**(history or {}), **{f"fine_tune_{k}": v for k, v in tuned.items()}}
+        sets = {**sets, **{name: featurize(base, "", sets[name].examples, 0, None) for name in ("validation", "test")}}
+    notes = (
+        f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
+        f"{epochs}; weights of that epoch, trained on the training split"
+        + (f", then {fine_tune_epochs} fine-tuning epochs of the whole network" if fine_tune_epochs else "")
+        + ". Validation chose the trial, the epoch and the threshold; the test split was evaluated once."
+    )
+    artifact, evaluations = finish(base, head, config, sets, out_dir, history, target_sensitivity,
+                                   meta={**(meta or {}), "trial": trial.trial_id}, notes=notes)
+    return artifact, evaluations, config

@@ -1,0 +1,153 @@
+"""The search space as plain data, and the HyperModel that trains a head from one point of it.
+
+Every name in the space is a ModelConfig field, so a point is a configuration that model.train can
+reproduce. Each hyperparameter's default is the seed's setting (SGD, lr 0.01, 20 epochs, flatten
+1024/512), so grid search starts there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+import keras
+import keras_tuner
+
+from model.architecture import build_head
+from model.config import OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
+from model.training import Features, fit_head
+
+
+@dataclass(frozen=True)
+class LogRange:
+    """A float searched on a log scale between low and high."""
+
+    low: float
+    high: float
+
+
+Spec = Union[tuple, LogRange]
+
+SPACE: dict[str, Spec] = {
+    "optimizer": OPTIMIZERS,
+    "learning_rate": LogRange(1e-4, 1e-1),
+    "epochs": (5, 10, 20, 40),
+    "batch_size": (16, 32, 64),
+    "pooling": POOLINGS,
+    "dense": ("1024-512", "512-256", "1024", "256"),
+    "dropout": (0.0, 0.25, 0.5),
+    "class_weight": (False, True),
+}
+
+
+def dense_name(dense: Iterable[int]) -> str:
+    return "-".join(str(units) for units in dense)
+
+
+def point_of(config: ModelConfig) -> dict:
+    """The coordinates of a configuration in the space."""
+    return {name: dense_name(config.dense) if name == "dense" else getattr(config, name) for name in SPACE}
+
+
+SEED_POINT = point_of(REFERENCE)
+
+
+def contains(space: dict[str, Spec], point: dict) -> bool:
+    """Whether every coordinate of point is a value the space can take."""
+    def inside(spec: Spec, value) -> bool:
+        return spec.low <= value <= spec.high if isinstance(spec, LogRange) else value in spec
+
+    return set(point) == set(space) and all(inside(space[name], value) for name, value in point.items())
+
+
+def config_of(point: dict, base: ModelConfig) -> ModelConfig:
+    """base with the point's hyperparameters; names outside the space (Keras Tuner's own) are ignored."""
+    values = {name: value for name, value in point.items() if name in SPACE}
+    if "dense" in values:
+        values["dense"] = tuple(int(units) for units in str(values["dense"]).split("-"))
+    return dataclasses.replace(base, **values)
+
+
+def declare(hp: keras_tuner.HyperParameters, space: dict[str, Spec]) -> dict:
+    """Register the space on hp (defaults: the seed's setting where the space holds it) and return hp's values."""
+    values = {}
+    for name, spec in space.items():
+        if isinstance(spec, LogRange):
+            default = SEED_POINT[name] if spec.low <= SEED_POINT[name] <= spec.high else None
+            values[name] = hp.Float(name, spec.low, spec.high, sampling="log", default=default)
+        elif len(spec) == 1:
+            values[name] = hp.Fixed(name, spec[0])
+        elif all(isinstance(v, bool) for v in spec):
+            values[name] = hp.Boolean(name, default=bool(SEED_POINT[name]))
+        else:
+            default = SEED_POINT[name] if SEED_POINT[name] in spec else None
+            values[name] = hp.Choice(name, list(spec), default=default)
+    return values
+
+
+def _parse(text: str, like):
+    if isinstance(like, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    return type(like)(text)
+
+
+def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
+    """The space with some hyperparameters replaced: NAME=V1,V2 for a choice, learning_rate=LOW:HIGH for the range."""
+    space = dict(space)
+    for override in overrides:
+        name, _, text = override.partition("=")
+        if name not in SPACE or not text:
+            raise ValueError(f"--space expects NAME=VALUES with NAME one of {', '.join(SPACE)}; got {override!r}")
+        try:
+            if isinstance(SPACE[name], LogRange):
+                low, high = (float(v) for v in text.split(":"))
+                if not 0 < low <= high:
+                    raise ValueError("need 0 < LOW <= HIGH")
+                spec = LogRange(low, high)
+                probes = [low, high]
+            else:
+                spec = tuple(dict.fromkeys(_parse(v, SPACE[name][0]) for v in text.split(",")))
+                probes = list(spec)
+            for value in probes:
+                config = config_of({name: value}, REFERENCE)
+                if min(config.epochs, config.batch_size, *config.dense) < 1:
+                    raise ValueError("sizes and counts must be at least 1")
+        except ValueError as error:
+            raise ValueError(f"--space {override!r}: {error}") from None
+        space[name] = spec
+    return space
+
+
+class HeadHyperModel(keras_tuner.HyperModel):
+    """Builds a head from hp and fits it on cached base features; fit() tunes epochs, batch size and class weighting.
+
+    Under Hyperband the tuner sets the epochs, so the space given here should not hold them.
+    """
+
+    def __init__(self, feature_shape: tuple[int, ...], base: ModelConfig, space: dict[str, Spec] = SPACE):
+        super().__init__(name="vgg16_head")
+        self.feature_shape = tuple(feature_shape)
+        self.base = base
+        self.space = space
+
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        declare(hp, self.space)
+
+    def config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
+        return config_of(declare(hp, self.space), self.base)
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        config = self.config(hp)
+        keras.utils.set_random_seed(config.seed)
+        return build_head(self.feature_shape, config)
+
+    def fit(self, hp, model, train: Features, validation: Features, epochs: int | None = None, initial_epoch: int = 0,
+            callbacks=()):
+        """Train on every stored view, validate on the clean validation images; Keras output stays quiet."""
+        config = self.config(hp)
+        if epochs is not None:
+            config = dataclasses.replace(config, epochs=epochs - initial_epoch)
+        return fit_head(model, train, validation, config, callbacks)
