@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from model.cli import add_data_arguments, add_head_arguments, cache_from_args, config_from_args, split_from_args
 from model.training import featurize, fine_tune, finish, prepare, train_head
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     base, sets = prepare(split, config, args.views, cache_from_args(args))
     print(f"features ready in {time.time() - start:.0f} s", flush=True)
     head, history = train_head(base, sets, config, verbose=2)
+    if not np.isfinite(history["loss"][-1]):
+        raise SystemExit(f"error: training diverged (loss {history['loss'][-1]}); lower --lr or change --optimizer")
     if args.fine_tune_epochs:
         from model.architecture import assemble
 

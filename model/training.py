@@ -76,6 +76,8 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
 
 def fit_head(head, train: Features, validation: Features | None, config: ModelConfig, callbacks=(), verbose: int = 0):
     """Compile the head with the config's optimizer and fit it on every stored view of the training features."""
+    import keras
+
     compile_model(head, config.optimizer, config.learning_rate)
     x, y = train.all_views()
     return head.fit(
@@ -86,7 +88,7 @@ def fit_head(head, train: Features, validation: Features | None, config: ModelCo
         batch_size=config.batch_size,
         class_weight=class_weights(y) if config.class_weight else None,
         shuffle=True,
-        callbacks=list(callbacks),
+        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=verbose,
     )
 
@@ -119,8 +121,15 @@ def fine_tune(model, train: Sequence[Example], validation: Sequence[Example], co
     return history.history
 
 
+class TrainingDiverged(RuntimeError):
+    """The model's outputs are not finite numbers: the loss went to NaN during training."""
+
+
 def probabilities(head, features: Features) -> np.ndarray:
-    return np.asarray(head.predict(features.clean()[0], verbose=0, batch_size=64), dtype="float64").ravel()
+    probs = np.asarray(head.predict(features.clean()[0], verbose=0, batch_size=64), dtype="float64").ravel()
+    if not np.isfinite(probs).all():
+        raise TrainingDiverged("training diverged (the loss became NaN): lower the learning rate or change the optimizer")
+    return probs
 
 
 def pick_threshold(y: np.ndarray, probs: np.ndarray, target_sensitivity: float | None) -> tuple[float, str]:
