@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.feedback:
         examples = apply_corrections(examples, args.feedback)
     base = build_base(config.input_size, config.weights, config.seed)
-    key = base_key(config.weights, config.input_size, config.seed)
+    key = base_key(base)
     features = featurize(base, key, examples, args.views, cache_from_args(args), config.seed)
     evaluations = [
         run_fold(f"fold{k}", base, features, train_idx, test_idx, config, args.seed + k)

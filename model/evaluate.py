@@ -1,24 +1,24 @@
 """Evaluate a saved model on any labelled folder: python -m model.evaluate --model PATH --data DIR [--out DIR].
 
 Every image in the folder is scored at the model card's threshold; the report (Markdown, JSON, ROC and
-confusion-matrix plots) goes to --out. Base features are cached per model file, so a rerun is quick.
+confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a model whose frozen base
+was trained here) starts at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from model.architecture import BASE_NAME, head_of
-from model.artifact import DEFAULT_ARTIFACT, MODEL_FILE, load_artifact
+from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.config import DEFAULT_POSITIVE_FOLDERS
 from model.data import scan_folder
 from model.evaluation import evaluate
-from model.features import DEFAULT_CACHE, extract_features
+from model.features import DEFAULT_CACHE, base_key, extract_features
 from model.report import write_report
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")
@@ -36,20 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def model_key(path: Path) -> str:
-    """Cache key for features of this exact model file's base."""
-    model_path = path / MODEL_FILE if path.is_dir() else path
-    return "model-" + hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else float(card.get("threshold", 0.5))
     examples = scan_folder(args.data, positive=args.positive)
+    base = model.get_layer(BASE_NAME)
     features, kept = extract_features(
-        model.get_layer(BASE_NAME), [e.path for e in examples], model_key(args.model), 0,
-        None if args.no_cache else args.cache,
+        base, [e.path for e in examples], base_key(base), 0, None if args.no_cache else args.cache
     )
     examples = [examples[i] for i in kept]
     probs = np.asarray(head_of(model).predict(features[:, 0], verbose=0, batch_size=64), dtype="float64").ravel()

@@ -16,19 +16,15 @@ from model.images import ImageError, load_bytes, read_grey, to_network_input
 DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
 
 
-def base_key(weights: str, input_size: int, seed: int = 0) -> str:
-    """Names the base a feature was computed with: its weights (by file hash), input size and, if random, seed."""
-    if weights in ("none", "None", "", None):
-        origin = f"random{seed}"
-    elif weights == "imagenet":
-        origin = "imagenet"
-    else:
-        digest = hashlib.sha256()
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        origin = "file" + digest.hexdigest()[:16]
-    return f"vgg16-{origin}-{input_size}px"
+def base_key(base) -> str:
+    """Names a base by what it computes: a hash of its weights and its input size.
+
+    A trained frozen-base model and the weights file it started from therefore share cached features.
+    """
+    digest = hashlib.sha256()
+    for array in base.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return f"vgg16-{digest.hexdigest()[:16]}-{int(base.input_shape[1])}px"
 
 
 def _view_pixels(data: bytes, view: int, digest: str, size: int, seed: int) -> np.ndarray:

@@ -59,7 +59,7 @@ def prepare(
 ) -> tuple[object, dict[str, Features]]:
     """The base for `config` and the features of each split (augmented views for training only)."""
     base = build_base(config.input_size, config.weights, config.seed)
-    key = base_key(config.weights, config.input_size, config.seed)
+    key = base_key(base)
     sets = {
         "train": featurize(base, key, split.train, views, cache_dir, config.seed),
         "validation": featurize(base, key, split.validation, 0, cache_dir, config.seed),
