@@ -1,0 +1,95 @@
+"""Throughput, p50/p95 latency and errors of the running app under 1, 4 and 16 concurrent gradio_client users.
+
+Run from the repository root: `python -m benchmarks.bench_load [--requests 3] [--clients 1 4 16] [--model DIR]
+[--concurrency-limit N]`. It starts `python app.py` (tests/server.py) on a free loopback port; each user is its
+own gradio_client.Client sending its requests one after another, each with a new file (one pixel changed) so the
+app's prediction cache never answers for the network; the overlay image is downloaded as a browser would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gradio_client import Client, handle_file
+
+from benchmarks.bench_predict import benchmark_model, load_average
+from tests.server import EXAMPLES, distinct_xrays, running_server
+
+
+@dataclass
+class Level:
+    clients: int
+    latencies: list[float]
+    errors: list[str]
+    wall_s: float
+
+    def line(self) -> str:
+        p50, p95 = np.percentile(self.latencies, [50, 95]) if self.latencies else (float("nan"),) * 2
+        done = len(self.latencies)
+        return (f"clients {self.clients:3d}: {done + len(self.errors):4d} requests in {self.wall_s:7.1f} s, "
+                f"throughput {done / self.wall_s:5.2f} req/s, p50 {p50:6.2f} s, p95 {p95:6.2f} s, "
+                f"errors {len(self.errors)}")
+
+
+def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Level:
+    """`clients` users started together, each predicting its share of `files` one after another."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    started: list[float] = []
+    barrier = threading.Barrier(clients, action=lambda: started.append(time.perf_counter()))
+
+    def user(paths: list[Path]) -> None:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads)
+        barrier.wait()
+        for path in paths:
+            start = time.perf_counter()
+            try:
+                scores, decision, overlay, _ = client.predict(handle_file(str(path)), api_name="/predict")
+                if len(scores["confidences"]) != 2 or "threshold" not in decision or not Path(overlay).is_file():
+                    raise ValueError(f"incomplete answer: {scores}, {decision!r}, {overlay!r}")
+                latencies.append(time.perf_counter() - start)
+            except Exception as error:
+                errors.append(f"{type(error).__name__}: {error}")
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(user, [files[i::clients] for i in range(clients)]))
+    return Level(clients, latencies, errors, time.perf_counter() - started[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
+    parser.add_argument("--requests", type=int, default=3, help="predict requests per client per level")
+    parser.add_argument("--model", type=Path, help="artifact folder (default: shipped, else the reference network)")
+    parser.add_argument("--concurrency-limit", type=int,
+                        help="GRADIO_DEFAULT_CONCURRENCY_LIMIT for the server (Gradio's default: 1)")
+    args = parser.parse_args()
+
+    load_before = load_average()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    model_path = benchmark_model(tmp / "model", args.model)
+    files = iter(distinct_xrays(EXAMPLES / "covid-1.jpg", tmp / "images", 1 + sum(args.clients) * args.requests))
+    env = {"GRADIO_DEFAULT_CONCURRENCY_LIMIT": str(args.concurrency_limit)} if args.concurrency_limit else {}
+    with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
+        run_level(server.url, 1, [next(files)], tmp / "downloads")
+        print(f"model: {model_path}; image: covid-1.jpg (512x512) variants; {args.requests} requests per client; "
+              f"server concurrency limit: {args.concurrency_limit or 'Gradio default (1)'}")
+        for clients in args.clients:
+            level = run_level(server.url, clients, [next(files) for _ in range(clients * args.requests)],
+                              tmp / "downloads")
+            print(level.line(), flush=True)
+            for error in sorted(set(level.errors))[:5]:
+                print(f"    error: {error}")
+    print(f"load average (1, 5, 15 min): before {load_before}; after {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""A new user's session in a real browser: pick an example, analyse it, flag the answer as wrong, see the record."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from feedback.store import all_corrections
+from model.artifact import load_predictor
+from tests.server import REPO, make_model, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+SCREENSHOT = Path("/tmp/xray-covid-browser-test.png")
+EXAMPLE = "covid-1.jpg"
+DECISION = re.compile(r"(COVID-19 (?:positive|negative)): the model's probability of COVID-19 is (\d\.\d\d)")
+RECORD = re.compile(r"recorded as record #(\d+)")
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    with running_server(model_dir, tmp / "feedback", tmp / "app.log") as running:
+        yield running
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server.url)
+        yield page
+        browser.close()
+
+
+def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_dir):
+    from playwright.sync_api import expect
+
+    page.get_by_text(EXAMPLE, exact=True).click()
+    page.get_by_role("button", name="Analyse", exact=True).click()
+    decision = page.get_by_text(DECISION)
+    expect(decision).to_be_visible()
+    label, shown_probability = DECISION.search(decision.inner_text()).groups()
+
+    expected = load_predictor(model_dir).predict(REPO / "examples" / EXAMPLE)
+    assert (label, shown_probability) == (expected.label, f"{expected.probability:.2f}")
+    positive_bar = page.get_by_role("meter", name="COVID-19 positive")
+    assert float(positive_bar.get_attribute("aria-valuenow")) == pytest.approx(100 * expected.probability, abs=1)
+    overlay = page.locator(".block", has_text="Grad-CAM overlay").locator("img").first
+    expect(overlay).to_be_visible()
+    assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+
+    page.get_by_text("Flag as wrong (radiologists)").click()
+    right_label = "negative" if "positive" in label else "positive"
+    page.get_by_role("radio", name=f"COVID-19 {right_label}").check()
+    page.get_by_label("Your name").fill("dr_browser")
+    page.get_by_label("Note (optional)").fill("checked by a second reader")
+    page.get_by_role("button", name="Flag as wrong", exact=True).click()
+    confirmation = page.get_by_text(RECORD)
+    expect(confirmation).to_be_visible()
+    record_id = int(RECORD.search(confirmation.inner_text()).group(1))
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    (row,) = all_corrections(server.feedback_root)
+    assert row.id == record_id
+    assert (row.correct_label, row.reader, row.note, row.original_filename) == (
+        right_label, "dr_browser", "checked by a second reader", EXAMPLE)
+    assert (row.predicted_label, f"{row.probability:.2f}") == (label.split()[-1], shown_probability)
+    assert Path(row.image_path).read_bytes() == (REPO / "examples" / EXAMPLE).read_bytes()
