@@ -52,9 +52,10 @@ def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_
     from playwright.sync_api import expect
 
     page.get_by_text(EXAMPLE, exact=True).click()
+    expect(page.locator(".block", has_text="Your X-ray").locator("img").first).to_be_visible(timeout=TIMEOUT_MS)
     page.get_by_role("button", name="Analyse", exact=True).click()
     decision = page.get_by_text(DECISION)
-    expect(decision).to_be_visible()
+    expect(decision).to_be_visible(timeout=TIMEOUT_MS)
     label, shown_probability = DECISION.search(decision.inner_text()).groups()
 
     expected = load_predictor(model_dir).predict(REPO / "examples" / EXAMPLE)
@@ -62,7 +63,7 @@ def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_
     positive_bar = page.get_by_role("meter", name="COVID-19 positive")
     assert float(positive_bar.get_attribute("aria-valuenow")) == pytest.approx(100 * expected.probability, abs=1)
     overlay = page.locator(".block", has_text="Grad-CAM overlay").locator("img").first
-    expect(overlay).to_be_visible()
+    expect(overlay).to_be_visible(timeout=TIMEOUT_MS)
     assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
 
     page.get_by_text("Flag as wrong (radiologists)").click()
@@ -72,7 +73,7 @@ def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_
     page.get_by_label("Note (optional)").fill("checked by a second reader")
     page.get_by_role("button", name="Flag as wrong", exact=True).click()
     confirmation = page.get_by_text(RECORD)
-    expect(confirmation).to_be_visible()
+    expect(confirmation).to_be_visible(timeout=TIMEOUT_MS)
     record_id = int(RECORD.search(confirmation.inner_text()).group(1))
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
