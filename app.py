@@ -83,7 +83,7 @@ def build_demo(
         return (
             show.label_scores(prediction),
             show.decision_text(prediction),
-            overlay(show.preview(read_grey(data)), prediction.heatmap),
+            overlay(show.preview(prediction.grey), prediction.heatmap),
             show.corrections_markdown(corrections_for(feedback_root, sha256)),
         )
 

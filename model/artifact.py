@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from model.config import CLASS_NAMES, NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
-from model.images import Source, read_grey, resize_grey, to_network_input
+from model.images import Source, read_grey, to_network_input
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
@@ -105,6 +105,8 @@ def load_artifact(path: Path):
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1]."""
+
     probability: float
     positive: bool
     label: str
@@ -145,7 +147,7 @@ class Predictor:
             label=POSITIVE_NAME if positive else NEGATIVE_NAME,
             threshold=self.threshold,
             heatmap=cams[0],
-            grey=resize_grey(grey, self.input_size),
+            grey=grey,
         )
 
 
