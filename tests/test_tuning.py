@@ -17,7 +17,7 @@ import pytest
 from model.artifact import load_predictor
 from model.config import ModelConfig
 from model.training import Features
-from tuning.__main__ import main
+from tuning.__main__ import RESTART, main
 from tuning.report import TrialRecord, ranked, write_search_report
 from tuning.search import ENV, OBJECTIVES, make_tuner, search, set_role, trial_records
 from tuning.space import SEED_POINT, SPACE, LogRange, config_of, contains, declare, narrow
@@ -126,9 +126,13 @@ def test_report_ranks_by_direction_and_lists_every_trial(tmp_path):
 
 def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_dir, tmp_path, cache, capsys, clean_env):
     out = tmp_path / "run"
-    main(cli(fixture_dir, out, cache, "--max-trials", "3"))
+    command = cli(fixture_dir, out, cache, "--max-trials", "3", "--trials-per-process", "2")
+    assert main(command) == RESTART
     first = capsys.readouterr().err
-    assert len(re.findall(r"^trial \d+ completed in", first, re.M)) == 3 and "ran 3 trials" in first
+    assert len(re.findall(r"^trial \d+ completed in", first, re.M)) == 2 and "exported" not in first
+    assert main(command) is None
+    second = capsys.readouterr().err
+    assert len(re.findall(r"^trial \d+ completed in", second, re.M)) == 1 and "exported trial" in second
     files = trial_files(out / "search")
     assert len({name.split("/")[0] for name in files}) == 3
 
@@ -140,9 +144,9 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
     assert f"Trial {export['trial']}:" in (out / "report.md").read_text()
     assert (out / "best" / "report.md").is_file() and (out / "optimizer_lr.png").is_file()
 
-    main(cli(fixture_dir, out, cache, "--max-trials", "3"))
-    second = capsys.readouterr().err
-    assert "ran 0 trials" in second and "completed in" not in second and "nothing to export" in second
+    assert main(command) is None
+    third = capsys.readouterr().err
+    assert "ran 0 trials" in third and "completed in" not in third and "nothing to export" in third
     assert trial_files(out / "search") == files
 
     with pytest.raises(SystemExit, match="other objective"):
@@ -158,6 +162,7 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
                "--space", "epochs=1", "dense=16"]
     roles = {"chief": ["--chief", f"127.0.0.1:{port}"]}
     roles |= {f"worker-{w}": ["--worker", f"127.0.0.1:{port}", "--worker-id", w] for w in "ab"}
+    roles["worker-a"] += ["--trials-per-process", "1"]
     processes = {
         name: subprocess.Popen(command + flags, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -176,6 +181,7 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
     ran = [i for name in ("worker-a", "worker-b") for i in re.findall(r"^trial (\d+) completed", logs[name], re.M)]
     assert sorted(ran) == sorted(t["trial_id"] for t in trials)
     assert "completed in" not in logs["chief"]
+    assert logs["worker-a"].count("continuing in a fresh one") == len(re.findall(r"^trial", logs["worker-a"], re.M))
     assert logs["chief"].count("exported trial") == 1
     assert all("exported" not in logs[name] for name in ("worker-a", "worker-b"))
     assert load_predictor(tmp_path / "run" / "best").input_size == 32

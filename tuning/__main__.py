@@ -3,6 +3,8 @@
 The frozen VGG-16 base runs once per image and stored view (features cached on disk); each trial trains
 only a head. A rerun of the same command resumes the project in <out>/search and repeats no finished
 trial (a larger --max-trials extends it); --overwrite starts over; Ctrl-C leaves a project that resumes.
+Every --trials-per-process trials the command restarts itself the same way, because Keras keeps some
+memory per fitted model that only the end of the process gives back.
 The best trial's head (at its best epoch) is evaluated once on the test patients and exported to
 <out>/best; <out>/report.md compares all trials.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,16 +27,26 @@ from model.cli import add_data_arguments, cache_from_args, split_from_args
 from model.config import ModelConfig
 from model.training import log, prepare
 from tuning.report import write_search_report
-from tuning.search import OBJECTIVES, TUNERS, export_best, make_tuner, search, set_role, trial_records
+from tuning.search import (
+    OBJECTIVES,
+    TUNERS,
+    TrialBudgetUsed,
+    export_best,
+    make_tuner,
+    search,
+    set_role,
+    trial_records,
+)
 from tuning.space import SEED_POINT, SPACE, LogRange, narrow
 
+RESTART = "restart"
 SETTINGS_FILE = "search.json"
 EXPORT_FILE = "export.json"
 TEST_SUMMARY = ("n", "auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy", "threshold")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     search_group = parser.add_argument_group("search")
@@ -47,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               help="narrow the space, e.g. epochs=5,10 optimizer=sgd,adam learning_rate=1e-3:1e-1; "
                                    f"names: {', '.join(SPACE)}")
     search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
+    search_group.add_argument("--trials-per-process", type=int, default=5,
+                              help="start a fresh process after this many trials, giving back the memory Keras keeps "
+                                   "per trial (0: never; default %(default)s)")
     search_group.add_argument("--fine-tune-epochs", type=int, default=0,
                               help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
     distributed = parser.add_argument_group("several machines (Keras Tuner's distributed mode)")
@@ -54,8 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     distributed.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
     distributed.add_argument("--worker-id", help="this worker's name, unique; reuse it to resume its trial after a crash")
     args = parser.parse_args(argv)
-    if args.max_trials < 1 or args.fine_tune_epochs < 0:
-        parser.error("--max-trials must be at least 1 and --fine-tune-epochs at least 0")
+    if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.trials_per_process < 0:
+        parser.error("--max-trials must be at least 1, --fine-tune-epochs and --trials-per-process at least 0")
     try:
         args.role = set_role(args.chief, args.worker, args.worker_id)
         args.space = narrow(SPACE, args.space)
@@ -88,7 +104,8 @@ def check_settings(out: Path, current: dict, overwrite: bool) -> None:
     path.write_text(json.dumps(current, indent=2) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> str | None:
+    """Run the search and export its best trial; returns RESTART when the trial budget of this process is used."""
     args = parse_args(argv)
     start = time.time()
     if args.role != "worker":
@@ -99,9 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
     log(f"features ready in {time.time() - start:.0f} s ({args.role})")
     tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
-                       args.max_trials, args.space, overwrite=args.overwrite and args.role != "worker")
+                       args.max_trials, args.space, args.overwrite and args.role != "worker", args.trials_per_process)
     try:
         ran = search(tuner, sets)
+    except TrialBudgetUsed:
+        log(f"ran {args.trials_per_process} trials in this process; continuing in a fresh one")
+        return RESTART
     except KeyboardInterrupt:
         sys.exit(f"\ninterrupted: the project in {args.out} keeps every finished trial; "
                  "rerun the same command to resume (an unfinished trial is run again)")
@@ -132,7 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
                                 done.get("test"))
     log(f"wrote {paths['markdown']} in {time.time() - start:.0f} s")
+    return None
+
+
+def restart() -> None:
+    """Replace this process by the same command, which resumes the project (without starting it over again)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [arg for arg in sys.argv[1:] if arg != "--overwrite"]
+    os.execv(sys.executable, [sys.executable, "-m", "tuning", *argv])
 
 
 if __name__ == "__main__":
-    main()
+    if main() == RESTART:
+        restart()

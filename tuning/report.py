@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 CURVE_METRICS = ("loss", "auc")
 
@@ -72,6 +73,7 @@ def plot_best_curves(best: list[TrialRecord], path: Path) -> None:
                 ax.plot(np.arange(1, len(record.history[metric]) + 1), record.history[metric], linestyle="--",
                         color=line.get_color(), label=f"trial {record.trial_id} training")
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize="small")
     fig.tight_layout()

@@ -2,7 +2,8 @@
 
 The project lives in <out>/search; Keras Tuner reloads it when it exists (overwrite=False), so a rerun
 continues where the last one stopped and repeats no finished trial. Each trial builds its head after
-keras.backend.clear_session() (Keras Tuner's Tuner._try_build), so memory does not grow across trials.
+keras.backend.clear_session() (Keras Tuner's Tuner._try_build); what Keras keeps per trial all the same is
+given back by ending the process after a budget of trials, which the CLI then restarts (see Progress).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import keras_tuner
 import numpy as np
+import psutil
 
 from model.config import ModelConfig
 from model.training import Features, eta, featurize, fine_tune, finish, log
@@ -41,37 +43,55 @@ def objective(name: str) -> keras_tuner.Objective:
     return keras_tuner.Objective(name, direction=OBJECTIVES[name])
 
 
-class Progress:
-    """Tuner mixin: keeps each trial's epoch history and time in its folder and prints one line per finished trial."""
+class TrialBudgetUsed(Exception):
+    """This process ran its --trials-per-process trials; a fresh process resumes the project."""
 
-    def run_trial(self, trial, *args, **kwargs):
-        start = time.monotonic()
-        histories = super().run_trial(trial, *args, **kwargs)
-        record = {"seconds": time.monotonic() - start, "history": histories[0].history}
-        Path(self.get_trial_dir(trial.trial_id), HISTORY_FILE).write_text(json.dumps(record, default=float))
-        return histories
+
+class Progress:
+    """Tuner mixin: keeps each trial's epoch history and time in its folder, prints one line per finished trial,
+    and stops the search after `trial_budget` trials in this process (0: no limit).
+
+    The budget exists because Keras 3 on TensorFlow keeps every fitted model's traced training function, and
+    with it about one copy of its weights, even after keras.backend.clear_session() (keras-team/keras#20245,
+    keras-team/tf-keras#286): a long search in one process grows by that much per trial.
+    """
+
+    trial_budget = 0
 
     def on_search_begin(self):
         super().on_search_begin()
         self.session_seconds = []
 
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self.trial_start = time.monotonic()
+
+    def run_trial(self, trial, *args, **kwargs):
+        histories = super().run_trial(trial, *args, **kwargs)
+        record = {"seconds": time.monotonic() - self.trial_start, "history": histories[0].history}
+        Path(self.get_trial_dir(trial.trial_id), HISTORY_FILE).write_text(json.dumps(record, default=float))
+        return histories
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        path = Path(self.get_trial_dir(trial.trial_id), HISTORY_FILE)
-        seconds = json.loads(path.read_text())["seconds"] if path.is_file() else float("nan")
+        seconds = time.monotonic() - self.trial_start
         self.session_seconds.append(seconds)
         name = self.oracle.objective.name
         ended = self.oracle.get_trial(trial.trial_id)
-        best = self.oracle.get_best_trials(1)
         shown = " ".join(f"{k}={_short(v)}" for k, v in trial.hyperparameters.values.items())
         line = f"trial {trial.trial_id} {ended.status.lower()} in {seconds:.1f} s: {name}={_short(ended.score)} | {shown}"
+        if ended.message:
+            line += f" | {ended.message.strip().splitlines()[-1]}"
+        best = self.oracle.get_best_trials(1)
         if best:
             line += f" | best {name}={_short(best[0].score)} (trial {best[0].trial_id})"
         total = self.oracle.max_trials
         if total:
             left = max(0, total - int(trial.trial_id) - 1)
             line += f" | {total - left}/{total} trials, about {eta(left * statistics.fmean(self.session_seconds))} left"
-        log(line)
+        log(f"{line} | rss {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
+        if self.trial_budget and len(self.session_seconds) >= self.trial_budget:
+            raise TrialBudgetUsed
 
 
 def _short(value) -> str:
@@ -115,8 +135,12 @@ def make_tuner(
     max_trials: int = 20,
     space: dict[str, Spec] = SPACE,
     overwrite: bool = False,
+    trials_per_process: int = 0,
 ) -> keras_tuner.Tuner:
-    """A tuner of `kind` over `space`; Hyperband sets the epochs itself (up to the largest in the space)."""
+    """A tuner of `kind` over `space`; Hyperband sets the epochs itself (up to the largest in the space).
+
+    With trials_per_process, search() raises TrialBudgetUsed after that many trials (see Progress).
+    """
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
     if kind == "hyperband":
@@ -135,11 +159,15 @@ def make_tuner(
         **options,
     )
     tuner.oracle.verbose = 1 if role() == "chief" else 0
+    tuner.trial_budget = trials_per_process
     return tuner
 
 
 def search(tuner: keras_tuner.Tuner, sets: dict[str, Features]) -> int:
-    """Run the trials still to do (none when the project is complete); returns how many ran in this process."""
+    """Run the trials still to do (none when the project is complete); returns how many ran in this process.
+
+    Raises TrialBudgetUsed when the tuner's trial budget ends the run early.
+    """
     tuner.search(sets["train"], sets["validation"])
     return len(getattr(tuner, "session_seconds", []))
 
