@@ -1,0 +1,49 @@
+"""The model committed as the app's default: loadable, documented, and giving the outputs examples/README.md lists."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from model.artifact import CARD_FILE, DEFAULT_ARTIFACT, MODEL_FILE, load_predictor
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*\| (?P<probability>[0-9.]+), (?P<decision>COVID-19 (positive|negative)) \((?P<split>\w+)\) \|$")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return load_predictor(DEFAULT_ARTIFACT)
+
+
+def listed_outputs() -> list[dict]:
+    rows = [ROW.match(line) for line in (EXAMPLES / "README.md").read_text().splitlines()]
+    return [row.groupdict() for row in rows if row]
+
+
+def test_artifact_fits_the_size_budget_and_has_its_card():
+    assert (DEFAULT_ARTIFACT / MODEL_FILE).stat().st_size <= 64 * 1000 * 1000
+    assert (DEFAULT_ARTIFACT / CARD_FILE).is_file()
+
+
+def test_card_states_origin_threshold_and_held_out_metrics(predictor):
+    card = predictor.card
+    assert card["input_size"] == predictor.input_size == 256
+    assert "HED" in card["base_weights_origin"]
+    assert 0 < card["threshold"] < 1
+    for section in ("validation", "test"):
+        assert 0 <= card["metrics"][section]["auc"] <= 1
+    pooled = card["cross_validation"]["pooled_out_of_fold"]
+    assert pooled["auc_ci95"][0] <= pooled["auc"] <= pooled["auc_ci95"][1]
+    assert "not for diagnosis" in card["intended_use"].lower()
+
+
+def test_every_example_is_listed_with_the_output_the_model_gives(predictor):
+    listed = listed_outputs()
+    gallery = sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+    assert sorted(row["file"] for row in listed) == gallery
+    assert {row["decision"] for row in listed} == {"COVID-19 positive", "COVID-19 negative"}
+    for row in listed:
+        result = predictor.predict(EXAMPLES / row["file"])
+        assert result.probability == pytest.approx(float(row["probability"]), abs=0.0015), row["file"]
+        assert result.label == row["decision"], row["file"]
