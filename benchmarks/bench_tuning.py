@@ -7,8 +7,9 @@ split: (a) a head on cached features, as the tuner does; (b) features recomputed
 running once per image and view; (c) the full model fitted end to end from image files through
 model.data.make_dataset, the frozen base running on every image in every epoch. (c) sees one augmented
 image per training image and epoch where (a) sees every stored view, so its time is if anything flattering.
-Then `python -m tuning` runs a random search of --trials trials twice, in one process and restarting every
-5 trials, and the resident memory after trials 1 and N is read from its progress lines.
+Then `python -m tuning` runs a random search of --trials trials twice, in one process (--restart-growth 0)
+and restarting when memory has grown by 10% (the default), and the resident memory after trials 1 and N is
+read from its progress lines.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--epochs", type=int, default=REFERENCE.epochs)
     parser.add_argument("--views", type=int, default=2)
-    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=30, help="trials of the memory check (0: skip it)")
     args = parser.parse_args()
 
     config = dataclasses.replace(REFERENCE, input_size=args.size, weights=args.weights, epochs=args.epochs)
@@ -78,19 +79,19 @@ def main() -> None:
         print(f"(b) one trial recomputing features:     {uncached:8.1f} s  ({uncached / cached:.1f}x (a))")
         print(f"(c) one trial end to end from images:   {full:8.1f} s  ({full / cached:.1f}x (a))")
 
-    for budget in (0, 5):
-        after = search_memory(args, budget)
-        print(f"--trials-per-process {budget}: resident memory after trial 1: {after[0]:.0f} MiB, "
+    for growth in (0, 0.1) if args.trials else ():
+        after = search_memory(args, growth)
+        print(f"--restart-growth {growth}: resident memory after trial 1: {after[0]:.0f} MiB, "
               f"after trial {len(after)}: {after[-1]:.0f} MiB ({after[-1] / after[0]:.3f}x)")
 
 
-def search_memory(args: argparse.Namespace, budget: int) -> list[float]:
+def search_memory(args: argparse.Namespace, growth: float) -> list[float]:
     """Resident MiB after each trial of a random search run by the CLI, read from its progress lines."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "tuning", "--data", str(args.data), "--size", str(args.size),
                    "--weights", args.weights, "--views", str(args.views), "--cache", str(Path(tmp) / "features"),
                    "--out", str(Path(tmp) / "run"), "--tuner", "random", "--max-trials", str(args.trials),
-                   "--space", "epochs=2", "--trials-per-process", str(budget)]
+                   "--space", "epochs=2", "--restart-growth", str(growth)]
         log = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stderr
     return [float(mib) for mib in re.findall(r"^trial \d+ completed .* rss (\d+) MiB$", log, re.M)]
 

@@ -126,7 +126,7 @@ def test_report_ranks_by_direction_and_lists_every_trial(tmp_path):
 
 def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_dir, tmp_path, cache, capsys, clean_env):
     out = tmp_path / "run"
-    command = cli(fixture_dir, out, cache, "--max-trials", "3", "--trials-per-process", "2")
+    command = cli(fixture_dir, out, cache, "--max-trials", "3", "--restart-growth", "1e-9")
     assert main(command) == RESTART
     first = capsys.readouterr().err
     assert len(re.findall(r"^trial \d+ completed in", first, re.M)) == 2 and "exported" not in first
@@ -141,6 +141,8 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
     assert 0.0 <= prediction.probability <= 1.0 and predictor.input_size == 32
     export = json.loads((out / "export.json").read_text())
     assert predictor.card["hyperparameters"] == export["config"]
+    kept = [p.parent.name for p in (out / "search").glob("trial_*/checkpoint*")]
+    assert kept == [f"trial_{export['trial']}"]
     assert f"Trial {export['trial']}:" in (out / "report.md").read_text()
     assert (out / "best" / "report.md").is_file() and (out / "optimizer_lr.png").is_file()
 
@@ -153,6 +155,16 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
         main(cli(fixture_dir, out, cache, "--max-trials", "3", "--objective", "val_loss"))
 
 
+def test_the_command_restarts_itself_when_memory_grows_and_finishes_the_search(fixture_dir, tmp_path, cache):
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    command = [sys.executable, "-m", "tuning", *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "2"),
+               "--restart-growth", "1e-9", "--overwrite"]
+    log = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).stderr
+    assert log.count("continuing in a fresh process") == 1, log[-3000:]
+    assert len(re.findall(r"^trial \d+ completed", log, re.M)) == 2
+    assert "ran 0 trials in this run; 2 recorded" in log and log.count("exported trial") == 1
+
+
 def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_dir, tmp_path, cache):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -162,7 +174,6 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
                "--space", "epochs=1", "dense=16"]
     roles = {"chief": ["--chief", f"127.0.0.1:{port}"]}
     roles |= {f"worker-{w}": ["--worker", f"127.0.0.1:{port}", "--worker-id", w] for w in "ab"}
-    roles["worker-a"] += ["--trials-per-process", "1"]
     processes = {
         name: subprocess.Popen(command + flags, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -181,7 +192,6 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
     ran = [i for name in ("worker-a", "worker-b") for i in re.findall(r"^trial (\d+) completed", logs[name], re.M)]
     assert sorted(ran) == sorted(t["trial_id"] for t in trials)
     assert "completed in" not in logs["chief"]
-    assert logs["worker-a"].count("continuing in a fresh one") == len(re.findall(r"^trial", logs["worker-a"], re.M))
     assert logs["chief"].count("exported trial") == 1
     assert all("exported" not in logs[name] for name in ("worker-a", "worker-b"))
     assert load_predictor(tmp_path / "run" / "best").input_size == 32

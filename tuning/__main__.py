@@ -3,8 +3,8 @@
 The frozen VGG-16 base runs once per image and stored view (features cached on disk); each trial trains
 only a head. A rerun of the same command resumes the project in <out>/search and repeats no finished
 trial (a larger --max-trials extends it); --overwrite starts over; Ctrl-C leaves a project that resumes.
-Every --trials-per-process trials the command restarts itself the same way, because Keras keeps some
-memory per fitted model that only the end of the process gives back.
+When memory has grown by --restart-growth the command restarts itself the same way, because Keras keeps
+some memory per fitted model that only the end of the process gives back.
 The best trial's head (at its best epoch) is evaluated once on the test patients and exported to
 <out>/best; <out>/report.md compares all trials.
 
@@ -30,9 +30,10 @@ from tuning.report import write_search_report
 from tuning.search import (
     OBJECTIVES,
     TUNERS,
-    TrialBudgetUsed,
+    RestartNeeded,
     export_best,
     make_tuner,
+    prune_checkpoints,
     search,
     set_role,
     trial_records,
@@ -60,9 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               help="narrow the space, e.g. epochs=5,10 optimizer=sgd,adam learning_rate=1e-3:1e-1; "
                                    f"names: {', '.join(SPACE)}")
     search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
-    search_group.add_argument("--trials-per-process", type=int, default=5,
-                              help="start a fresh process after this many trials, giving back the memory Keras keeps "
-                                   "per trial (0: never; default %(default)s)")
+    search_group.add_argument("--restart-growth", type=float, default=0.1, metavar="FRACTION",
+                              help="continue in a fresh process once resident memory exceeds that after this process's "
+                                   "first trial by this fraction, giving back what Keras keeps per trial "
+                                   "(0: never; default %(default)s)")
     search_group.add_argument("--fine-tune-epochs", type=int, default=0,
                               help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
     distributed = parser.add_argument_group("several machines (Keras Tuner's distributed mode)")
@@ -70,8 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     distributed.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
     distributed.add_argument("--worker-id", help="this worker's name, unique; reuse it to resume its trial after a crash")
     args = parser.parse_args(argv)
-    if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.trials_per_process < 0:
-        parser.error("--max-trials must be at least 1, --fine-tune-epochs and --trials-per-process at least 0")
+    if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.restart_growth < 0:
+        parser.error("--max-trials must be at least 1, --fine-tune-epochs and --restart-growth at least 0")
     try:
         args.role = set_role(args.chief, args.worker, args.worker_id)
         args.space = narrow(SPACE, args.space)
@@ -105,7 +107,7 @@ def check_settings(out: Path, current: dict, overwrite: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> str | None:
-    """Run the search and export its best trial; returns RESTART when the trial budget of this process is used."""
+    """Run the search and export its best trial; returns RESTART when this process should make way for a fresh one."""
     args = parse_args(argv)
     start = time.time()
     if args.role != "worker":
@@ -116,11 +118,11 @@ def main(argv: list[str] | None = None) -> str | None:
     base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
     log(f"features ready in {time.time() - start:.0f} s ({args.role})")
     tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
-                       args.max_trials, args.space, args.overwrite and args.role != "worker", args.trials_per_process)
+                       args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)
     try:
         ran = search(tuner, sets)
-    except TrialBudgetUsed:
-        log(f"ran {args.trials_per_process} trials in this process; continuing in a fresh one")
+    except RestartNeeded as reason:
+        log(f"{reason}; continuing in a fresh process")
         return RESTART
     except KeyboardInterrupt:
         sys.exit(f"\ninterrupted: the project in {args.out} keeps every finished trial; "
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> str | None:
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
         export_path.write_text(json.dumps(done, indent=2, default=float) + "\n")
         log(f"exported trial {done['trial']} to {artifact}; test: {json.dumps(done['test'], default=float)}")
+    freed = prune_checkpoints(tuner, wanted["trial"])
+    if freed:
+        log(f"deleted the saved weights of the other trials ({freed / 2**20:.0f} MiB)")
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.out / "best" / "model.keras",

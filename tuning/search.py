@@ -3,7 +3,7 @@
 The project lives in <out>/search; Keras Tuner reloads it when it exists (overwrite=False), so a rerun
 continues where the last one stopped and repeats no finished trial. Each trial builds its head after
 keras.backend.clear_session() (Keras Tuner's Tuner._try_build); what Keras keeps per trial all the same is
-given back by ending the process after a budget of trials, which the CLI then restarts (see Progress).
+given back by ending the process when memory has grown too much, and the CLI then restarts (see Progress).
 """
 
 from __future__ import annotations
@@ -43,20 +43,21 @@ def objective(name: str) -> keras_tuner.Objective:
     return keras_tuner.Objective(name, direction=OBJECTIVES[name])
 
 
-class TrialBudgetUsed(Exception):
-    """This process ran its --trials-per-process trials; a fresh process resumes the project."""
+class RestartNeeded(Exception):
+    """Memory grew past the allowance since this process's first trial; a fresh process resumes the project."""
 
 
 class Progress:
     """Tuner mixin: keeps each trial's epoch history and time in its folder, prints one line per finished trial,
-    and stops the search after `trial_budget` trials in this process (0: no limit).
+    and ends the search with RestartNeeded once resident memory exceeds that after this process's first trial
+    by more than the fraction `restart_growth` (0: never).
 
-    The budget exists because Keras 3 on TensorFlow keeps every fitted model's traced training function, and
-    with it about one copy of its weights, even after keras.backend.clear_session() (keras-team/keras#20245,
-    keras-team/tf-keras#286): a long search in one process grows by that much per trial.
+    Keras 3 on TensorFlow keeps about one copy of every fitted model's weights (its optimizer's traced update
+    holds them) even after keras.backend.clear_session() (keras-team/keras#20245, keras-team/tf-keras#286), so a
+    long search in one process grows by that much per trial; only the end of the process gives it back.
     """
 
-    trial_budget = 0
+    restart_growth = 0.0
 
     def on_search_begin(self):
         super().on_search_begin()
@@ -89,9 +90,11 @@ class Progress:
         if total:
             left = max(0, total - int(trial.trial_id) - 1)
             line += f" | {total - left}/{total} trials, about {eta(left * statistics.fmean(self.session_seconds))} left"
-        log(f"{line} | rss {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
-        if self.trial_budget and len(self.session_seconds) >= self.trial_budget:
-            raise TrialBudgetUsed
+        rss = psutil.Process().memory_info().rss / 2**20
+        log(f"{line} | rss {rss:.0f} MiB")
+        self.first_rss = getattr(self, "first_rss", rss)
+        if self.restart_growth and rss > self.first_rss * (1 + self.restart_growth):
+            raise RestartNeeded(f"resident memory grew from {self.first_rss:.0f} to {rss:.0f} MiB in this process")
 
 
 def _short(value) -> str:
@@ -135,11 +138,11 @@ def make_tuner(
     max_trials: int = 20,
     space: dict[str, Spec] = SPACE,
     overwrite: bool = False,
-    trials_per_process: int = 0,
+    restart_growth: float = 0.0,
 ) -> keras_tuner.Tuner:
     """A tuner of `kind` over `space`; Hyperband sets the epochs itself (up to the largest in the space).
 
-    With trials_per_process, search() raises TrialBudgetUsed after that many trials (see Progress).
+    With restart_growth, search() raises RestartNeeded once memory has grown by that fraction (see Progress).
     """
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
@@ -159,14 +162,14 @@ def make_tuner(
         **options,
     )
     tuner.oracle.verbose = 1 if role() == "chief" else 0
-    tuner.trial_budget = trials_per_process
+    tuner.restart_growth = restart_growth
     return tuner
 
 
 def search(tuner: keras_tuner.Tuner, sets: dict[str, Features]) -> int:
     """Run the trials still to do (none when the project is complete); returns how many ran in this process.
 
-    Raises TrialBudgetUsed when the tuner's trial budget ends the run early.
+    Raises RestartNeeded when the tuner's memory allowance ends the run early.
     """
     tuner.search(sets["train"], sets["validation"])
     return len(getattr(tuner, "session_seconds", []))
@@ -189,6 +192,20 @@ def trial_records(tuner: keras_tuner.Tuner) -> list[TrialRecord]:
             history=saved.get("history", {}),
         ))
     return records
+
+
+def prune_checkpoints(tuner: keras_tuner.Tuner, keep: str) -> int:
+    """Delete the saved weights of every trial but `keep`, once the search is over; returns the bytes freed.
+
+    A flatten head at 256 px holds 33 million weights (134 MB), and Keras Tuner saves one per trial.
+    """
+    freed = 0
+    for trial_id in tuner.oracle.trials:
+        if trial_id != keep:
+            for path in Path(tuner.get_trial_dir(trial_id)).glob("checkpoint*"):
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
 
 
 def best_epoch(trial) -> int:
