@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> str | None:
         log(f"exported trial {done['trial']} to {artifact}; test: {json.dumps(done['test'], default=float)}")
     freed = prune_checkpoints(tuner, wanted["trial"])
     if freed:
-        log(f"deleted the saved weights of the other trials ({freed / 2**20:.0f} MiB)")
+        log(f"deleted the saved weights of the other trials ({freed / 2**20:.1f} MiB)")
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.out / "best" / "model.keras",
