@@ -50,11 +50,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _fmt(value) -> str:
+def fmt(value, spec: str = ".3f") -> str:
+    """A table cell: n/a for None, floats with `spec`, anything else as str."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return format(value, spec)
     return str(value)
 
 
@@ -126,7 +127,7 @@ def _metrics_table(metrics: dict) -> list[str]:
     lines = ["| metric | value | 95% CI | meaning |", "|---|---|---|---|"]
     for key, meaning in METRIC_ROWS:
         ci = _fmt_ci(metrics[CI_KEYS[key]]) if key in CI_KEYS else ""
-        lines.append(f"| {key} | {_fmt(metrics[key])} | {ci} | {meaning} |")
+        lines.append(f"| {key} | {fmt(metrics[key])} | {ci} | {meaning} |")
     return lines
 
 
@@ -144,7 +145,7 @@ def _confusion_table(metrics: dict) -> list[str]:
 def _source_table(per_source: dict) -> list[str]:
     lines = ["| source | " + " | ".join(SOURCE_COLUMNS) + " |", "|---|" + "---|" * len(SOURCE_COLUMNS)]
     for source, m in per_source.items():
-        lines.append(f"| {source} | " + " | ".join(_fmt(m[c]) for c in SOURCE_COLUMNS) + " |")
+        lines.append(f"| {source} | " + " | ".join(fmt(m[c]) for c in SOURCE_COLUMNS) + " |")
     return lines
 
 

@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from model.report import fmt
+
 CURVE_METRICS = ("loss", "auc")
 
 
@@ -34,11 +36,7 @@ def ranked(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
 
 
 def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return fmt(value, ".4g")
 
 
 def plot_optimizer_lr(records: list[TrialRecord], objective: str, seed_point: dict, path: Path) -> None:
