@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from model.config import DEFAULT_POSITIVE_FOLDERS, OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
-from model.data import Split, apply_corrections, describe_split, scan_folder, split_by_patient
+from model.data import Example, Split, apply_corrections, describe_split, scan_folder, split_by_patient
 from model.features import DEFAULT_CACHE
 
 
@@ -32,12 +32,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                       help="choose the threshold for this validation sensitivity (default: Youden's J)")
 
 
-def split_from_args(args: argparse.Namespace) -> Split:
-    """Scan the data folder, merge corrections, split by patient and print the counts."""
+def examples_from_args(args: argparse.Namespace) -> list[Example]:
+    """Scan the data folder and merge exported corrections, a correction overriding the label."""
     examples = scan_folder(args.data, positive=args.positive)
-    if args.feedback:
-        examples = apply_corrections(examples, args.feedback)
-    split = split_by_patient(examples, args.val_fraction, args.test_fraction, args.seed)
+    return apply_corrections(examples, args.feedback) if args.feedback else examples
+
+
+def split_from_args(args: argparse.Namespace) -> Split:
+    """The examples split by patient, with the counts printed."""
+    split = split_by_patient(examples_from_args(args), args.val_fraction, args.test_fraction, args.seed)
     print(describe_split(split), flush=True)
     return split
 

@@ -16,8 +16,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from model.architecture import build_base
-from model.cli import add_data_arguments, add_head_arguments, cache_from_args, config_from_args
-from model.data import apply_corrections, scan_folder
+from model.cli import add_data_arguments, add_head_arguments, cache_from_args, config_from_args, examples_from_args
 from model.evaluation import cross_validated_summary, evaluate
 from model.features import base_key
 from model.report import write_report
@@ -55,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = config_from_args(args)
     start = time.time()
-    examples = scan_folder(args.data, positive=args.positive)
-    if args.feedback:
-        examples = apply_corrections(examples, args.feedback)
+    examples = examples_from_args(args)
     base = build_base(config.input_size, config.weights, config.seed)
     key = base_key(base)
     features = featurize(base, key, examples, args.views, cache_from_args(args), config.seed)

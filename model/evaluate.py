@@ -20,6 +20,7 @@ from model.data import scan_folder
 from model.evaluation import evaluate
 from model.features import DEFAULT_CACHE, base_key, extract_features
 from model.report import write_report
+from model.training import Features, probabilities
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")
 
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         base, [e.path for e in examples], base_key(base), 0, None if args.no_cache else args.cache
     )
     examples = [examples[i] for i in kept]
-    probs = np.asarray(head_of(model).predict(features[:, 0], verbose=0, batch_size=64), dtype="float64").ravel()
-    evaluation = evaluate(args.data.name or "data", [e.label for e in examples], probs, threshold,
-                          [e.source for e in examples])
+    scored = Features(features, np.array([e.label for e in examples], dtype="float32"), examples)
+    evaluation = evaluate(args.data.name or "data", scored.y, probabilities(head_of(model), scored), threshold,
+                          [e.source for e in scored.examples])
     meta = {"model": str(args.model), "model_version": card.get("version", "unknown"), "data": str(args.data),
             "threshold": threshold, "threshold_rule": card.get("threshold_rule", "given")}
     write_report(args.out, [evaluation], None, meta)
