@@ -9,7 +9,6 @@ app's prediction cache never answers for the network; the overlay image is downl
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time

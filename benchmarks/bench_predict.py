@@ -72,8 +72,9 @@ def main() -> None:
         parser.error("--runs must be at least 10")
 
     import app
-    from model.artifact import load_predictor
-    from model.images import read_grey, to_network_input
+    from model.serving.predictor import load_predictor
+    from model.images import read_grey
+    from model.preprocessing import to_network_input
     from tests.server import EXAMPLES, distinct_xrays
 
     load_before = load_average()

@@ -27,7 +27,9 @@ from model.architecture import assemble, build_head, compile_model
 from model.config import REFERENCE
 from model.data import make_dataset, scan_folder, split_by_patient
 from model.features import base_key
-from model.training import featurize, prepare, train_head
+from model.features import featurize
+from model.training.export import prepare
+from model.training.head import train_head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,13 +58,12 @@ def main() -> None:
         cache = Path(tmp) / "features"
         first = timed(lambda: prepare(split, config, args.views, cache))
         base, sets = prepare(split, config, args.views, cache)
-        cached = timed(lambda: train_head(base, sets, config))
+        cached = timed(lambda: train_head(base.output_shape[1:], sets.train, sets.validation, config))
         key = base_key(base)
 
         def recompute():
-            fresh = {"train": featurize(base, key, split.train, args.views, None, config.seed),
-                     "validation": featurize(base, key, split.validation, 0, None, config.seed)}
-            train_head(base, fresh, config)
+            train_head(base.output_shape[1:], featurize(base, key, split.train, args.views, None, config.seed),
+                       featurize(base, key, split.validation, 0, None, config.seed), config)
 
         uncached = timed(recompute)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import urllib.parse
@@ -21,6 +22,14 @@ LAST_CONV = "block5_conv3"
 # Frozen-base features are large (HED's block5_pool vectors have a norm near 2,400, about ten times ImageNet's):
 # unclipped SGD at lr 0.01 on the flattened 32,768 features diverged to a NaN loss in the first epochs.
 CLIPNORM = 1.0
+
+
+OPTIMIZER_CONSTRUCTORS = {
+    "sgd": keras.optimizers.SGD,
+    "sgd_momentum": functools.partial(keras.optimizers.SGD, momentum=0.9, nesterov=True),
+    "adam": keras.optimizers.Adam,
+    "rmsprop": keras.optimizers.RMSprop,
+}
 
 
 class WeightsUnavailable(RuntimeError):
@@ -130,16 +139,9 @@ def build_model(config: ModelConfig, base: keras.Model | None = None) -> keras.M
 
 def make_optimizer(name: str, learning_rate: float, clipnorm: float = CLIPNORM) -> keras.optimizers.Optimizer:
     """The named optimizer with its global gradient norm clipped (see CLIPNORM)."""
-    options = {"learning_rate": learning_rate, "global_clipnorm": clipnorm}
-    if name == "sgd":
-        return keras.optimizers.SGD(**options)
-    if name == "sgd_momentum":
-        return keras.optimizers.SGD(momentum=0.9, nesterov=True, **options)
-    if name == "adam":
-        return keras.optimizers.Adam(**options)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(**options)
-    raise ValueError(f"unknown optimizer {name!r}")
+    if name not in OPTIMIZER_CONSTRUCTORS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_CONSTRUCTORS)}")
+    return OPTIMIZER_CONSTRUCTORS[name](learning_rate=learning_rate, global_clipnorm=clipnorm)
 
 
 def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:

@@ -1,29 +1,111 @@
-"""Command-line arguments shared by model.train, model.crossval and the tuner: data, split, base and head."""
+"""The command-line convention of every command: shared flags (data, split, base, head), logging and exit statuses.
+
+A user error (bad flag, missing folder, unusable weights or card) prints one line on stderr and exits 2;
+unusable input files are each named and make the command exit 1 once it has done what it could.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
-from model.config import DEFAULT_POSITIVE_FOLDERS, OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
-from model.data import Example, Split, apply_corrections, describe_split, scan_folder, split_by_patient
+from model.config import (
+    DEFAULT_POSITIVE_FOLDERS,
+    OPTIMIZERS,
+    POOLINGS,
+    REFERENCE,
+    ModelConfig,
+)
+from model.data import (
+    Example,
+    Split,
+    apply_corrections,
+    describe_split,
+    scan_folder,
+    split_by_patient,
+)
 from model.features import DEFAULT_CACHE
+
+log = logging.getLogger("xray-covid")
+USAGE_ERROR = 2
+BAD_INPUT = 1
+
+
+class UsageError(Exception):
+    """The command was asked something it cannot do; the message says what to change."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the user asked for something impossible, not that the program is broken."""
+    from model.architecture import WeightsUnavailable
+
+    return UsageError, ValueError, FileNotFoundError, NotADirectoryError, WeightsUnavailable
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each message (tests and tools swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging() -> None:
+    """Progress and warnings of every command on stderr, one line each; calling it again changes nothing."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's main the same way for every command; returns the exit status."""
+    try:
+        return int(main(argv) or 0)
+    except user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def report_skipped(paths: Sequence[Path], total: int) -> int:
+    """Name each unusable input file once more at the end; the exit status for them (0 when none)."""
+    for path in paths:
+        log.error("unusable input file: %s", path)
+    if paths:
+        log.error("%d of %d input files could not be read", len(paths), total)
+    return BAD_INPUT if paths else 0
+
+
+def add_positive_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--positive", nargs="+", default=list(DEFAULT_POSITIVE_FOLDERS),
+                        help="class folder names that mean COVID-19 positive (default: %(default)s)")
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", type=Path, required=True, help="folder with one sub-folder per class")
-    group.add_argument("--positive", nargs="+", default=list(DEFAULT_POSITIVE_FOLDERS),
-                       help="class folder names that mean COVID-19 positive (default: %(default)s)")
+    add_positive_argument(group)
     group.add_argument("--feedback", type=Path, default=None,
                        help="exported corrections folder (python -m feedback export); a correction overrides the label")
     group.add_argument("--val-fraction", type=float, default=0.15, help="patients held out for validation")
     group.add_argument("--test-fraction", type=float, default=0.15, help="patients held out for the final test")
     group.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and initialisation")
     group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
-    group.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default %(default)s)")
-    group.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    add_cache_arguments(group)
     base = parser.add_argument_group("base")
     base.add_argument("--weights", default="imagenet",
                       help="base weights: imagenet, none, or a VGG-16 no-top weights file (default imagenet)")
@@ -41,7 +123,7 @@ def examples_from_args(args: argparse.Namespace) -> list[Example]:
 def split_from_args(args: argparse.Namespace) -> Split:
     """The examples split by patient, with the counts printed."""
     split = split_by_patient(examples_from_args(args), args.val_fraction, args.test_fraction, args.seed)
-    print(describe_split(split), flush=True)
+    log.info(describe_split(split))
     return split
 
 
@@ -67,6 +149,8 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
     """The ModelConfig the flags describe; --hparams replaces the head settings, never the base or the seed."""
     base = {"input_size": args.size, "weights": args.weights, "seed": args.seed}
     if args.hparams:
+        if not args.hparams.is_file():
+            raise UsageError(f"--hparams {args.hparams}: no such file")
         saved = json.loads(args.hparams.read_text())
         return ModelConfig.from_dict({**saved.get("hyperparameters", saved), **base})
     return ModelConfig(

@@ -14,13 +14,11 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from model.config import DEFAULT_POSITIVE_FOLDERS
-from model.images import file_sha256
+from model.images import EXTENSIONS, file_sha256
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 SKIPPED_FOLDERS = frozenset({"masks"})
 MANIFEST_NAME = "MANIFEST.csv"
 SOURCE_COLUMNS = ("source", "source_repo", "origin")
-CORRECTION_POSITIVE_FOLDERS = ("covid",)
 FEEDBACK_SOURCE = "feedback"
 
 
@@ -87,7 +85,7 @@ def _scan(root: Path, positive: Sequence[str], source_column: str | None) -> lis
                 source=(row.get(column) if column else None) or class_dir.name,
             ))
     if not examples:
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        suffixes = ", ".join(EXTENSIONS)
         raise ValueError(f"{root}: no images ({suffixes}) in {[d.name for d in class_dirs]}")
     return examples
 
@@ -97,7 +95,7 @@ def _image_files(folder: Path) -> list[Path]:
     def wanted(path: Path) -> bool:
         parts = path.relative_to(folder).parts
         return (
-            path.suffix.lower() in IMAGE_SUFFIXES
+            path.suffix.lower() in EXTENSIONS
             and not any(part.startswith(".") for part in parts)
             and not any(part.lower() in SKIPPED_FOLDERS for part in parts[:-1])
             and path.is_file()
@@ -182,13 +180,13 @@ def describe_split(split: Split) -> str:
 
 
 def apply_corrections(examples: Iterable[Example], corrections_root: str | Path) -> list[Example]:
-    """Merge an exported corrections folder (covid/ positive, not_covid/ negative, optional MANIFEST.csv).
+    """Merge an exported corrections folder: a labelled folder like any other (covid/ positive, optional MANIFEST.csv).
 
     A corrected image with the same bytes (SHA-256) as an existing example overrides that example's
     label; any other corrected image is appended with source "feedback".
     """
     root = Path(corrections_root)
-    corrections = {file_sha256(c.path): c for c in _scan(root, CORRECTION_POSITIVE_FOLDERS, None)}
+    corrections = {file_sha256(c.path): c for c in _scan(root, DEFAULT_POSITIVE_FOLDERS, None)}
     merged, matched = [], set()
     for example in examples:
         digest = file_sha256(example.path)
@@ -234,7 +232,8 @@ def make_dataset(
     import tensorflow as tf
 
     from model.augment import augment
-    from model.images import read_grey, to_network_input
+    from model.images import read_grey
+    from model.preprocessing import to_network_input
 
     if not examples:
         raise ValueError("no examples to make a dataset from")

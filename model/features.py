@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from model.images import ImageError, load_bytes, read_grey, to_network_input
+from model.data import Example
+from model.images import ImageError, load_bytes, read_grey
+from model.preprocessing import to_network_input
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
 
@@ -60,7 +65,6 @@ def extract_features(
     cache_dir: Path | None = DEFAULT_CACHE,
     seed: int = 0,
     batch_size: int = 16,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> tuple[np.ndarray, list[int]]:
     """Features of shape (n_kept, views + 1, *base_output) and the indices of the paths that loaded.
 
@@ -75,7 +79,7 @@ def extract_features(
         try:
             data = load_bytes(path)
         except ImageError as error:
-            log(f"skipping {path}: {error}")
+            log.warning("skipping %s: %s", path, error)
             continue
         digest = hashlib.sha256(data).hexdigest()
         kept.append(i)
@@ -87,7 +91,7 @@ def extract_features(
             else:
                 todo.append((i, view, data, digest, cached))
     if todo:
-        log(f"computing {len(todo)} base features ({len(found)} cached) with {key}")
+        log.info("computing %d base features (%d cached) with %s", len(todo), len(found), key)
     failed: set[int] = set()
     for start in range(0, len(todo), batch_size):
         batch, pixels = [], []
@@ -97,7 +101,7 @@ def extract_features(
                 batch.append((i, view, cached))
             except ImageError as error:
                 if i not in failed:
-                    log(f"skipping {paths[i]}: {error}")
+                    log.warning("skipping %s: %s", paths[i], error)
                 failed.add(i)
         if not pixels:
             continue
@@ -112,3 +116,57 @@ def extract_features(
         for view in range(views + 1):
             features[row, view] = found[i, view]
     return features, kept
+
+
+@dataclass
+class Features:
+    """Base features of some examples: x is (n, views + 1, *feature_shape), view 0 being the clean image."""
+
+    x: np.ndarray
+    y: np.ndarray
+    examples: list[Example]
+    skipped: list[Path] = field(default_factory=list)
+
+    def clean(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[:, 0], self.y.reshape(-1, 1)
+
+    def all_views(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored view as its own training sample."""
+        views = self.x.shape[1]
+        return self.x.reshape(-1, *self.x.shape[2:]), np.repeat(self.y, views).reshape(-1, 1)
+
+    def take(self, indices: Sequence[int]) -> "Features":
+        indices = np.asarray(indices, dtype=int)
+        return Features(self.x[indices], self.y[indices], [self.examples[i] for i in indices])
+
+    def __add__(self, other: "Features") -> "Features":
+        views = min(self.x.shape[1], other.x.shape[1])
+        x = np.concatenate([self.x[:, :views], other.x[:, :views]])
+        return Features(x, np.concatenate([self.y, other.y]), self.examples + other.examples,
+                        self.skipped + other.skipped)
+
+
+@dataclass
+class SplitFeatures:
+    """Features of the train, validation and test parts of one split (augmented views for train only)."""
+
+    train: Features
+    validation: Features
+    test: Features
+
+    def parts(self) -> dict[str, Features]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    @property
+    def skipped(self) -> list[Path]:
+        return [path for part in self.parts().values() for path in part.skipped]
+
+
+def featurize(
+    base, key: str, examples: Sequence[Example], views: int = 0, cache_dir: Path | None = DEFAULT_CACHE, seed: int = 0
+) -> Features:
+    """Run (or read from the cache) the frozen base on examples; unusable files are reported and dropped."""
+    x, kept = extract_features(base, [e.path for e in examples], key, views, cache_dir, seed)
+    kept_examples = [examples[i] for i in kept]
+    skipped = [e.path for i, e in enumerate(examples) if i not in set(kept)]
+    return Features(x, np.array([e.label for e in kept_examples], dtype="float32"), kept_examples, skipped)

@@ -1,4 +1,4 @@
-"""Turn any X-ray file (PNG, JPEG, TIFF, DICOM, ...) into the network's input, or say clearly why not."""
+"""Decode any X-ray file (PNG, JPEG, TIFF, DICOM, ...) to a grey image at its own size, or say clearly why not."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -14,6 +15,28 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Source = Union[str, Path, bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One kind of file we read: its name, file extensions and MIME types (decoding goes by content, not name)."""
+
+    name: str
+    extensions: tuple[str, ...]
+    mime_types: tuple[str, ...]
+
+
+FORMATS = (
+    Format("PNG", (".png",), ("image/png",)),
+    Format("JPEG", (".jpg", ".jpeg"), ("image/jpeg",)),
+    Format("TIFF", (".tif", ".tiff"), ("image/tiff",)),
+    Format("BMP", (".bmp",), ("image/bmp",)),
+    Format("GIF", (".gif",), ("image/gif",)),
+    Format("WebP", (".webp",), ("image/webp",)),
+    Format("DICOM", (".dcm", ".dicom"), ("application/dicom",)),
+)
+EXTENSIONS = tuple(ext for f in FORMATS for ext in f.extensions)
+FORMAT_NAMES = ", ".join(f.name for f in FORMATS)
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -58,24 +81,6 @@ def read_grey(source: Source) -> np.ndarray:
     return grey
 
 
-def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
-    """Resize a uint8 grey image to size x size with Pillow's anti-aliased bilinear filter."""
-    return np.asarray(Image.fromarray(grey, mode="L").resize((size, size), Image.Resampling.BILINEAR))
-
-
-def to_network_input(grey: np.ndarray, size: int) -> np.ndarray:
-    """Resize, stack grey to three channels and apply VGG-16's own preprocessing."""
-    from keras.applications.vgg16 import preprocess_input
-
-    rgb = np.repeat(resize_grey(grey, size)[:, :, None].astype("float32"), 3, axis=2)
-    return preprocess_input(rgb)
-
-
-def load_image(source: Source, size: int) -> np.ndarray:
-    """One file to one network input of shape (size, size, 3)."""
-    return to_network_input(read_grey(source), size)
-
-
 def _too_big(n: int) -> str:
     return f"the file is {n / 2**20:.1f} MiB, over the {MAX_FILE_BYTES / 2**20:.0f} MiB limit"
 
@@ -110,7 +115,7 @@ def _decode_pillow(data: bytes) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError("not an image: the content is not PNG, JPEG, TIFF, BMP, GIF, WebP or DICOM") from None
+        raise ImageError(f"not an image: the content is none of {FORMAT_NAMES}") from None
     except Image.DecompressionBombError as error:
         raise ImageError(f"the image is too large to decode safely ({error})") from None
     except _DECODE_ERRORS as error:

@@ -11,27 +11,31 @@ import csv
 import sys
 from pathlib import Path
 
-from model.artifact import DEFAULT_ARTIFACT, load_predictor
-from model.images import ImageError
+from model.artifact import DEFAULT_ARTIFACT
+from model.cli import report_skipped, run, setup_logging
+from model.images import FORMAT_NAMES, ImageError
+from model.serving.predictor import load_predictor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", type=Path, help="X-ray files (PNG, JPEG, TIFF, BMP, DICOM, ...)")
+    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path, help=f"X-ray files ({FORMAT_NAMES})")
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT, help="artifact folder or .keras file")
     parser.add_argument("--csv", type=Path, default=None, help="also write the results to this CSV file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_logging()
     args = parse_args(argv)
     predictor = load_predictor(args.model)
-    rows, failed = [], 0
+    rows, failed = [], []
     for path in args.files:
         try:
             result = predictor.predict(path)
         except ImageError as error:
-            failed += 1
+            failed.append(path)
             print(f"{path}: error: {error}", file=sys.stderr, flush=True)
             rows.append({"file": str(path), "probability": "", "decision": "", "threshold": "", "error": str(error)})
             continue
@@ -43,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    if failed:
-        print(f"{failed} of {len(args.files)} files could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    return report_skipped(failed, len(args.files))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from model.cli import add_data_arguments, add_head_arguments, cache_from_args, config_from_args, split_from_args
-from model.training import featurize, fine_tune, finish, prepare, train_head
+from model.cli import (
+    UsageError,
+    add_data_arguments,
+    add_head_arguments,
+    cache_from_args,
+    config_from_args,
+    log,
+    report_skipped,
+    run,
+    setup_logging,
+    split_from_args,
+)
+from model.training.export import finish, prepare
+from model.training.finetune import fine_tune
+from model.training.head import train_head
+
+SHOWN = ("auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     add_head_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="artifact and report folder")
@@ -28,29 +45,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
     args = parse_args(argv)
     config = config_from_args(args)
     start = time.time()
-    split = split_from_args(args)
-    base, sets = prepare(split, config, args.views, cache_from_args(args))
-    print(f"features ready in {time.time() - start:.0f} s", flush=True)
-    head, history = train_head(base, sets, config, verbose=2)
+    base, sets = prepare(split_from_args(args), config, args.views, cache_from_args(args))
+    log.info("features ready in %.0f s", time.time() - start)
+    head, history = train_head(base.output_shape[1:], sets.train, sets.validation, config, verbose=2)
     if not np.isfinite(history["loss"][-1]):
-        raise SystemExit(f"error: training diverged (loss {history['loss'][-1]}); lower --lr or change --optimizer")
+        raise UsageError(f"training diverged (loss {history['loss'][-1]}); lower --lr or change --optimizer")
+    skipped = sets.skipped
     if args.fine_tune_epochs:
-        from model.architecture import assemble
-
-        tuned = fine_tune(assemble(base, head), split.train, split.validation, config, args.fine_tune_epochs)
-        history = {**history, **{f"fine_tune_{k}": v for k, v in tuned.items()}}
-        sets = {name: featurize(base, "", features.examples, 0, None) for name, features in sets.items()}
+        sets, tuned = fine_tune(base, head, sets, config, args.fine_tune_epochs)
+        history = {**history, **tuned}
     path, evaluations = finish(base, head, config, sets, args.out, history, args.target_sensitivity,
                                meta={"command": "python -m model.train", "data": str(args.data)})
     for evaluation in evaluations:
-        shown = {k: evaluation.metrics[k] for k in ("auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy")}
-        print(f"{evaluation.name}: {json.dumps(shown)}")
+        print(f"{evaluation.name}: {json.dumps({k: evaluation.metrics[k] for k in SHOWN})}")
     print(f"wrote {path} and {args.out / 'report.md'} in {time.time() - start:.0f} s")
+    return report_skipped(skipped, len(skipped) + sum(len(p.examples) for p in sets.parts().values()))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

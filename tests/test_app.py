@@ -16,18 +16,21 @@ import gradio as gr
 import httpx
 import numpy as np
 import pytest
+from badfiles import make_bad_files
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
-from badfiles import make_bad_files
 from feedback.readers import hash_password, load_readers
 from feedback.store import DB_NAME, all_corrections, corrections_for
 from model.architecture import build_model
-from model.artifact import load_predictor, make_card, save_artifact
+from model.artifact import save_artifact
+from model.card import new_card
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
 from model.images import MAX_FILE_BYTES, ImageError, file_sha256, read_grey
+from model.serving.cache import PredictionCache
+from model.serving.predictor import load_predictor
 
 INPUT_SIZE = 64
 EXAMPLES = {Path(p).name: Path(p) for p in app.example_files()}
@@ -63,14 +66,14 @@ def network_runs() -> list[int]:
 def predictor(tmp_path_factory, network_runs):
     config = ModelConfig(weights="none", input_size=INPUT_SIZE, pooling="avg", dense=(8,))
     folder = tmp_path_factory.mktemp("model")
-    save_artifact(build_model(config), folder, make_card(config, 0.5, {}, {}, "fixed at 0.5 for tests"))
+    save_artifact(build_model(config), folder, new_card(config, 0.5, "fixed at 0.5 for tests", {}, {}))
     loaded = load_predictor(folder)
 
     def counted(images):
         network_runs.append(len(images))
-        return loaded.explain(images)
+        return loaded.run(images)
 
-    return dataclasses.replace(loaded, explain=counted)
+    return dataclasses.replace(loaded, run=counted)
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +252,7 @@ def test_a_new_file_is_previewed_and_the_old_result_cleared_before_it_is_analyse
 
 
 def test_prediction_cache_reuses_by_content_and_forgets_the_oldest(predictor, network_runs):
-    cache = app.PredictionCache(predictor, size=2)
+    cache = PredictionCache(predictor, size=2)
     a, b, c = (EXAMPLES[name].read_bytes() for name in ("covid-1.jpg", "normal-1.png", "normal-2.png"))
     start = len(network_runs)
     cache(a), cache(b), cache(bytes(a))

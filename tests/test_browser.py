@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedback.store import all_corrections
-from model.artifact import load_predictor
+from model.serving.predictor import load_predictor
 from tests.server import REPO, make_model, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model import crossval, evaluate, predict, train
-from model.artifact import load_predictor
+from model.serving.predictor import load_predictor
 
 REPORT_METRICS = ("accuracy", "loss", "precision", "recall", "sensitivity", "specificity", "f1", "auc", "auc_ci95",
                   "confusion_matrix", "per_source")
@@ -92,12 +92,13 @@ def test_grouped_folds_never_split_a_patient(fixture_dir):
     import numpy as np
 
     from model.data import scan_folder
-    from model.training import Features
+    from model.features import Features
+    from model.training.crossval import grouped_folds
 
     examples = scan_folder(fixture_dir)
     features = Features(np.zeros((len(examples), 1, 1)), np.array([e.label for e in examples], "float32"), examples)
     held_out = []
-    for train_idx, test_idx in crossval.grouped_folds(features, 3, seed=0):
+    for train_idx, test_idx in grouped_folds(features, 3, seed=0):
         train_patients = {examples[i].patient_id for i in train_idx}
         assert not train_patients & {examples[i].patient_id for i in test_idx}
         held_out += list(test_idx)

@@ -13,7 +13,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from feedback.store import all_corrections, integrity_check
-from tests.server import EXAMPLES, distinct_xrays, make_model, running_server, start_server, stop_server
+from tests.server import (
+    EXAMPLES,
+    distinct_xrays,
+    make_model,
+    running_server,
+    start_server,
+    stop_server,
+)
 
 CORRECTIONS = 100
 SENDERS = 16

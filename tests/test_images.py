@@ -2,8 +2,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from badfiles import (
     RESCALE_INTERCEPT,
     RESCALE_SLOPE,
@@ -14,7 +12,10 @@ from badfiles import (
     pattern,
     png_bytes,
 )
-from model.images import ImageError, file_sha256, load_bytes, load_image, read_grey, resize_grey
+from PIL import Image
+
+from model.images import ImageError, file_sha256, load_bytes, read_grey
+from model.preprocessing import load_image, resize_grey
 
 FIXTURE_XRAYS = Path(__file__).parent / "fixtures" / "xrays"
 CAFFE_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype="float32")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from feedback.store import Correction
-from model import presentation as show
-from model.artifact import Prediction, make_card
+from model.card import ModelCard, new_card
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
+from model.serving.predictor import Prediction
+from space import presentation as show
 
 
 def prediction(probability: float, threshold: float) -> Prediction:
@@ -32,15 +35,15 @@ def correction(id: int, label: str, reader: str, note: str = "") -> Correction:
 
 
 @pytest.fixture
-def card() -> dict:
+def card() -> ModelCard:
     split = {"images": 40, "patients": 30, "positive": 20, "negative": 20}
     test = {"n": 12, "auc": 0.875, "auc_ci95": [0.61, 0.99], "sensitivity": 0.8, "specificity": 0.75, "accuracy": 0.77}
-    made = make_card(
-        ModelConfig(weights="none", input_size=64, pooling="avg", dense=(8,)), 0.37,
+    made = new_card(
+        ModelConfig(weights="none", input_size=64, pooling="avg", dense=(8,)), 0.37, "Youden's J on validation",
         {"train": split, "validation": split, "test": split}, {"validation": test, "test": test},
-        "Youden's J on validation", notes="Trained on the dev set only.",
+        notes="Trained on the dev set only.",
     )
-    return dict(made, version="0123456789ab")
+    return dataclasses.replace(made, version="0123456789ab")
 
 
 def test_label_scores_are_the_two_class_probabilities():
@@ -72,8 +75,8 @@ def test_card_summary_shows_identity_data_test_metrics_and_limitations(card):
 
 
 def test_card_summary_without_test_metrics_or_card_says_so(card):
-    assert "no test metrics recorded" in show.card_summary(dict(card, metrics={}))
-    assert "No model card" in show.card_summary({})
+    assert "no test metrics recorded" in show.card_summary(dataclasses.replace(card, metrics={}))
+    assert "No model card" in show.card_summary(None)
 
 
 def test_corrections_markdown_lists_each_correction_with_reader_label_and_note():

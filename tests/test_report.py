@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.evaluation import evaluate
-from model.report import write_report
+from model.training.evaluation import evaluate
+from model.training.report import write_report
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from model.artifact import load_predictor
 from model.images import MAX_FILE_BYTES, ImageError, read_grey
-from model.presentation import preview
+from model.serving.predictor import load_predictor
+from space.presentation import preview
 from tests.badfiles import make_bad_files, make_valid_unusual_files
 from tests.server import EXAMPLES, distinct_xrays, make_model, running_server
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from model.artifact import CARD_FILE, DEFAULT_ARTIFACT, MODEL_FILE, load_predictor
+from model.artifact import CARD_FILE, DEFAULT_ARTIFACT, MODEL_FILE
+from model.serving.predictor import load_predictor
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*\| (?P<probability>[0-9.]+), (?P<decision>COVID-19 (positive|negative)) \((?P<split>\w+)\) \|$")
@@ -28,14 +29,14 @@ def test_artifact_fits_the_size_budget_and_has_its_card():
 
 def test_card_states_origin_threshold_and_held_out_metrics(predictor):
     card = predictor.card
-    assert card["input_size"] == predictor.input_size == 256
-    assert "HED" in card["base_weights_origin"]
-    assert 0 < card["threshold"] < 1
+    assert card.input_size == predictor.input_size == 256
+    assert "HED" in card.base_weights_origin
+    assert 0 < card.threshold < 1
     for section in ("validation", "test"):
-        assert 0 <= card["metrics"][section]["auc"] <= 1
-    pooled = card["cross_validation"]["pooled_out_of_fold"]
+        assert 0 <= card.metrics[section]["auc"] <= 1
+    pooled = card.cross_validation["pooled_out_of_fold"]
     assert pooled["auc_ci95"][0] <= pooled["auc"] <= pooled["auc_ci95"][1]
-    assert "not for diagnosis" in card["intended_use"].lower()
+    assert "not for diagnosis" in card.intended_use.lower()
 
 
 def test_every_example_is_listed_with_the_output_the_model_gives(predictor):

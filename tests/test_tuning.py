@@ -14,13 +14,22 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from model.artifact import load_predictor
+from model.cli import UsageError
 from model.config import ModelConfig
-from model.training import Features
+from model.features import Features, SplitFeatures
+from model.serving.predictor import load_predictor
 from tuning.__main__ import RESTART, main
 from tuning.report import TrialRecord, ranked, write_search_report
 from tuning.search import ENV, OBJECTIVES, make_tuner, search, set_role, trial_records
-from tuning.space import SEED_POINT, SPACE, LogRange, config_of, contains, declare, narrow
+from tuning.space import (
+    SEED_POINT,
+    SPACE,
+    LogRange,
+    config_of,
+    contains,
+    declare,
+    narrow,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--weights", "none", "--size", "32", "--tuner", "random", "--space", "epochs=1,2", "dense=32,16-8"]
@@ -47,7 +56,7 @@ def trial_files(project: Path) -> dict[str, float]:
     return {str(p.relative_to(project)): p.stat().st_mtime_ns for p in sorted(project.glob("trial_*/*"))}
 
 
-def synthetic_sets(seed: int = 0) -> dict[str, Features]:
+def synthetic_sets(seed: int = 0) -> SplitFeatures:
     """Features of shape (1, 1, 8) whose mean shifts with the label: learnable, but not perfectly."""
     rng = np.random.default_rng(seed)
 
@@ -56,7 +65,7 @@ def synthetic_sets(seed: int = 0) -> dict[str, Features]:
         x = rng.normal(size=(n, 2, 1, 1, 8)) + 0.7 * y[:, None, None, None, None]
         return Features(x.astype("float32"), y, [])
 
-    return {"train": features(48), "validation": features(24)}
+    return SplitFeatures(train=features(48), validation=features(24), test=features(0))
 
 
 def test_seed_setting_is_a_point_of_the_space_and_its_default():
@@ -140,7 +149,7 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
     prediction = predictor.predict(next((fixture_dir / "covid").iterdir()))
     assert 0.0 <= prediction.probability <= 1.0 and predictor.input_size == 32
     export = json.loads((out / "export.json").read_text())
-    assert predictor.card["hyperparameters"] == export["config"]
+    assert predictor.card.config.to_dict() == export["config"]
     kept = [p.parent.name for p in (out / "search").glob("trial_*/checkpoint*")]
     assert kept == [f"trial_{export['trial']}"]
     assert f"Trial {export['trial']}:" in (out / "report.md").read_text()
@@ -151,7 +160,7 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
     assert "ran 0 trials" in third and "completed in" not in third and "nothing to export" in third
     assert trial_files(out / "search") == files
 
-    with pytest.raises(SystemExit, match="other objective"):
+    with pytest.raises(UsageError, match="other objective"):
         main(cli(fixture_dir, out, cache, "--max-trials", "3", "--objective", "val_loss"))
 
 

@@ -23,9 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-from model.cli import add_data_arguments, cache_from_args, split_from_args
+from model.cli import (
+    UsageError,
+    add_data_arguments,
+    cache_from_args,
+    log,
+    run,
+    setup_logging,
+    split_from_args,
+)
 from model.config import ModelConfig
-from model.training import log, prepare
+from model.training.export import prepare
 from tuning.report import write_search_report
 from tuning.search import (
     OBJECTIVES,
@@ -100,14 +108,15 @@ def check_settings(out: Path, current: dict, overwrite: bool) -> None:
         stored = json.loads(path.read_text())
         changed = [k for k in current if stored.get(k) != current[k]]
         if changed:
-            sys.exit(f"{out} holds a search made with other {', '.join(changed)}; "
-                     "rerun with the same settings to resume, or use --overwrite or another --out")
+            raise UsageError(f"{out} holds a search made with other {', '.join(changed)}; "
+                             "rerun with the same settings to resume, or use --overwrite or another --out")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> str | None:
     """Run the search and export its best trial; returns RESTART when this process should make way for a fresh one."""
+    setup_logging()
     args = parse_args(argv)
     start = time.time()
     if args.role != "worker":
@@ -116,28 +125,29 @@ def main(argv: list[str] | None = None) -> str | None:
             (args.out / EXPORT_FILE).unlink(missing_ok=True)
     base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed)
     base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
-    log(f"features ready in {time.time() - start:.0f} s ({args.role})")
+    log.info("features ready in %.0f s (%s)", time.time() - start, args.role)
     tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)
     try:
         ran = search(tuner, sets)
     except RestartNeeded as reason:
-        log(f"{reason}; continuing in a fresh process")
+        log.info("%s; continuing in a fresh process", reason)
         return RESTART
     except KeyboardInterrupt:
-        sys.exit(f"\ninterrupted: the project in {args.out} keeps every finished trial; "
-                 "rerun the same command to resume (an unfinished trial is run again)")
+        log.error("interrupted: the project in %s keeps every finished trial; "
+                  "rerun the same command to resume (an unfinished trial is run again)", args.out)
+        raise
     if args.role == "worker":
-        log(f"worker done: ran {ran} trials")
+        log.info("worker done: ran %d trials", ran)
         return
     records = trial_records(tuner)
-    log(f"ran {ran} trials in this run; {len(records)} recorded in {args.out / 'search'}")
+    log.info("ran %d trials in this run; %d recorded in %s", ran, len(records), args.out / "search")
     export_path = args.out / EXPORT_FILE
     wanted = {"trial": tuner.oracle.get_best_trials(1)[0].trial_id, "fine_tune_epochs": args.fine_tune_epochs,
               "target_sensitivity": args.target_sensitivity}
     done = json.loads(export_path.read_text()) if export_path.is_file() else {}
     if {k: done.get(k) for k in wanted} == wanted:
-        log(f"best trial {wanted['trial']} already exported to {args.out / 'best'}; nothing to export")
+        log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.out / "best")
     else:
         artifact, evaluations, config = export_best(
             tuner, base, sets, base_config, args.out / "best", args.fine_tune_epochs, args.target_sensitivity,
@@ -146,17 +156,17 @@ def main(argv: list[str] | None = None) -> str | None:
         test = next(e.metrics for e in evaluations if e.name == "test")
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
         export_path.write_text(json.dumps(done, indent=2, default=float) + "\n")
-        log(f"exported trial {done['trial']} to {artifact}; test: {json.dumps(done['test'], default=float)}")
+        log.info("exported trial %s to %s; test: %s", done["trial"], artifact, json.dumps(done["test"], default=float))
     freed = prune_checkpoints(tuner, wanted["trial"])
     if freed:
-        log(f"deleted the saved weights of the other trials ({freed / 2**20:.1f} MiB)")
+        log.info("deleted the saved weights of the other trials (%.1f MiB)", freed / 2**20)
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.out / "best" / "model.keras",
             "exported configuration": json.dumps(done.get("config"))}
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
                                 done.get("test"))
-    log(f"wrote {paths['markdown']} in {time.time() - start:.0f} s")
+    log.info("wrote %s in %.0f s", paths["markdown"], time.time() - start)
     return None
 
 
@@ -168,6 +178,12 @@ def restart() -> None:
     os.execv(sys.executable, [sys.executable, "-m", "tuning", *argv])
 
 
-if __name__ == "__main__":
-    if main() == RESTART:
+def command(argv: list[str] | None = None) -> int | None:
+    """main, then a restart in a fresh process when main asks for one."""
+    if main(argv) == RESTART:
         restart()
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(run(command))

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from model.report import fmt
+from model.markdown import fmt, table
 
 CURVE_METRICS = ("loss", "auc")
 
@@ -80,24 +80,19 @@ def plot_best_curves(best: list[TrialRecord], path: Path) -> None:
 
 def _optimizer_table(records: list[TrialRecord], direction: str) -> list[str]:
     pick = max if direction == "max" else min
-    lines = ["| optimizer | trials | best | median | learning rate of the best |", "|---|---|---|---|---|"]
+    rows = []
     for optimizer in sorted({r.values.get("optimizer") for r in records if r.score is not None}, key=str):
         mine = ranked([r for r in records if r.values.get("optimizer") == optimizer], direction)
         scores = [r.score for r in mine]
-        lines.append(f"| {optimizer} | {len(mine)} | {_fmt(pick(scores))} | {_fmt(statistics.median(scores))} | "
-                     f"{_fmt(mine[0].values.get('learning_rate'))} |")
-    return lines
+        rows.append([optimizer, len(mine), pick(scores), statistics.median(scores), mine[0].values.get("learning_rate")])
+    return table(["optimizer", "trials", "best", "median", "learning rate of the best"], rows, ".4g")
 
 
 def _trial_table(records: list[TrialRecord], objective: str) -> list[str]:
     names = list(dict.fromkeys(name for r in records for name in r.values))
-    lines = [f"| trial | status | {objective} | best epoch | seconds | " + " | ".join(names) + " |",
-             "|---|---|---|---|---|" + "---|" * len(names)]
-    for r in records:
-        cells = [r.trial_id, r.status, _fmt(r.score), _fmt(r.best_epoch), _fmt(r.seconds)]
-        cells += [_fmt(r.values.get(name)) for name in names]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    rows = [[r.trial_id, r.status, r.score, r.best_epoch, r.seconds, *(r.values.get(name) for name in names)]
+            for r in records]
+    return table(["trial", "status", objective, "best epoch", "seconds", *names], rows, ".4g")
 
 
 def write_search_report(
@@ -120,26 +115,21 @@ def write_search_report(
     plot_best_curves(best[:top], paths["curves"])
     paths["json"].write_text(json.dumps([asdict(r) for r in records], indent=1, default=float))
 
-    lines = ["# Hyperparameter search", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in (meta or {}).items()]
     finished = [r.seconds for r in records if r.seconds is not None]
-    lines += [f"| trials | {len(records)} recorded, {len(best)} scored |",
-              f"| time in trials | {sum(finished):.0f} s (mean {statistics.fmean(finished) if finished else 0:.1f} s) |", ""]
+    settings = [*(meta or {}).items(), ("trials", f"{len(records)} recorded, {len(best)} scored"),
+                ("time in trials", f"{sum(finished):.0f} s (mean {statistics.fmean(finished) if finished else 0:.1f} s)")]
+    lines = ["# Hyperparameter search", "", *table(["setting", "value"], settings), ""]
     lines += ["## Best trial", ""]
     if best:
         winner = best[0]
         lines += [f"Trial {winner.trial_id}: {objective} = {_fmt(winner.score)} at epoch {winner.best_epoch} "
-                  f"({direction}imised, on the validation patients).", "", "| hyperparameter | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in winner.values.items()]
-        lines.append("")
+                  f"({direction}imised, on the validation patients).", ""]
+        lines += table(["hyperparameter", "value"], winner.values.items(), ".4g") + [""]
     else:
         lines += ["No trial has a score yet.", ""]
     if test_metrics:
         lines += ["Its artifact, evaluated once on the untouched test patients (details in [best/report.md](best/report.md)):",
-                  "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v) if not isinstance(v, list) else '[' + ', '.join(map(_fmt, v)) + ']'} |"
-                  for k, v in test_metrics.items()]
-        lines.append("")
+                  "", *table(["metric", "value"], test_metrics.items(), ".4g"), ""]
     lines += ["## Effect of optimizer and learning rate", "", "![optimizer and learning rate](optimizer_lr.png)", ""]
     lines += _optimizer_table(records, direction) + [""]
     lines += [f"## Loss and AUC of the {min(top, len(best))} best trials", "", "![curves](curves.png)", ""]

@@ -9,6 +9,8 @@ given back by ending the process when memory has grown too much, and the CLI the
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import statistics
 import time
@@ -20,7 +22,9 @@ import numpy as np
 import psutil
 
 from model.config import ModelConfig
-from model.training import Features, eta, featurize, fine_tune, finish, log
+from model.features import SplitFeatures
+from model.training.export import finish
+from model.training.finetune import fine_tune
 from tuning.report import TrialRecord
 from tuning.space import SPACE, HeadHyperModel, Spec, config_of
 
@@ -34,6 +38,11 @@ TUNERS = {
 PROJECT = "search"
 HISTORY_FILE = "history.json"
 ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+log = logging.getLogger(__name__)
+
+
+def eta(seconds: float) -> str:
+    return "unknown" if not math.isfinite(seconds) else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 def objective(name: str) -> keras_tuner.Objective:
@@ -91,7 +100,7 @@ class Progress:
             left = max(0, total - int(trial.trial_id) - 1)
             line += f" | {total - left}/{total} trials, about {eta(left * statistics.fmean(self.session_seconds))} left"
         rss = psutil.Process().memory_info().rss / 2**20
-        log(f"{line} | rss {rss:.0f} MiB")
+        log.info("%s | rss %.0f MiB", line, rss)
         self.first_rss = getattr(self, "first_rss", rss)
         if self.restart_growth and rss > self.first_rss * (1 + self.restart_growth):
             raise RestartNeeded(f"resident memory grew from {self.first_rss:.0f} to {rss:.0f} MiB in this process")
@@ -166,12 +175,12 @@ def make_tuner(
     return tuner
 
 
-def search(tuner: keras_tuner.Tuner, sets: dict[str, Features]) -> int:
+def search(tuner: keras_tuner.Tuner, sets: SplitFeatures) -> int:
     """Run the trials still to do (none when the project is complete); returns how many ran in this process.
 
     Raises RestartNeeded when the tuner's memory allowance ends the run early.
     """
-    tuner.search(sets["train"], sets["validation"])
+    tuner.search(sets.train, sets.validation)
     return len(getattr(tuner, "session_seconds", []))
 
 
@@ -223,7 +232,7 @@ def best_trial(tuner: keras_tuner.Tuner):
 def export_best(
     tuner: keras_tuner.Tuner,
     base,
-    sets: dict[str, Features],
+    sets: SplitFeatures,
     base_config: ModelConfig,
     out_dir: Path,
     fine_tune_epochs: int = 0,
@@ -243,12 +252,8 @@ def export_best(
     path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
     history = json.loads(path.read_text())["history"] if path.is_file() else None
     if fine_tune_epochs:
-        from model.architecture import assemble
-
-        tuned = fine_tune(assemble(base, head), sets["train"].examples, sets["validation"].examples, config,
-                          fine_tune_epochs)
-        history = {**(history or {}), **{f"fine_tune_{k}": v for k, v in tuned.items()}}
-        sets = {**sets, **{name: featurize(base, "", sets[name].examples, 0, None) for name in ("validation", "test")}}
+        sets, tuned = fine_tune(base, head, sets, config, fine_tune_epochs)
+        history = {**(history or {}), **tuned}
     notes = (
         f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
         f"{epochs}; weights of that epoch, trained on the training split"

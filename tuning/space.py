@@ -16,7 +16,8 @@ import keras_tuner
 
 from model.architecture import build_head
 from model.config import OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
-from model.training import Features, fit_head
+from model.features import Features
+from model.training.head import fit_head
 
 
 @dataclass(frozen=True)

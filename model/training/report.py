@@ -12,7 +12,8 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from model.config import CLASS_NAMES
-from model.evaluation import Evaluation
+from model.markdown import table
+from model.training.evaluation import Evaluation
 
 METRIC_ROWS = (
     ("n", "images"),
@@ -48,19 +49,6 @@ HOW_TO_READ = """\
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def fmt(value, spec: str = ".3f") -> str:
-    """A table cell: n/a for None, floats with `spec`, anything else as str."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return format(value, spec)
-    return str(value)
-
-
-def _fmt_ci(ci) -> str:
-    return "n/a" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _to_json(value):
@@ -124,37 +112,26 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 
 
 def _metrics_table(metrics: dict) -> list[str]:
-    lines = ["| metric | value | 95% CI | meaning |", "|---|---|---|---|"]
-    for key, meaning in METRIC_ROWS:
-        ci = _fmt_ci(metrics[CI_KEYS[key]]) if key in CI_KEYS else ""
-        lines.append(f"| {key} | {fmt(metrics[key])} | {ci} | {meaning} |")
-    return lines
+    rows = [[key, metrics[key], metrics[CI_KEYS[key]] if key in CI_KEYS else "", meaning] for key, meaning in METRIC_ROWS]
+    return table(["metric", "value", "95% CI", "meaning"], rows)
 
 
 def _confusion_table(metrics: dict) -> list[str]:
     cm = metrics["confusion_matrix"]
     neg, pos = CLASS_NAMES
-    return [
-        f"| confusion_matrix | predicted {neg} | predicted {pos} |",
-        "|---|---|---|",
-        f"| true {neg} | tn = {cm['tn']} | fp = {cm['fp']} |",
-        f"| true {pos} | fn = {cm['fn']} | tp = {cm['tp']} |",
-    ]
+    rows = [[f"true {neg}", f"tn = {cm['tn']}", f"fp = {cm['fp']}"], [f"true {pos}", f"fn = {cm['fn']}", f"tp = {cm['tp']}"]]
+    return table(["confusion_matrix", f"predicted {neg}", f"predicted {pos}"], rows)
 
 
 def _source_table(per_source: dict) -> list[str]:
-    lines = ["| source | " + " | ".join(SOURCE_COLUMNS) + " |", "|---|" + "---|" * len(SOURCE_COLUMNS)]
-    for source, m in per_source.items():
-        lines.append(f"| {source} | " + " | ".join(fmt(m[c]) for c in SOURCE_COLUMNS) + " |")
-    return lines
+    return table(["source", *SOURCE_COLUMNS], [[source, *(m[c] for c in SOURCE_COLUMNS)] for source, m in per_source.items()])
 
 
 def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path]) -> str:
     lines = ["# COVID-19 X-ray classifier evaluation", ""]
     if meta:
-        lines += ["| setting | value |", "|---|---|"]
-        lines += [f"| {k} | {json.dumps(v, default=_to_json) if isinstance(v, (dict, list)) else v} |" for k, v in meta.items()]
-        lines.append("")
+        rows = [[k, json.dumps(v, default=_to_json) if isinstance(v, (dict, list)) else v] for k, v in meta.items()]
+        lines += table(["setting", "value"], rows) + [""]
     lines += ["![ROC curves](roc.png)", ""]
     if "curves" in paths:
         lines += ["![Training curves](curves.png)", ""]

@@ -1,4 +1,4 @@
-"""What a reader sees: a prediction, the model card and earlier corrections turned into labels and Markdown."""
+"""What a reader of the Space sees: a prediction, the model card and earlier corrections as labels and Markdown."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from model.artifact import Prediction
+from feedback.store import LABELS
+from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
+from model.markdown import fmt, table
+from model.serving.predictor import Prediction
 
 NOTICE = (
     "**Research demo, not a diagnosis.** The model has not been validated clinically; do not use its output "
@@ -28,6 +31,8 @@ LIMITATIONS = (
 )
 PREVIEW_SIDE = 512
 _METRICS = (("auc", "AUC"), ("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("accuracy", "Accuracy"))
+LABEL_WORDS = {"positive": POSITIVE_NAME, "negative": NEGATIVE_NAME, "uncertain": "Uncertain"}
+LABEL_CHOICES = [(LABEL_WORDS[label], label) for label in LABELS]
 
 
 def label_scores(prediction: Prediction) -> dict[str, float]:
@@ -51,59 +56,50 @@ def preview(grey: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     return np.asarray(image)
 
 
-def _number(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, (int, float)) else "n/a"
-
-
-def _interval(value: Any) -> str:
-    return f" ({value[0]:.2f}-{value[1]:.2f})" if isinstance(value, (list, tuple)) and len(value) == 2 else ""
+def _with_interval(metrics: dict, key: str) -> str:
+    ci = metrics.get(f"{key}_ci95")
+    interval = f" ({ci[0]:.2f}-{ci[1]:.2f})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+    return fmt(metrics.get(key), ".2f") + interval
 
 
 def _data_table(training_data: dict) -> list[str]:
-    rows = ["| split | images | patients | positive | negative |", "|---|---|---|---|---|"]
-    for split, summary in training_data.items():
-        if isinstance(summary, dict):
-            cells = (summary.get(k, "n/a") for k in ("images", "patients", "positive", "negative"))
-            rows.append(f"| {split} | " + " | ".join(map(str, cells)) + " |")
-    return rows if len(rows) > 2 else []
+    columns = ("images", "patients", "positive", "negative")
+    rows = [[split, *(summary.get(k, "n/a") for k in columns)] for split, summary in training_data.items()
+            if isinstance(summary, dict)]
+    return table(["split", *columns], rows) if rows else []
 
 
 def _metrics_table(metrics: dict) -> list[str]:
-    rows = ["| " + " | ".join(["n"] + [name for _, name in _METRICS]) + " |", "|---" * (len(_METRICS) + 1) + "|"]
-    cells = [str(metrics.get("n", "n/a"))]
-    for key, _ in _METRICS:
-        cells.append(_number(metrics.get(key)) + _interval(metrics.get(f"{key}_ci95")))
-    return rows + ["| " + " | ".join(cells) + " |"]
+    return table(["n", *(name for _, name in _METRICS)],
+                 [[metrics.get("n", "n/a"), *(_with_interval(metrics, key) for key, _ in _METRICS)]])
 
 
-def card_summary(card: dict) -> str:
+def card_summary(card: ModelCard | None) -> str:
     """The model card as Markdown: identity, decision rule, training data, test metrics and limitations."""
-    if not card:
+    if card is None:
         return "### Model card\nNo model card was found, so the model's training data and test metrics are unknown."
-    hp = card.get("hyperparameters", {})
+    hp = card.config
     lines = [
         "### Model card",
-        f"**{card.get('name', 'model')}**, version `{card.get('version', 'unversioned')}`, "
-        f"created {card.get('created', 'at an unknown time')}.",
+        f"**{card.name}**, version `{card.version}`, created {card.created or 'at an unknown time'}.",
         "",
-        f"- Base: VGG-16, weights from {card.get('base_weights_origin', 'an unknown origin')}; head: "
-        f"{hp.get('pooling', '?')} pooling, dense layers {hp.get('dense', '?')}.",
-        f"- Input: {card.get('input_size', '?')} px square, grey stacked to three channels.",
-        f"- Decision threshold: {_number(card.get('threshold', 0.5))} "
-        f"({card.get('threshold_rule', 'rule not recorded')}).",
+        f"- Base: VGG-16, weights from {card.base_weights_origin}; head: "
+        f"{hp.pooling} pooling, dense layers {list(hp.dense)}.",
+        f"- Input: {card.input_size} px square, grey stacked to three channels.",
+        f"- Decision threshold: {card.threshold:.2f} ({card.threshold_rule}).",
     ]
-    data = _data_table(card.get("training_data", {}))
+    data = _data_table(card.training_data)
     if data:
         lines += ["", "**Data** (split by patient)", "", *data]
-    test = card.get("metrics", {}).get("test")
+    test = card.metrics.get("test")
     if isinstance(test, dict):
         lines += ["", "**Held-out test set** (95% intervals in brackets)", "", *_metrics_table(test)]
     else:
         lines += ["", "**Held-out test set**: no test metrics recorded."]
     lines += ["", "**Limitations**", "", *(f"- {text}" for text in LIMITATIONS)]
-    if card.get("notes"):
-        lines.append(f"- {card['notes']}")
-    lines += ["", f"*Intended use*: {card.get('intended_use', NOTICE)}"]
+    if card.notes:
+        lines.append(f"- {card.notes}")
+    lines += ["", f"*Intended use*: {card.intended_use}"]
     return "\n".join(lines)
 
 

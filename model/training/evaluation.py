@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import binomtest, bootstrap
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -18,7 +17,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-Z95 = NormalDist().inv_cdf(0.975)
 PROB_EPSILON = 1e-7  # same clipping as Keras' binary cross-entropy
 
 
@@ -87,33 +85,31 @@ def wilson_interval(successes: int, total: int) -> list[float] | None:
     """95% Wilson score interval for a proportion; None when total is 0."""
     if total == 0:
         return None
-    p = successes / total
-    z2 = Z95**2
-    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
-    half = Z95 * np.sqrt(p * (1 - p) / total + z2 / (4 * total**2)) / (1 + z2 / total)
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+    ci = binomtest(successes, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def _auc_statistic(positives: np.ndarray, negatives: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mann-Whitney AUC (ties count half) of each resample along `axis`, as scipy.stats.bootstrap calls it."""
+    pos = np.moveaxis(positives, axis, -1)[..., :, None]
+    neg = np.moveaxis(negatives, axis, -1)[..., None, :]
+    return ((pos > neg).mean(axis=(-2, -1)) + 0.5 * (pos == neg).mean(axis=(-2, -1)))
 
 
 def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[list[float] | None, int]:
-    """Percentile bootstrap 95% CI of ROC AUC over images; resamples holding one class are skipped.
+    """Percentile bootstrap 95% CI of ROC AUC, resampling positives and negatives separately (stratified).
 
-    Each resample's AUC is the Mann-Whitney U statistic (identical to roc_auc_score, ties count half),
-    computed for all resamples at once. Returns (interval or None, number of resamples used).
+    Every resample keeps both classes, so all n_boot are used. Returns (interval or None, resamples used);
+    None when a class has fewer than two images, too few to resample.
     """
-    if len(np.unique(y)) < 2 or n_boot < 1:
+    y = np.asarray(y)
+    positives, negatives = np.asarray(p, dtype=float)[y == 1], np.asarray(p, dtype=float)[y == 0]
+    if min(len(positives), len(negatives)) < 2 or n_boot < 1:
         return None, 0
-    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
-    y_boot, p_boot = y[idx], p[idx]
-    n_pos = y_boot.sum(axis=1)
-    n_neg = len(y) - n_pos
-    both = (n_pos > 0) & (n_neg > 0)
-    if not both.any():
-        return None, 0
-    ranks = rankdata(p_boot[both], axis=1)
-    pos_rank_sum = (ranks * y_boot[both]).sum(axis=1)
-    aucs = (pos_rank_sum - n_pos[both] * (n_pos[both] + 1) / 2) / (n_pos[both] * n_neg[both])
-    low, high = np.percentile(aucs, [2.5, 97.5])
-    return [float(low), float(high)], int(both.sum())
+    batch = max(1, int(2e7 // (len(positives) * len(negatives))))
+    result = bootstrap((positives, negatives), _auc_statistic, n_resamples=n_boot, batch=batch, vectorized=True,
+                       method="percentile", rng=np.random.default_rng(seed))
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)], n_boot
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, pred: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -206,3 +202,13 @@ def cross_validated_summary(evaluations: list[Evaluation], n_boot: int = 1000, s
         "folds": folds,
         **{key: _spread([e.metrics[key] for e in evaluations]) for key in ("auc", "sensitivity", "specificity")},
     }
+
+
+def pick_threshold(y: np.ndarray, probs: np.ndarray, target_sensitivity: float | None) -> tuple[float, str]:
+    """Threshold from validation data and the rule that chose it; 0.5 when validation has one class only."""
+    try:
+        threshold = choose_threshold(y, probs, target_sensitivity)
+    except ValueError as error:
+        return 0.5, f"0.5 (validation data could not choose one: {error})"
+    rule = f"sensitivity >= {target_sensitivity} on validation" if target_sensitivity else "Youden's J on validation"
+    return threshold, rule

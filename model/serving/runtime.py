@@ -1,0 +1,19 @@
+"""What executes the network: a function from a batch of network inputs to (probabilities, Grad-CAM maps).
+
+A faster runtime (another precision, another engine) is one more constructor here returning a `Runtime`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Runtime = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def keras_runtime(model) -> Runtime:
+    """The Keras model itself, probability and Grad-CAM from one forward pass (see model.serving.gradcam)."""
+    from model.serving.gradcam import explainer
+
+    return explainer(model)

@@ -1,0 +1,92 @@
+"""The rooms of the data flow stay apart, and the model card is a checked contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.architecture import OPTIMIZER_CONSTRUCTORS
+from model.artifact import CARD_FILE, DEFAULT_ARTIFACT, load_card
+from model.card import REQUIRED, CardError, ModelCard, new_card
+from model.config import OPTIMIZERS, ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def import_with_blocked(modules: list[str], blocked: list[str]) -> subprocess.CompletedProcess:
+    """Import `modules` in a fresh interpreter in which importing any of `blocked` fails."""
+    code = f"BLOCKED = {blocked!r}\n{BLOCKER}\n" + "".join(f"import {m}\n" for m in modules)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_serving_imports_nothing_from_training():
+    serving = ["model.serving.predictor", "model.serving.cache", "model.serving.gradcam", "model.serving.runtime"]
+    result = import_with_blocked(serving, ["model.training", "tuning", "keras_tuner", "sklearn"])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_blocker_does_block():
+    result = import_with_blocked(["model.training.head"], ["model.training"])
+    assert result.returncode != 0 and "model.training is blocked" in result.stderr
+
+
+def test_feedback_and_model_never_import_each_other():
+    assert import_with_blocked(["feedback", "feedback.export", "feedback.__main__"], ["model"]).returncode == 0
+    model = ["model.training.export", "model.training.crossval", "model.serving.predictor", "model.data"]
+    assert import_with_blocked(model, ["feedback", "space", "tuning"]).returncode == 0
+
+
+def test_tuning_imports_training_and_core_only():
+    result = import_with_blocked(["tuning.search", "tuning.space", "tuning.report"], ["model.serving", "space", "app"])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_optimizer_name_has_a_constructor():
+    assert set(OPTIMIZER_CONSTRUCTORS) == set(OPTIMIZERS)
+
+
+def card_dict() -> dict:
+    return new_card(ModelConfig(weights="none", input_size=32), 0.42, "Youden's J on validation", {}, {}).to_dict()
+
+
+@pytest.mark.parametrize("field", sorted(REQUIRED))
+def test_a_card_missing_a_required_field_names_it(field, tmp_path):
+    d = card_dict()
+    del d[field]
+    (tmp_path / CARD_FILE).write_text(json.dumps(d))
+    with pytest.raises(CardError, match=f"'{field}'"):
+        load_card(tmp_path)
+
+
+def test_a_card_with_a_mistyped_or_impossible_field_says_so():
+    with pytest.raises(CardError, match="'threshold' should be a number"):
+        ModelCard.from_dict({**card_dict(), "threshold": "0.4"})
+    with pytest.raises(CardError, match="in \\[0, 1\\]"):
+        ModelCard.from_dict({**card_dict(), "threshold": 1.5})
+    with pytest.raises(CardError, match="'hyperparameters' is invalid"):
+        ModelCard.from_dict({**card_dict(), "hyperparameters": {"pooling": "median"}})
+    with pytest.raises(CardError, match="not valid JSON"):
+        ModelCard.from_json("{")
+
+
+def test_a_card_round_trips_through_json():
+    card = dataclasses.replace(ModelCard.from_dict(card_dict()), version="abc", notes="n")
+    assert ModelCard.from_json(card.to_json()) == card
+
+
+def test_the_shipped_card_loads_as_a_model_card():
+    card = load_card(DEFAULT_ARTIFACT)
+    assert card.version and card.config.input_size == card.input_size
