@@ -9,7 +9,7 @@ from pathlib import Path
 
 from feedback.export import export_corrections
 from feedback.readers import hash_password
-from feedback.store import DB_NAME, all_corrections, default_root, integrity_check
+from feedback.store import DB_NAME, all_corrections, clean_reader, default_root, integrity_check
 
 
 def _existing_store(root: Path) -> Path:
@@ -31,7 +31,8 @@ def _hash_password(args: argparse.Namespace) -> None:
             sys.exit("error: passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    print(f"{args.name}:{hash_password(password, args.iterations)}" if args.name else hash_password(password, args.iterations))
+    hashed = hash_password(password, args.iterations)
+    print(f"{clean_reader(args.name)}:{hashed}" if args.name else hashed)
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -39,9 +40,9 @@ def _list(args: argparse.Namespace) -> None:
     corrections = all_corrections(root)
     for c in corrections:
         note = f"  {c.note!r}" if c.note else ""
-        print(f"{c.id:>5}  {c.created_at}  {c.reader:<12} {c.correct_label:<9} "
-              f"(model: {c.predicted_label} p={c.probability:.3f} {c.model_version})  "
-              f"{c.image_sha256[:12]}  {c.original_filename}{note}")
+        print(f"{c.id:>5}  {c.created_at}  {c.reader!r:<14} {c.correct_label:<9} "
+              f"(model: {c.predicted_label!r} p={c.probability:.3f} {c.model_version!r})  "
+              f"{c.image_sha256[:12]}  {c.original_filename!r}{note}")
     print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
 
 

@@ -11,6 +11,21 @@ from feedback.store import Correction, all_corrections
 
 FOLDERS = {"positive": "covid", "negative": "not_covid"}
 MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "readers", "n_corrections")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """The cell as text, with a leading ' when a spreadsheet would otherwise run it as a formula."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Write rows as CSV with every cell neutralised against spreadsheet formula injection."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({key: csv_safe(value) for key, value in row.items()} for row in rows)
 
 
 def _recency(c: Correction) -> tuple[str, int]:
@@ -65,8 +80,5 @@ def export_corrections(root: str | Path, out: str | Path) -> dict:
         })
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "MANIFEST.csv", MANIFEST_COLUMNS, rows)
     return counts

@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from feedback.store import clean_reader
+
 PBKDF2_PREFIX = "pbkdf2_sha256"
 
 
@@ -44,6 +46,10 @@ def _parse_entries(entries: list[str], where: str) -> dict[str, str]:
         name, secret = name.strip(), secret.strip()
         if not sep or not name or not secret:
             raise ValueError(f"{where} {number}: expected 'name:password', got {entry!r}")
+        try:
+            clean_reader(name)
+        except ValueError as e:
+            raise ValueError(f"{where} {number}: {e}") from None
         if name in readers:
             raise ValueError(f"{where} {number}: reader {name!r} is listed twice")
         if secret.startswith(PBKDF2_PREFIX + "$"):
@@ -71,9 +77,12 @@ def load_readers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
 
 def check_reader(readers: Mapping[str, str], name: str, password: str) -> bool:
     """True when the password is right for the reader; with no accounts configured, any non-empty name passes."""
-    name = name.strip()
     if not readers:
-        return bool(name)
+        try:
+            return bool(clean_reader(name))
+        except ValueError:
+            return False
+    name = name.strip()
     secret = readers.get(name)
     if secret is None:
         return False

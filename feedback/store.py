@@ -9,12 +9,15 @@ import os
 import re
 import sqlite3
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 LABELS = ("positive", "negative", "uncertain")
 MAX_NOTE_CHARS = 2000
+MAX_READER_CHARS = 64
+MAX_FILENAME_CHARS = 255
 DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
 IMAGES_DIR = "images"
@@ -42,6 +45,8 @@ _COLUMNS = (
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
+_READER = re.compile(r"[\w .-]+")
+_NOTE_CONTROLS_ALLOWED = "\n\r\t"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,35 @@ def default_root() -> Path:
     if os.path.isdir("/data") and os.access("/data", os.W_OK):
         return Path("/data/xray-covid-feedback")
     return Path("feedback_data")
+
+
+def clean_reader(name: str) -> str:
+    """The reader name stripped; ValueError unless it is 1-64 letters, digits, spaces, '.', '_' or '-'."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("reader name is empty: say who is making the correction")
+    name = name.strip()
+    if len(name) > MAX_READER_CHARS:
+        raise ValueError(f"reader name is {len(name)} characters long; at most {MAX_READER_CHARS} are allowed")
+    if not _READER.fullmatch(name):
+        raise ValueError("reader name may contain only letters, digits, spaces, '.', '_' and '-'")
+    return name
+
+
+def check_note(note: str) -> str:
+    """The note unchanged; ValueError unless it is text of at most 2,000 characters without control characters."""
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch not in _NOTE_CONTROLS_ALLOWED for ch in note):
+        raise ValueError("note may not contain control characters (newlines and tabs are fine)")
+    return note
+
+
+def _clean_filename(filename: str) -> str:
+    """The upload's base name without control characters, cut to 255 characters, for the record."""
+    if not isinstance(filename, str):
+        raise ValueError(f"filename must be text, got {type(filename).__name__}")
+    name = "".join(ch for ch in Path(filename).name if unicodedata.category(ch) != "Cc")
+    return name[:MAX_FILENAME_CHARS]
 
 
 def _connect(root: Path) -> sqlite3.Connection:
@@ -130,15 +164,11 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, filename: str) -> 
     return f"{IMAGES_DIR}/{name}"
 
 
-def _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version) -> None:
+def _validate(image_bytes, correct_label, predicted_label, probability, model_version) -> None:
     if not isinstance(image_bytes, (bytes, bytearray)) or not image_bytes:
         raise ValueError("image is empty: nothing to store")
     if correct_label not in LABELS:
         raise ValueError(f"correct_label must be one of {LABELS}, got {correct_label!r}")
-    if not isinstance(reader, str) or not reader.strip():
-        raise ValueError("reader name is empty: say who is making the correction")
-    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
-        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
     if not isinstance(predicted_label, str) or not isinstance(model_version, str):
         raise ValueError("predicted_label and model_version must be text")
     if not isinstance(probability, (int, float)) or math.isnan(probability) or not 0.0 <= probability <= 1.0:
@@ -157,9 +187,9 @@ def add_correction(
     model_version: str,
 ) -> tuple[int, bool]:
     """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
-    _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version)
+    _validate(image_bytes, correct_label, predicted_label, probability, model_version)
+    reader, note = clean_reader(reader), check_note(note)
     root = Path(root)
-    reader = reader.strip()
     sha256 = hashlib.sha256(image_bytes).hexdigest()
     image_path = _store_image(root, bytes(image_bytes), sha256, filename)
     created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -170,7 +200,7 @@ def add_correction(
             cursor = conn.execute(
                 f"INSERT INTO corrections ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (image_sha256, reader, correct_label) DO NOTHING",
-                (sha256, image_path, Path(filename).name, correct_label, reader, note,
+                (sha256, image_path, _clean_filename(filename), correct_label, reader, note,
                  predicted_label, float(probability), model_version, created_at),
             )
             created = cursor.rowcount == 1
