@@ -19,9 +19,11 @@ def _existing_store(root: Path) -> Path:
 
 
 def _export(args: argparse.Namespace) -> None:
-    counts = export_corrections(_existing_store(args.root), args.out)
+    counts = export_corrections(_existing_store(args.root), args.out, include_unverified=args.include_unverified)
     print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
     print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  skipped (uncertain): {counts['skipped_uncertain']}")
+    if counts["left_out_unverified"]:
+        print(f"left out: {counts['left_out_unverified']} unverified corrections (add --include-unverified to use them)")
 
 
 def _hash_password(args: argparse.Namespace) -> None:
@@ -40,7 +42,8 @@ def _list(args: argparse.Namespace) -> None:
     corrections = all_corrections(root)
     for c in corrections:
         note = f"  {c.note!r}" if c.note else ""
-        print(f"{c.id:>5}  {c.created_at}  {c.reader!r:<14} {c.correct_label:<9} "
+        status = "verified" if c.verified else "unverified"
+        print(f"{c.id:>5}  {c.created_at}  {status:<10}  {c.reader!r:<14} {c.correct_label:<9} "
               f"(model: {c.predicted_label!r} p={c.probability:.3f} {c.model_version!r})  "
               f"{c.image_sha256[:12]}  {c.original_filename!r}{note}")
     print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
     export.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
+    export.add_argument("--include-unverified", action="store_true",
+                        help="also use corrections made without signing in (open mode, or from before accounts)")
     export.set_defaults(run=_export)
 
     hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")

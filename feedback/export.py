@@ -42,20 +42,24 @@ def consensus_label(corrections: list[Correction]) -> str:
     return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label
 
 
-def export_corrections(root: str | Path, out: str | Path) -> dict:
+def export_corrections(root: str | Path, out: str | Path, include_unverified: bool = False) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 
-    Images whose consensus is "uncertain" are skipped. `out` must be missing or empty.
+    Images whose consensus is "uncertain" are skipped, and unverified flags (made without signing in) are left out
+    unless `include_unverified`. `out` must be missing or empty.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"export folder {out} already exists and is not empty; choose a new one")
+    stored = all_corrections(root)
     by_image: dict[str, list[Correction]] = {}
-    for c in all_corrections(root):
-        by_image.setdefault(c.image_sha256, []).append(c)
+    for c in stored:
+        if c.verified or include_unverified:
+            by_image.setdefault(c.image_sha256, []).append(c)
 
-    counts = {"corrections": sum(len(cs) for cs in by_image.values()), "images": len(by_image),
-              "covid": 0, "not_covid": 0, "skipped_uncertain": 0}
+    used = sum(len(cs) for cs in by_image.values())
+    counts = {"corrections": used, "images": len(by_image), "covid": 0, "not_covid": 0, "skipped_uncertain": 0,
+              "left_out_unverified": len(stored) - used}
     rows = []
     for sha256, corrections in sorted(by_image.items()):
         label = consensus_label(corrections)

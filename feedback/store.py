@@ -36,12 +36,13 @@ CREATE TABLE IF NOT EXISTS corrections (
     probability REAL NOT NULL CHECK (probability BETWEEN 0 AND 1),
     model_version TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
     UNIQUE (image_sha256, reader, correct_label)
 )
 """
 _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
-    " predicted_label, probability, model_version, created_at"
+    " predicted_label, probability, model_version, created_at, verified"
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
@@ -51,7 +52,7 @@ _NOTE_CONTROLS_ALLOWED = "\n\r\t"
 
 @dataclass(frozen=True)
 class Correction:
-    """One radiologist's verdict on one image; `image_path` is absolute."""
+    """One radiologist's verdict on one image; `image_path` is absolute; `verified` when made by a signed-in reader."""
 
     id: int
     image_sha256: str
@@ -64,6 +65,7 @@ class Correction:
     probability: float
     model_version: str
     created_at: str
+    verified: bool = False
 
 
 def default_root() -> Path:
@@ -115,10 +117,18 @@ def _connect(root: Path) -> sqlite3.Connection:
             fcntl.flock(lock, fcntl.LOCK_EX)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(_SCHEMA)
+            _migrate(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to date; its existing rows count as unverified."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
+    if "verified" not in columns:
+        conn.execute("ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))")
 
 
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
@@ -130,7 +140,7 @@ def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correct
         rows = conn.execute(f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id", params).fetchall()
     finally:
         conn.close()
-    return [Correction(*row[:2], str(root / row[2]), *row[3:]) for row in rows]
+    return [Correction(*row[:2], str(root / row[2]), *row[3:-1], verified=bool(row[-1])) for row in rows]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -185,37 +195,48 @@ def add_correction(
     predicted_label: str,
     probability: float,
     model_version: str,
+    *,
+    verified: bool = False,
 ) -> tuple[int, bool]:
     """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
     _validate(image_bytes, correct_label, predicted_label, probability, model_version)
-    reader, note = clean_reader(reader), check_note(note)
+    if not isinstance(verified, bool):
+        raise ValueError(f"verified must be True or False, got {verified!r}")
     root = Path(root)
-    sha256 = hashlib.sha256(image_bytes).hexdigest()
-    image_path = _store_image(root, bytes(image_bytes), sha256, filename)
-    created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    record = {
+        "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "original_filename": _clean_filename(filename),
+        "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
+        "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
+        "verified": int(verified),
+    }
     conn = _connect(root)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute(
-                f"INSERT INTO corrections ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (image_sha256, reader, correct_label) DO NOTHING",
-                (sha256, image_path, _clean_filename(filename), correct_label, reader, note,
-                 predicted_label, float(probability), model_version, created_at),
-            )
-            created = cursor.rowcount == 1
-            (record_id,) = conn.execute(
-                "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
-                (sha256, reader, correct_label),
-            ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return _insert_once(conn, root, record, bytes(image_bytes), filename)
     finally:
         conn.close()
-    return record_id, created
+
+
+def _insert_once(conn: sqlite3.Connection, root: Path, record: dict, image_bytes: bytes, filename: str) -> tuple[int, bool]:
+    """In one write transaction: the id of the same earlier flag, else store the image and insert; (id, created)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute(
+            "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
+            (record["image_sha256"], record["reader"], record["correct_label"]),
+        ).fetchone()
+        if found is None:
+            image_path = _store_image(root, image_bytes, record["image_sha256"], filename)
+            row = {**record, "image_path": image_path,
+                   "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+            cursor = conn.execute(
+                f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return (found[0], False) if found else (cursor.lastrowid, True)
 
 
 def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:

@@ -81,8 +81,8 @@ def test_csv_cells_that_spreadsheets_would_evaluate_are_quoted(value, safe):
 
 def test_export_manifest_neutralises_reader_names(tmp_path):
     root, out = tmp_path / "store", tmp_path / "out"
-    flag(root, png_bytes(5), reader="-cmd")
-    flag(root, png_bytes(5), reader="alice")
+    flag(root, png_bytes(5), reader="-cmd", verified=True)
+    flag(root, png_bytes(5), reader="alice", verified=True)
     export_corrections(root, out)
     with open(out / "MANIFEST.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
