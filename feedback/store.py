@@ -10,8 +10,9 @@ import re
 import sqlite3
 import tempfile
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 LABELS = ("positive", "negative", "uncertain")
@@ -22,6 +23,8 @@ DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
+DEFAULT_QUOTA_MB = 2048
+DEFAULT_DAILY_FLAGS = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corrections (
@@ -48,6 +51,42 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 _READER = re.compile(r"[\w .-]+")
 _NOTE_CONTROLS_ALLOWED = "\n\r\t"
+
+
+class QuotaExceeded(ValueError):
+    """A flag refused because a storage limit is reached; nothing was stored."""
+
+
+class StoreFull(QuotaExceeded):
+    """Storing the image would take the store's images over its total quota."""
+
+
+class DailyLimitReached(QuotaExceeded):
+    """The reader has already made the allowed number of flags this UTC day."""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Limits on the store: total bytes of stored images, and flags per reader per UTC day."""
+
+    store_bytes: int = DEFAULT_QUOTA_MB * 2**20
+    daily_flags: int = DEFAULT_DAILY_FLAGS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Quotas:
+        """Quotas from XRAY_FEEDBACK_QUOTA_MB and XRAY_FEEDBACK_DAILY_FLAGS, with the defaults where unset."""
+        return cls(_env_count(environ, "XRAY_FEEDBACK_QUOTA_MB", DEFAULT_QUOTA_MB) * 2**20,
+                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS", DEFAULT_DAILY_FLAGS))
+
+
+def _env_count(environ: Mapping[str, str], key: str, default: int) -> int:
+    """A whole number (0 or more) from the environment, or the default when unset or blank."""
+    text = environ.get(key, "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]+", text):
+        raise ValueError(f"{key} must be a whole number (0 or more), got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -129,6 +168,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
     if "verified" not in columns:
         conn.execute("ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))")
+    conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
 
 
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
@@ -151,15 +191,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _store_image(root: Path, image_bytes: bytes, sha256: str, filename: str) -> str:
-    """Write the image once under images/, atomically and durably; return its path relative to root."""
+def _suffix(filename: str) -> str:
+    """The file name's extension in lower case, or "" when it has none or an odd one."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if _EXTENSION.fullmatch(suffix) else ""
+
+
+def _extension(extension: str) -> str:
+    """An extension given by the caller, as ".png"; ValueError unless 1-8 letters or digits."""
+    suffix = "." + extension.lower().removeprefix(".") if isinstance(extension, str) else ""
+    if not _EXTENSION.fullmatch(suffix):
+        raise ValueError(f"extension must be 1-8 letters or digits such as '.png', got {extension!r}")
+    return suffix
+
+
+def _digest(image_sha256: str) -> str:
+    """The hex SHA-256 digest in lower case; ValueError when it is not one."""
+    sha256 = image_sha256.strip().lower() if isinstance(image_sha256, str) else ""
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
+    return sha256
+
+
+def _stored_bytes(images: Path) -> int:
+    """Bytes taken by the files in the images folder."""
+    with os.scandir(images) as entries:
+        return sum(entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False))
+
+
+def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> str:
+    """Write the image once under images/ as <sha256><suffix>, atomically and durably; return its path under root."""
     images = root / IMAGES_DIR
-    images.mkdir(parents=True, exist_ok=True)
+    images.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = sorted(images.glob(f"{sha256}*"))
     if existing:
         return f"{IMAGES_DIR}/{existing[0].name}"
-    suffix = Path(filename).suffix.lower()
-    name = sha256 + (suffix if _EXTENSION.fullmatch(suffix) else "")
+    if _stored_bytes(images) + len(image_bytes) > quota_bytes:
+        raise StoreFull(f"the feedback store is full (its quota is {quota_bytes / 2**20:.0f} MB of images); "
+                        "ask the Space's maintainer to export and clear it or to raise XRAY_FEEDBACK_QUOTA_MB")
+    name = sha256 + suffix
     fd, tmp = tempfile.mkstemp(dir=images, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -197,27 +267,52 @@ def add_correction(
     model_version: str,
     *,
     verified: bool = False,
+    image_sha256: str | None = None,
+    extension: str | None = None,
+    quotas: Quotas | None = None,
 ) -> tuple[int, bool]:
     """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
     _validate(image_bytes, correct_label, predicted_label, probability, model_version)
     if not isinstance(verified, bool):
         raise ValueError(f"verified must be True or False, got {verified!r}")
     root = Path(root)
+    suffix = _suffix(filename) if extension is None else _extension(extension)
+    quotas = Quotas.from_env() if quotas is None else quotas
+    sha256 = hashlib.sha256(image_bytes).hexdigest() if image_sha256 is None else _digest(image_sha256)
     record = {
-        "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "original_filename": _clean_filename(filename),
+        "image_sha256": sha256, "original_filename": _clean_filename(filename),
         "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
         "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
         "verified": int(verified),
     }
     conn = _connect(root)
     try:
-        return _insert_once(conn, root, record, bytes(image_bytes), filename)
+        return _insert_once(conn, root, record, (bytes(image_bytes), suffix), quotas)
     finally:
         conn.close()
 
 
-def _insert_once(conn: sqlite3.Connection, root: Path, record: dict, image_bytes: bytes, filename: str) -> tuple[int, bool]:
-    """In one write transaction: the id of the same earlier flag, else store the image and insert; (id, created)."""
+def _utc_now() -> datetime:
+    """The time now in UTC (a seam for tests)."""
+    return datetime.now(timezone.utc)
+
+
+def _check_daily(conn: sqlite3.Connection, reader: str, limit: int, now: datetime) -> None:
+    """Raise DailyLimitReached when the reader has made `limit` flags on now's UTC day."""
+    day = now.date()
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM corrections WHERE reader = ? AND created_at >= ? AND created_at < ?",
+        (reader, day.isoformat(), (day + timedelta(days=1)).isoformat()),
+    ).fetchone()
+    if count >= limit:
+        raise DailyLimitReached(f"reader {reader!r} has made {count} flags today, the daily limit is {limit}; "
+                                "flag again after 00:00 UTC")
+
+
+def _insert_once(
+    conn: sqlite3.Connection, root: Path, record: dict, image: tuple[bytes, str], quotas: Quotas
+) -> tuple[int, bool]:
+    """In one write transaction: the id of the same earlier flag, else check quotas, store and insert; (id, created)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = conn.execute(
@@ -225,9 +320,11 @@ def _insert_once(conn: sqlite3.Connection, root: Path, record: dict, image_bytes
             (record["image_sha256"], record["reader"], record["correct_label"]),
         ).fetchone()
         if found is None:
-            image_path = _store_image(root, image_bytes, record["image_sha256"], filename)
-            row = {**record, "image_path": image_path,
-                   "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+            now = _utc_now()
+            _check_daily(conn, record["reader"], quotas.daily_flags, now)
+            image_bytes, suffix = image
+            image_path = _store_image(root, image_bytes, record["image_sha256"], suffix, quotas.store_bytes)
+            row = {**record, "image_path": image_path, "created_at": now.isoformat(timespec="microseconds")}
             cursor = conn.execute(
                 f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
@@ -241,10 +338,7 @@ def _insert_once(conn: sqlite3.Connection, root: Path, record: dict, image_bytes
 
 def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:
     """All corrections of one image, oldest first."""
-    sha256 = image_sha256.strip().lower()
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
-    return _read(root, "WHERE image_sha256 = ?", (sha256,))
+    return _read(root, "WHERE image_sha256 = ?", (_digest(image_sha256),))
 
 
 def all_corrections(root: str | Path) -> list[Correction]:
