@@ -145,21 +145,46 @@ def _clean_filename(filename: str) -> str:
     return name[:MAX_FILENAME_CHARS]
 
 
-def _connect(root: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the store's database; the caller owns and closes the connection."""
-    root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute("PRAGMA synchronous = FULL")
-    # Switching a new database to WAL fails at once (no busy wait) if another connection is open, so set-up is serialised.
+def _create_private(path: Path) -> None:
+    """Create the file owner-only (0600) if it is missing, without opening an existing one."""
     try:
-        with open(root / LOCK_NAME, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _restrict(root: Path) -> None:
+    """Take group and other permissions off the database, its -wal and -shm, and the lock file (by path only)."""
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", LOCK_NAME):
+        try:
+            if os.stat(root / name).st_mode & 0o077:
+                os.chmod(root / name, 0o600)
+        except FileNotFoundError:
+            continue
+
+
+def _connect(root: Path) -> sqlite3.Connection:
+    """Open (creating if needed, owner-only) the store's database; the caller owns and closes the connection."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Set-up is serialised: switching a new database to WAL fails at once (no busy wait) if another connection is
+    # open. The database file is made 0600 before SQLite opens it, so its -wal and -shm inherit that mode.
+    # Only the lock file is opened here: closing a descriptor of the database would drop SQLite's POSIX locks.
+    lock = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _create_private(root / DB_NAME)
+        conn = sqlite3.connect(root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(_SCHEMA)
             _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
+            _restrict(root)
+        except BaseException:
+            conn.close()
+            raise
+    finally:
+        os.close(lock)
     return conn
 
 
