@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from feedback.export import export_corrections
-from feedback.readers import hash_password
+from feedback.readers import DEFAULT_ITERATIONS, hash_password
 from feedback.store import DB_NAME, all_corrections, clean_reader, default_root, integrity_check
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")
     hashing.add_argument("--name", help="print a full 'name:hash' line for this reader")
-    hashing.add_argument("--iterations", type=int, default=200_000, help="PBKDF2 iterations (default: %(default)s)")
+    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="PBKDF2 iterations (default: %(default)s)")
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")
