@@ -23,7 +23,7 @@ def _export(args: argparse.Namespace) -> None:
     print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
     print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  skipped (uncertain): {counts['skipped_uncertain']}")
     if counts["left_out_unverified"]:
-        print(f"left out: {counts['left_out_unverified']} unverified corrections (add --include-unverified to use them)")
+        print(f"left out: {counts['left_out_unverified']} unverified corrections (--include-unverified uses them)")
 
 
 def _hash_password(args: argparse.Namespace) -> None:
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
 
     hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")
     hashing.add_argument("--name", help="print a full 'name:hash' line for this reader")
-    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="PBKDF2 iterations (default: %(default)s)")
+    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                         help="PBKDF2 iterations (default: %(default)s)")
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")

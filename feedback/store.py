@@ -192,7 +192,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database made by an earlier version up to date; its existing rows count as unverified."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
     if "verified" not in columns:
-        conn.execute("ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))")
+        conn.execute(
+            "ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))"
+        )
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
 
 

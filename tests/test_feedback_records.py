@@ -69,8 +69,10 @@ def test_cli_export_include_unverified_and_list_shows_status(tmp_path):
     default = subprocess.run(run + ["export", "--root", str(root), "--out", str(tmp_path / "a")],
                              cwd=REPO, capture_output=True, text=True, check=True)
     assert "1 corrections" in default.stdout and "1 unverified" in default.stdout
-    everything = subprocess.run(run + ["export", "--root", str(root), "--out", str(tmp_path / "b"), "--include-unverified"],
-                                cwd=REPO, capture_output=True, text=True, check=True)
+    everything = subprocess.run(
+        run + ["export", "--root", str(root), "--out", str(tmp_path / "b"), "--include-unverified"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
     assert "2 corrections" in everything.stdout
     listed = subprocess.run(run + ["list", "--root", str(root)], cwd=REPO, capture_output=True, text=True, check=True)
     first, second = listed.stdout.splitlines()[:2]
