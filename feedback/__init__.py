@@ -1,12 +1,19 @@
-"""Durable store of radiologists' corrections to the classifier, reader accounts, and export for retraining."""
+"""Durable store of radiologists' corrections, reader accounts and sign-in, and export for retraining."""
 
 from feedback.export import export_corrections
+from feedback.logins import Login, LoginFailed, LoginGuard, TooManyAttempts, check_login
 from feedback.readers import check_reader, hash_password, load_readers
 from feedback.store import (
     LABELS,
     Correction,
+    DailyLimitReached,
+    QuotaExceeded,
+    Quotas,
+    StoreFull,
     add_correction,
     all_corrections,
+    check_note,
+    clean_reader,
     corrections_for,
     default_root,
     integrity_check,
@@ -15,9 +22,20 @@ from feedback.store import (
 __all__ = [
     "LABELS",
     "Correction",
+    "DailyLimitReached",
+    "Login",
+    "LoginFailed",
+    "LoginGuard",
+    "QuotaExceeded",
+    "Quotas",
+    "StoreFull",
+    "TooManyAttempts",
     "add_correction",
     "all_corrections",
+    "check_login",
+    "check_note",
     "check_reader",
+    "clean_reader",
     "corrections_for",
     "default_root",
     "export_corrections",

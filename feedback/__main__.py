@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from feedback.export import export_corrections
-from feedback.readers import hash_password
-from feedback.store import DB_NAME, all_corrections, default_root, integrity_check
+from feedback.readers import DEFAULT_ITERATIONS, hash_password
+from feedback.store import DB_NAME, all_corrections, clean_reader, default_root, integrity_check
 
 
 def _existing_store(root: Path) -> Path:
@@ -19,9 +19,11 @@ def _existing_store(root: Path) -> Path:
 
 
 def _export(args: argparse.Namespace) -> None:
-    counts = export_corrections(_existing_store(args.root), args.out)
+    counts = export_corrections(_existing_store(args.root), args.out, include_unverified=args.include_unverified)
     print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
     print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  skipped (uncertain): {counts['skipped_uncertain']}")
+    if counts["left_out_unverified"]:
+        print(f"left out: {counts['left_out_unverified']} unverified corrections (--include-unverified uses them)")
 
 
 def _hash_password(args: argparse.Namespace) -> None:
@@ -31,7 +33,8 @@ def _hash_password(args: argparse.Namespace) -> None:
             sys.exit("error: passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    print(f"{args.name}:{hash_password(password, args.iterations)}" if args.name else hash_password(password, args.iterations))
+    hashed = hash_password(password, args.iterations)
+    print(f"{clean_reader(args.name)}:{hashed}" if args.name else hashed)
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -39,9 +42,10 @@ def _list(args: argparse.Namespace) -> None:
     corrections = all_corrections(root)
     for c in corrections:
         note = f"  {c.note!r}" if c.note else ""
-        print(f"{c.id:>5}  {c.created_at}  {c.reader:<12} {c.correct_label:<9} "
-              f"(model: {c.predicted_label} p={c.probability:.3f} {c.model_version})  "
-              f"{c.image_sha256[:12]}  {c.original_filename}{note}")
+        status = "verified" if c.verified else "unverified"
+        print(f"{c.id:>5}  {c.created_at}  {status:<10}  {c.reader!r:<14} {c.correct_label:<9} "
+              f"(model: {c.predicted_label!r} p={c.probability:.3f} {c.model_version!r})  "
+              f"{c.image_sha256[:12]}  {c.original_filename!r}{note}")
     print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
 
 
@@ -52,11 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
     export.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
+    export.add_argument("--include-unverified", action="store_true",
+                        help="also use corrections made without signing in (open mode, or from before accounts)")
     export.set_defaults(run=_export)
 
     hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")
     hashing.add_argument("--name", help="print a full 'name:hash' line for this reader")
-    hashing.add_argument("--iterations", type=int, default=200_000, help="PBKDF2 iterations (default: %(default)s)")
+    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                         help="PBKDF2 iterations (default: %(default)s)")
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")

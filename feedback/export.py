@@ -11,6 +11,21 @@ from feedback.store import Correction, all_corrections
 
 FOLDERS = {"positive": "covid", "negative": "not_covid"}
 MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "readers", "n_corrections")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """The cell as text, with a leading ' when a spreadsheet would otherwise run it as a formula."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Write rows as CSV with every cell neutralised against spreadsheet formula injection."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({key: csv_safe(value) for key, value in row.items()} for row in rows)
 
 
 def _recency(c: Correction) -> tuple[str, int]:
@@ -27,20 +42,24 @@ def consensus_label(corrections: list[Correction]) -> str:
     return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label
 
 
-def export_corrections(root: str | Path, out: str | Path) -> dict:
+def export_corrections(root: str | Path, out: str | Path, include_unverified: bool = False) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 
-    Images whose consensus is "uncertain" are skipped. `out` must be missing or empty.
+    Images whose consensus is "uncertain" are skipped, and unverified flags (made without signing in) are left out
+    unless `include_unverified`. `out` must be missing or empty.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"export folder {out} already exists and is not empty; choose a new one")
+    stored = all_corrections(root)
     by_image: dict[str, list[Correction]] = {}
-    for c in all_corrections(root):
-        by_image.setdefault(c.image_sha256, []).append(c)
+    for c in stored:
+        if c.verified or include_unverified:
+            by_image.setdefault(c.image_sha256, []).append(c)
 
-    counts = {"corrections": sum(len(cs) for cs in by_image.values()), "images": len(by_image),
-              "covid": 0, "not_covid": 0, "skipped_uncertain": 0}
+    used = sum(len(cs) for cs in by_image.values())
+    counts = {"corrections": used, "images": len(by_image), "covid": 0, "not_covid": 0, "skipped_uncertain": 0,
+              "left_out_unverified": len(stored) - used}
     rows = []
     for sha256, corrections in sorted(by_image.items()):
         label = consensus_label(corrections)
@@ -65,8 +84,5 @@ def export_corrections(root: str | Path, out: str | Path) -> dict:
         })
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "MANIFEST.csv", MANIFEST_COLUMNS, rows)
     return counts

@@ -8,10 +8,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from feedback.store import clean_reader
+
 PBKDF2_PREFIX = "pbkdf2_sha256"
+DEFAULT_ITERATIONS = 200_000
+_DUMMY_SALT = bytes(16)
 
 
-def hash_password(password: str, iterations: int = 200_000) -> str:
+def hash_password(password: str, iterations: int = DEFAULT_ITERATIONS) -> str:
     """PBKDF2-SHA256 hash as "pbkdf2_sha256$iterations$salt_hex$hash_hex", for XRAY_READERS_FILE."""
     if not password:
         raise ValueError("password is empty")
@@ -44,6 +48,10 @@ def _parse_entries(entries: list[str], where: str) -> dict[str, str]:
         name, secret = name.strip(), secret.strip()
         if not sep or not name or not secret:
             raise ValueError(f"{where} {number}: expected 'name:password', got {entry!r}")
+        try:
+            clean_reader(name)
+        except ValueError as e:
+            raise ValueError(f"{where} {number}: {e}") from None
         if name in readers:
             raise ValueError(f"{where} {number}: reader {name!r} is listed twice")
         if secret.startswith(PBKDF2_PREFIX + "$"):
@@ -69,15 +77,23 @@ def load_readers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return _parse_entries(inline.split(","), "XRAY_READERS entry")
 
 
+def _dummy_iterations(readers: Mapping[str, str]) -> int:
+    """The most PBKDF2 iterations among the stored hashes, else the default: the cost of a real check."""
+    hashed = [_parse_pbkdf2(secret)[0] for secret in readers.values() if secret.startswith(PBKDF2_PREFIX + "$")]
+    return max(hashed, default=DEFAULT_ITERATIONS)
+
+
 def check_reader(readers: Mapping[str, str], name: str, password: str) -> bool:
-    """True when the password is right for the reader; with no accounts configured, any non-empty name passes."""
-    name = name.strip()
+    """True when the password is right for the reader; with no accounts configured, any valid reader name passes."""
     if not readers:
-        return bool(name)
-    secret = readers.get(name)
-    if secret is None:
-        return False
-    if secret.startswith(PBKDF2_PREFIX + "$"):
+        try:
+            return bool(clean_reader(name))
+        except ValueError:
+            return False
+    secret = readers.get(name.strip())
+    if secret is not None and secret.startswith(PBKDF2_PREFIX + "$"):
         iterations, salt, digest = _parse_pbkdf2(secret)
         return hmac.compare_digest(hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations), digest)
-    return hmac.compare_digest(secret.encode(), password.encode())
+    # Unknown readers and plain-text accounts cost one PBKDF2 too, so timing does not tell which names exist.
+    hashlib.pbkdf2_hmac("sha256", password.encode(), _DUMMY_SALT, _dummy_iterations(readers))
+    return secret is not None and hmac.compare_digest(secret.encode(), password.encode())

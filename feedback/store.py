@@ -9,16 +9,22 @@ import os
 import re
 import sqlite3
 import tempfile
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 LABELS = ("positive", "negative", "uncertain")
 MAX_NOTE_CHARS = 2000
+MAX_READER_CHARS = 64
+MAX_FILENAME_CHARS = 255
 DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
+DEFAULT_QUOTA_MB = 2048
+DEFAULT_DAILY_FLAGS = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corrections (
@@ -33,20 +39,59 @@ CREATE TABLE IF NOT EXISTS corrections (
     probability REAL NOT NULL CHECK (probability BETWEEN 0 AND 1),
     model_version TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
     UNIQUE (image_sha256, reader, correct_label)
 )
 """
 _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
-    " predicted_label, probability, model_version, created_at"
+    " predicted_label, probability, model_version, created_at, verified"
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
+_READER = re.compile(r"[\w .-]+")
+_NOTE_CONTROLS_ALLOWED = "\n\r\t"
+
+
+class QuotaExceeded(ValueError):
+    """A flag refused because a storage limit is reached; nothing was stored."""
+
+
+class StoreFull(QuotaExceeded):
+    """Storing the image would take the store's images over its total quota."""
+
+
+class DailyLimitReached(QuotaExceeded):
+    """The reader has already made the allowed number of flags this UTC day."""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Limits on the store: total bytes of stored images, and flags per reader per UTC day."""
+
+    store_bytes: int = DEFAULT_QUOTA_MB * 2**20
+    daily_flags: int = DEFAULT_DAILY_FLAGS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Quotas:
+        """Quotas from XRAY_FEEDBACK_QUOTA_MB and XRAY_FEEDBACK_DAILY_FLAGS, with the defaults where unset."""
+        return cls(_env_count(environ, "XRAY_FEEDBACK_QUOTA_MB", DEFAULT_QUOTA_MB) * 2**20,
+                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS", DEFAULT_DAILY_FLAGS))
+
+
+def _env_count(environ: Mapping[str, str], key: str, default: int) -> int:
+    """A whole number (0 or more) from the environment, or the default when unset or blank."""
+    text = environ.get(key, "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]+", text):
+        raise ValueError(f"{key} must be a whole number (0 or more), got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)
 class Correction:
-    """One radiologist's verdict on one image; `image_path` is absolute."""
+    """One radiologist's verdict on one image; `image_path` is absolute; `verified` when made by a signed-in reader."""
 
     id: int
     image_sha256: str
@@ -59,6 +104,7 @@ class Correction:
     probability: float
     model_version: str
     created_at: str
+    verified: bool = False
 
 
 def default_root() -> Path:
@@ -70,21 +116,86 @@ def default_root() -> Path:
     return Path("feedback_data")
 
 
-def _connect(root: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the store's database; the caller owns and closes the connection."""
-    root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute("PRAGMA synchronous = FULL")
-    # Switching a new database to WAL fails at once (no busy wait) if another connection is open, so set-up is serialised.
+def clean_reader(name: str) -> str:
+    """The reader name stripped; ValueError unless it is 1-64 letters, digits, spaces, '.', '_' or '-'."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("reader name is empty: say who is making the correction")
+    name = name.strip()
+    if len(name) > MAX_READER_CHARS:
+        raise ValueError(f"reader name is {len(name)} characters long; at most {MAX_READER_CHARS} are allowed")
+    if not _READER.fullmatch(name):
+        raise ValueError("reader name may contain only letters, digits, spaces, '.', '_' and '-'")
+    return name
+
+
+def check_note(note: str) -> str:
+    """The note unchanged; ValueError unless it is text of at most 2,000 characters without control characters."""
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch not in _NOTE_CONTROLS_ALLOWED for ch in note):
+        raise ValueError("note may not contain control characters (newlines and tabs are fine)")
+    return note
+
+
+def _clean_filename(filename: str) -> str:
+    """The upload's base name without control characters, cut to 255 characters, for the record."""
+    if not isinstance(filename, str):
+        raise ValueError(f"filename must be text, got {type(filename).__name__}")
+    name = "".join(ch for ch in Path(filename).name if unicodedata.category(ch) != "Cc")
+    return name[:MAX_FILENAME_CHARS]
+
+
+def _create_private(path: Path) -> None:
+    """Create the file owner-only (0600) if it is missing, without opening an existing one."""
     try:
-        with open(root / LOCK_NAME, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _restrict(root: Path) -> None:
+    """Take group and other permissions off the database, its -wal and -shm, and the lock file (by path only)."""
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", LOCK_NAME):
+        try:
+            if os.stat(root / name).st_mode & 0o077:
+                os.chmod(root / name, 0o600)
+        except FileNotFoundError:
+            continue
+
+
+def _connect(root: Path) -> sqlite3.Connection:
+    """Open (creating if needed, owner-only) the store's database; the caller owns and closes the connection."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Set-up is serialised: switching a new database to WAL fails at once (no busy wait) if another connection is
+    # open. The database file is made 0600 before SQLite opens it, so its -wal and -shm inherit that mode.
+    # Only the lock file is opened here: closing a descriptor of the database would drop SQLite's POSIX locks.
+    lock = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _create_private(root / DB_NAME)
+        conn = sqlite3.connect(root / DB_NAME, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(_SCHEMA)
-    except BaseException:
-        conn.close()
-        raise
+            _migrate(conn)
+            _restrict(root)
+        except BaseException:
+            conn.close()
+            raise
+    finally:
+        os.close(lock)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to date; its existing rows count as unverified."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
+    if "verified" not in columns:
+        conn.execute(
+            "ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))"
+        )
+    conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
 
 
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
@@ -96,7 +207,7 @@ def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correct
         rows = conn.execute(f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id", params).fetchall()
     finally:
         conn.close()
-    return [Correction(*row[:2], str(root / row[2]), *row[3:]) for row in rows]
+    return [Correction(*row[:2], str(root / row[2]), *row[3:-1], verified=bool(row[-1])) for row in rows]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -107,15 +218,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _store_image(root: Path, image_bytes: bytes, sha256: str, filename: str) -> str:
-    """Write the image once under images/, atomically and durably; return its path relative to root."""
+def _suffix(filename: str) -> str:
+    """The file name's extension in lower case, or "" when it has none or an odd one."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if _EXTENSION.fullmatch(suffix) else ""
+
+
+def _extension(extension: str) -> str:
+    """An extension given by the caller, as ".png"; ValueError unless 1-8 letters or digits."""
+    suffix = "." + extension.lower().removeprefix(".") if isinstance(extension, str) else ""
+    if not _EXTENSION.fullmatch(suffix):
+        raise ValueError(f"extension must be 1-8 letters or digits such as '.png', got {extension!r}")
+    return suffix
+
+
+def _digest(image_sha256: str) -> str:
+    """The hex SHA-256 digest in lower case; ValueError when it is not one."""
+    sha256 = image_sha256.strip().lower() if isinstance(image_sha256, str) else ""
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
+    return sha256
+
+
+def _stored_bytes(images: Path) -> int:
+    """Bytes taken by the files in the images folder."""
+    with os.scandir(images) as entries:
+        return sum(entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False))
+
+
+def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> str:
+    """Write the image once under images/ as <sha256><suffix>, atomically and durably; return its path under root."""
     images = root / IMAGES_DIR
-    images.mkdir(parents=True, exist_ok=True)
+    images.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = sorted(images.glob(f"{sha256}*"))
     if existing:
         return f"{IMAGES_DIR}/{existing[0].name}"
-    suffix = Path(filename).suffix.lower()
-    name = sha256 + (suffix if _EXTENSION.fullmatch(suffix) else "")
+    if _stored_bytes(images) + len(image_bytes) > quota_bytes:
+        raise StoreFull(f"the feedback store is full (its quota is {quota_bytes / 2**20:.0f} MB of images); "
+                        "ask the Space's maintainer to export and clear it or to raise XRAY_FEEDBACK_QUOTA_MB")
+    name = sha256 + suffix
     fd, tmp = tempfile.mkstemp(dir=images, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -130,15 +271,11 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, filename: str) -> 
     return f"{IMAGES_DIR}/{name}"
 
 
-def _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version) -> None:
+def _validate(image_bytes, correct_label, predicted_label, probability, model_version) -> None:
     if not isinstance(image_bytes, (bytes, bytearray)) or not image_bytes:
         raise ValueError("image is empty: nothing to store")
     if correct_label not in LABELS:
         raise ValueError(f"correct_label must be one of {LABELS}, got {correct_label!r}")
-    if not isinstance(reader, str) or not reader.strip():
-        raise ValueError("reader name is empty: say who is making the correction")
-    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
-        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
     if not isinstance(predicted_label, str) or not isinstance(model_version, str):
         raise ValueError("predicted_label and model_version must be text")
     if not isinstance(probability, (int, float)) or math.isnan(probability) or not 0.0 <= probability <= 1.0:
@@ -155,45 +292,80 @@ def add_correction(
     predicted_label: str,
     probability: float,
     model_version: str,
+    *,
+    verified: bool = False,
+    image_sha256: str | None = None,
+    extension: str | None = None,
+    quotas: Quotas | None = None,
 ) -> tuple[int, bool]:
     """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
-    _validate(image_bytes, correct_label, reader, note, predicted_label, probability, model_version)
+    _validate(image_bytes, correct_label, predicted_label, probability, model_version)
+    if not isinstance(verified, bool):
+        raise ValueError(f"verified must be True or False, got {verified!r}")
     root = Path(root)
-    reader = reader.strip()
-    sha256 = hashlib.sha256(image_bytes).hexdigest()
-    image_path = _store_image(root, bytes(image_bytes), sha256, filename)
-    created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    suffix = _suffix(filename) if extension is None else _extension(extension)
+    quotas = Quotas.from_env() if quotas is None else quotas
+    sha256 = hashlib.sha256(image_bytes).hexdigest() if image_sha256 is None else _digest(image_sha256)
+    record = {
+        "image_sha256": sha256, "original_filename": _clean_filename(filename),
+        "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
+        "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
+        "verified": int(verified),
+    }
     conn = _connect(root)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute(
-                f"INSERT INTO corrections ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (image_sha256, reader, correct_label) DO NOTHING",
-                (sha256, image_path, Path(filename).name, correct_label, reader, note,
-                 predicted_label, float(probability), model_version, created_at),
-            )
-            created = cursor.rowcount == 1
-            (record_id,) = conn.execute(
-                "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
-                (sha256, reader, correct_label),
-            ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return _insert_once(conn, root, record, (bytes(image_bytes), suffix), quotas)
     finally:
         conn.close()
-    return record_id, created
+
+
+def _utc_now() -> datetime:
+    """The time now in UTC (a seam for tests)."""
+    return datetime.now(timezone.utc)
+
+
+def _check_daily(conn: sqlite3.Connection, reader: str, limit: int, now: datetime) -> None:
+    """Raise DailyLimitReached when the reader has made `limit` flags on now's UTC day."""
+    day = now.date()
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM corrections WHERE reader = ? AND created_at >= ? AND created_at < ?",
+        (reader, day.isoformat(), (day + timedelta(days=1)).isoformat()),
+    ).fetchone()
+    if count >= limit:
+        raise DailyLimitReached(f"reader {reader!r} has made {count} flags today, the daily limit is {limit}; "
+                                "flag again after 00:00 UTC")
+
+
+def _insert_once(
+    conn: sqlite3.Connection, root: Path, record: dict, image: tuple[bytes, str], quotas: Quotas
+) -> tuple[int, bool]:
+    """In one write transaction: the id of the same earlier flag, else check quotas, store and insert; (id, created)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute(
+            "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
+            (record["image_sha256"], record["reader"], record["correct_label"]),
+        ).fetchone()
+        if found is None:
+            now = _utc_now()
+            _check_daily(conn, record["reader"], quotas.daily_flags, now)
+            image_bytes, suffix = image
+            image_path = _store_image(root, image_bytes, record["image_sha256"], suffix, quotas.store_bytes)
+            row = {**record, "image_path": image_path, "created_at": now.isoformat(timespec="microseconds")}
+            cursor = conn.execute(
+                f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return (found[0], False) if found else (cursor.lastrowid, True)
 
 
 def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:
     """All corrections of one image, oldest first."""
-    sha256 = image_sha256.strip().lower()
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
-    return _read(root, "WHERE image_sha256 = ?", (sha256,))
+    return _read(root, "WHERE image_sha256 = ?", (_digest(image_sha256),))
 
 
 def all_corrections(root: str | Path) -> list[Correction]:

@@ -42,7 +42,8 @@ def png_bytes(seed: int) -> bytes:
 
 
 def flag(root, image: bytes, label: str = "positive", reader: str = "alice", **overrides) -> tuple[int, bool]:
-    args = dict(filename="scan.png", note="", predicted_label="negative", probability=0.2, model_version="v1")
+    args = dict(filename="scan.png", note="", predicted_label="negative", probability=0.2, model_version="v1",
+                verified=True)
     args.update(overrides)
     return add_correction(root, image, correct_label=label, reader=reader, **args)
 
@@ -250,7 +251,8 @@ def test_export_majority_tie_and_uncertain(tmp_path):
 
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in
            [("majority", majority), ("tie", tie), ("uncertain", uncertain), ("changed", changed)]}
-    assert counts == {"corrections": 9, "images": 4, "covid": 1, "not_covid": 2, "skipped_uncertain": 1}
+    assert counts == {"corrections": 9, "images": 4, "covid": 1, "not_covid": 2, "skipped_uncertain": 1,
+                      "left_out_unverified": 0}
     assert (out / "covid" / f"{sha['majority']}.png").read_bytes() == majority
     assert (out / "not_covid" / f"{sha['tie']}.png").read_bytes() == tie
     assert (out / "not_covid" / f"{sha['changed']}.png").read_bytes() == changed

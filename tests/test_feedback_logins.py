@@ -1,0 +1,158 @@
+"""Sign-in resists guessing: lockouts per reader and per client, equal cost for unknown readers, safe logging."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+import pytest
+
+import feedback.readers
+from feedback import Login, LoginFailed, LoginGuard, TooManyAttempts, check_login, check_reader, hash_password
+
+READERS = {"alice": hash_password("right", iterations=1000), "bob": "plain-pw"}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def guard(clock) -> LoginGuard:
+    return LoginGuard(clock=clock)
+
+
+def fail(guard: LoginGuard, name: str, times: int, client: str | None = "10.0.0.1") -> None:
+    for _ in range(times):
+        with pytest.raises(LoginFailed, match="wrong password"):
+            check_login(READERS, guard, name, "wrong", client)
+
+
+def test_right_password_is_a_verified_login(guard):
+    assert check_login(READERS, guard, " alice ", "right", "10.0.0.1") == Login("alice", verified=True)
+    assert check_login(READERS, guard, "bob", "plain-pw") == Login("bob", verified=True)
+
+
+def test_open_mode_is_an_unverified_login_for_any_valid_name(guard):
+    assert check_login({}, guard, " dr who ", None) == Login("dr who", verified=False)
+    with pytest.raises(LoginFailed, match="only letters"):
+        check_login({}, guard, "<b>x</b>", "")
+
+
+def test_five_failures_lock_the_reader_even_with_the_right_password(guard, clock):
+    fail(guard, "alice", 5)
+    clock.now += 60
+    with pytest.raises(TooManyAttempts, match="(?i)too many attempts for reader 'alice'.*try again in 14 minutes") as e:
+        check_login(READERS, guard, "alice", "right", "10.0.0.2")
+    assert isinstance(e.value, ValueError) and e.value.retry_after_s == pytest.approx(14 * 60)
+    assert check_login(READERS, guard, "bob", "plain-pw", "10.0.0.1").verified
+
+
+def test_lockout_ends_after_fifteen_minutes(guard, clock):
+    fail(guard, "alice", 5)
+    clock.now += 15 * 60 - 1
+    with pytest.raises(TooManyAttempts):
+        check_login(READERS, guard, "alice", "right")
+    clock.now += 1
+    assert check_login(READERS, guard, "alice", "right") == Login("alice", verified=True)
+
+
+def test_failures_older_than_the_window_do_not_count(guard, clock):
+    fail(guard, "alice", 4)
+    clock.now += 15 * 60
+    fail(guard, "alice", 4)
+    assert check_login(READERS, guard, "alice", "right").verified
+
+
+def test_a_success_forgets_the_readers_earlier_failures(guard):
+    fail(guard, "alice", 4)
+    check_login(READERS, guard, "alice", "right")
+    fail(guard, "alice", 4)
+    assert check_login(READERS, guard, "alice", "right").verified
+
+
+def test_unknown_names_lock_out_like_known_ones(guard):
+    fail(guard, "mallory", 5)
+    with pytest.raises(TooManyAttempts, match="'mallory'"):
+        check_login(READERS, guard, "mallory", "x")
+
+
+def test_per_client_limit_across_reader_names(guard, clock):
+    for i in range(20):
+        fail(guard, f"guess-{i}", 1, client="203.0.113.9")
+    with pytest.raises(TooManyAttempts, match="this client"):
+        check_login(READERS, guard, "alice", "right", "203.0.113.9")
+    assert check_login(READERS, guard, "alice", "right", "198.51.100.7").verified
+    clock.now += 15 * 60
+    assert check_login(READERS, guard, "alice", "right", "203.0.113.9").verified
+
+
+def test_invalid_names_count_against_the_client(guard):
+    for _ in range(20):
+        with pytest.raises(LoginFailed):
+            check_login(READERS, guard, "<script>", "x", "203.0.113.9")
+    with pytest.raises(TooManyAttempts, match="this client"):
+        check_login(READERS, guard, "alice", "right", "203.0.113.9")
+
+
+def test_the_guard_is_thread_safe(guard):
+    def attempt():
+        for _ in range(10):
+            try:
+                check_login(READERS, guard, "alice", "wrong", None)
+            except LoginFailed:
+                pass
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pytest.raises(TooManyAttempts):
+        check_login(READERS, guard, "alice", "right")
+
+
+def test_unknown_reader_costs_one_pbkdf2_like_a_wrong_password(monkeypatch):
+    calls = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name, password, salt, iterations):
+        calls.append(iterations)
+        return real(name, password, salt, iterations)
+
+    monkeypatch.setattr(feedback.readers.hashlib, "pbkdf2_hmac", counting)
+    assert not check_reader(READERS, "mallory", "right")
+    assert calls == [1000]
+    assert not check_reader(READERS, "alice", "wrong")
+    assert calls == [1000, 1000]
+    assert not check_reader(READERS, "bob", "wrong")
+    assert calls == [1000, 1000, 1000]
+    calls.clear()
+    assert not check_reader({"carol": "plain"}, "mallory", "x")
+    assert calls == [200_000]
+
+
+def test_one_warning_per_failure_without_the_password(guard, caplog):
+    caplog.set_level(logging.WARNING, logger="feedback.logins")
+    fail(guard, "alice", 5)
+    with pytest.raises(TooManyAttempts):
+        check_login(READERS, guard, "alice", "hunter2-secret")
+    with pytest.raises(LoginFailed):
+        check_login(READERS, guard, "eve\nforged line", "hunter2-secret")
+    records = [r for r in caplog.records if r.name == "feedback.logins"]
+    assert len(records) == 7 and all(r.levelno == logging.WARNING and r.exc_info is None for r in records)
+    text = "\n".join(r.getMessage() for r in records)
+    assert "hunter2" not in text and "wrong" not in text
+    assert "'alice'" in text and "'eve\\nforged line'" in text and len(text.splitlines()) == 7
