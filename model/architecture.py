@@ -9,8 +9,9 @@ import urllib.parse
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from model.config import ModelConfig
+from model.config import BLOCKS, ModelConfig
 
 IMAGENET_NOTOP_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
@@ -18,7 +19,10 @@ IMAGENET_NOTOP_URL = (
 )
 IMAGENET_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
 BASE_NAME = "vgg16"
-LAST_CONV = "block5_conv3"
+ALL_PARTS = tuple((block, pool) for block in BLOCKS for pool in ("avg", "max"))
+POOLS = {"avg": ("avg",), "max": ("max",), "avgmax": ("avg", "max")}
+BLOCK_CHANNELS = {"block3": 256, "block4": 512, "block5": 512}
+GLOBAL_POOLS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 # Frozen-base features are large (HED's block5_pool vectors have a norm near 2,400, about ten times ImageNet's):
 # unclipped SGD at lr 0.01 on the flattened 32,768 features diverged to a NaN loss in the first epochs.
 CLIPNORM = 1.0
@@ -80,8 +84,12 @@ def resolve_weights(weights: str) -> str | None:
     return str(weights)
 
 
-def build_base(input_size: int, weights: str, seed: int = 0) -> keras.Model:
-    """The VGG-16 convolutional base (no top) named 'vgg16'; a random base is seeded, so it is reproducible."""
+def build_base(input_size: int, weights: str, seed: int = 0,
+               parts: tuple[tuple[str, str], ...] | None = None) -> keras.Model:
+    """The VGG-16 convolutional base (no top) named 'vgg16', its block 5 map or the pooled `parts` as output.
+
+    A random base is seeded, so it is reproducible.
+    """
     path = resolve_weights(weights)
     keras.utils.set_random_seed(seed)
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
@@ -90,22 +98,61 @@ def build_base(input_size: int, weights: str, seed: int = 0) -> keras.Model:
             base.load_weights(path)
         except Exception as error:
             raise WeightsUnavailable(f"{path} is not a VGG-16 no-top weights file ({error}). " + _alternatives()) from None
-    base.name = BASE_NAME
-    return base
+    if parts is None:
+        base.name = BASE_NAME
+        return base
+    return pooled_base(base, parts)
+
+
+def pooled_parts(config: ModelConfig) -> tuple[tuple[str, str], ...] | None:
+    """The (block, pooling) pairs a pooled config reads, in canonical order; None for flatten (block 5's map)."""
+    if config.pooling == "flatten":
+        return None
+    return tuple((block, pool) for block in config.feature_layers for pool in POOLS[config.pooling])
+
+
+def pooled_base(vgg: keras.Model, parts: tuple[tuple[str, str], ...]) -> keras.Model:
+    """VGG-16's layers up to the deepest block read, each (block, pooling) pooled globally and concatenated."""
+    pooled = []
+    for block, pool in parts:
+        layer = GLOBAL_POOLS[pool](name=f"{block}_{pool}")
+        pooled.append(layer(vgg.get_layer(f"{block}_pool").output))
+    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
+    return keras.Model(vgg.input, output, name=BASE_NAME)
+
+
+def feature_columns(config: ModelConfig) -> np.ndarray:
+    """Columns of the ALL_PARTS features (every block, avg and max) that a pooled config reads, in its order."""
+    starts, offset = {}, 0
+    for block, pool in ALL_PARTS:
+        starts[block, pool] = offset
+        offset += BLOCK_CHANNELS[block]
+    return np.concatenate([np.arange(starts[p], starts[p] + BLOCK_CHANNELS[p[0]]) for p in pooled_parts(config)])
+
+
+def build_config_base(config: ModelConfig) -> keras.Model:
+    """The base a model of `config` runs: block 5's map, or the pooled blocks it reads."""
+    return build_base(config.input_size, config.weights, config.seed, pooled_parts(config))
 
 
 def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Model:
-    """The classification head on the base's feature map: pooling, dense layers, one sigmoid unit."""
+    """The head on the base's output: flatten a map, or normalize pooled vectors; dense layers; one sigmoid unit.
+
+    The Normalization layer of a pooled head is adapted to the training features in fit (model.training.head).
+    """
     features = keras.Input(shape=tuple(feature_shape), name="features")
-    if config.pooling == "flatten":
+    if len(feature_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(features)
     else:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    for i, units in enumerate(config.dense, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        x = keras.layers.Normalization(name="normalize")(features)
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
+    for i, units in enumerate(config.hidden, start=1):
+        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"fc{i}")(x)
         if config.dropout > 0:
             x = keras.layers.Dropout(config.dropout, name=f"dropout{i}")(x)
-    preds = keras.layers.Dense(1, activation="sigmoid", name="preds")(x)
+    if config.dropout > 0 and not config.hidden:
+        x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    preds = keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=regularizer, name="preds")(x)
     return keras.Model(features, preds, name="head")
 
 
@@ -132,7 +179,7 @@ def head_of(model: keras.Model) -> keras.Model:
 
 def build_model(config: ModelConfig, base: keras.Model | None = None) -> keras.Model:
     """The full classifier for `config` (layers img_input, vgg16, flatten, fc1, fc2, preds for the reference)."""
-    base = base if base is not None else build_base(config.input_size, config.weights, config.seed)
+    base = base if base is not None else build_config_base(config)
     head = build_head(tuple(base.output_shape[1:]), config)
     return assemble(base, head, config.trainable_base)
 

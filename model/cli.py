@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from model.config import (
+    BLOCKS,
     DEFAULT_POSITIVE_FOLDERS,
+    EQUALIZATIONS,
+    HEADS,
     OPTIMIZERS,
     POOLINGS,
     REFERENCE,
@@ -105,6 +108,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test-fraction", type=float, default=0.15, help="patients held out for the final test")
     group.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and initialisation")
     group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
+    group.add_argument("--extra-train", type=Path, default=None, metavar="DIR",
+                       help="a labelled folder (one class is enough, e.g. more normals) added to the training part only")
+    group.add_argument("--extra-limit", type=int, default=None, metavar="N",
+                       help="take only the first N images of --extra-train, in file-name order")
     add_cache_arguments(group)
     base = parser.add_argument_group("base")
     base.add_argument("--weights", default="imagenet",
@@ -112,6 +119,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     base.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
     base.add_argument("--target-sensitivity", type=float, default=None,
                       help="choose the threshold for this validation sensitivity (default: Youden's J)")
+
+
+def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
+    prep = parser.add_argument_group("preprocessing and features (defaults: the reference design)")
+    prep.add_argument("--crop", type=float, default=REFERENCE.crop, help="fraction of each border to remove")
+    prep.add_argument("--harmonize", type=int, default=REFERENCE.harmonize, metavar="PX",
+                      help="first bring every image to PX x PX (0: off), so all sources are equally coarse")
+    prep.add_argument("--equalize", choices=EQUALIZATIONS, default=REFERENCE.equalize, help="histogram equalization")
+    prep.add_argument("--feature-layers", nargs="+", choices=BLOCKS, default=list(REFERENCE.feature_layers),
+                      help="VGG-16 blocks the head reads (pooled; flatten reads block5 only)")
 
 
 def examples_from_args(args: argparse.Namespace) -> list[Example]:
@@ -123,6 +140,9 @@ def examples_from_args(args: argparse.Namespace) -> list[Example]:
 def split_from_args(args: argparse.Namespace) -> Split:
     """The examples split by patient, with the counts printed."""
     split = split_by_patient(examples_from_args(args), args.val_fraction, args.test_fraction, args.seed)
+    if args.extra_train:
+        extra = scan_folder(args.extra_train, positive=args.positive, require_both=False)[: args.extra_limit]
+        split = Split(split.train + extra, split.validation, split.test)
     log.info(describe_split(split))
     return split
 
@@ -132,12 +152,15 @@ def cache_from_args(args: argparse.Namespace) -> Path | None:
 
 
 def add_head_arguments(parser: argparse.ArgumentParser) -> None:
+    add_preprocessing_arguments(parser)
     head = parser.add_argument_group("head and training (defaults: the reference design)")
     head.add_argument("--hparams", type=Path, default=None,
                       help="take the head and training settings from a model_card.json or a JSON config instead")
     head.add_argument("--pooling", choices=POOLINGS, default=REFERENCE.pooling)
+    head.add_argument("--head", choices=HEADS, default=REFERENCE.head, help="dense layers, or logistic (none)")
     head.add_argument("--dense", type=int, nargs="*", default=list(REFERENCE.dense), help="dense layer sizes")
     head.add_argument("--dropout", type=float, default=REFERENCE.dropout)
+    head.add_argument("--l2", type=float, default=REFERENCE.l2, help="L2 penalty on the head's weights")
     head.add_argument("--optimizer", choices=OPTIMIZERS, default=REFERENCE.optimizer)
     head.add_argument("--lr", type=float, default=REFERENCE.learning_rate, help="learning rate")
     head.add_argument("--epochs", type=int, default=REFERENCE.epochs)
@@ -146,14 +169,19 @@ def add_head_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    """The ModelConfig the flags describe; --hparams replaces the head settings, never the base or the seed."""
+    """The ModelConfig the flags describe; --hparams replaces the head and preprocessing settings, never the
+    base weights, the size or the seed (nor a --target-sensitivity given on the command line)."""
     base = {"input_size": args.size, "weights": args.weights, "seed": args.seed}
+    if args.target_sensitivity is not None:
+        base["target_sensitivity"] = args.target_sensitivity
     if args.hparams:
         if not args.hparams.is_file():
             raise UsageError(f"--hparams {args.hparams}: no such file")
         saved = json.loads(args.hparams.read_text())
         return ModelConfig.from_dict({**saved.get("hyperparameters", saved), **base})
     return ModelConfig(
-        pooling=args.pooling, dense=tuple(args.dense), dropout=args.dropout, optimizer=args.optimizer,
-        learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size, class_weight=args.class_weight, **base,
+        crop=args.crop, harmonize=args.harmonize, equalize=args.equalize, feature_layers=tuple(args.feature_layers),
+        pooling=args.pooling, head=args.head, dense=tuple(args.dense), dropout=args.dropout, l2=args.l2,
+        optimizer=args.optimizer, learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+        class_weight=args.class_weight, **base,
     )

@@ -15,6 +15,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from model.config import DEFAULT_POSITIVE_FOLDERS
 from model.images import EXTENSIONS, file_sha256
+from model.preprocessing import Preprocessing, to_network_input
 
 SKIPPED_FOLDERS = frozenset({"masks"})
 MANIFEST_NAME = "MANIFEST.csv"
@@ -47,6 +48,7 @@ def scan_folder(
     root: str | Path,
     positive: Sequence[str] = DEFAULT_POSITIVE_FOLDERS,
     source_column: str | None = None,
+    require_both: bool = True,
 ) -> list[Example]:
     """Examples from `root/<class folder>/**/<image>`, labelled positive where the class folder is in `positive`.
 
@@ -56,7 +58,7 @@ def scan_folder(
     """
     examples = _scan(Path(root), positive, source_column)
     labels = {e.label for e in examples}
-    if labels != {0, 1}:
+    if require_both and labels != {0, 1}:
         missing = "positive" if 1 not in labels else "negative"
         raise ValueError(
             f"{root}: no {missing} class; positive class folders are {list(positive)}, "
@@ -218,13 +220,13 @@ def dataset_summary(examples: Sequence[Example]) -> dict:
 
 def make_dataset(
     examples: Sequence[Example],
-    size: int,
+    size: int | Preprocessing,
     batch_size: int,
     augment_images: bool = False,
     shuffle: bool = False,
     seed: int = 0,
 ):
-    """A tf.data.Dataset of (float32 (size, size, 3) network input, float32 (1,) label) batches.
+    """A tf.data.Dataset of (float32 network input, float32 (1,) label) batches; `size` may be a full Preprocessing.
 
     Shuffling and augmentation draw from one generator seeded with `seed`, so each epoch differs but a
     run is repeatable.
@@ -233,7 +235,6 @@ def make_dataset(
 
     from model.augment import augment
     from model.images import read_grey
-    from model.preprocessing import to_network_input
 
     if not examples:
         raise ValueError("no examples to make a dataset from")
@@ -247,6 +248,7 @@ def make_dataset(
                 grey = augment(grey, rng)
             yield to_network_input(grey, size), np.array([examples[i].label], dtype="float32")
 
-    signature = (tf.TensorSpec((size, size, 3), tf.float32), tf.TensorSpec((1,), tf.float32))
+    side = size.size if isinstance(size, Preprocessing) else size
+    signature = (tf.TensorSpec((side, side, 3), tf.float32), tf.TensorSpec((1,), tf.float32))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -24,9 +24,11 @@ from model.cli import (
 )
 from model.data import scan_folder
 from model.features import base_key, featurize
+from model.preprocessing import preprocessing_of
 from model.training.evaluation import evaluate
 from model.training.head import probabilities
 from model.training.report import write_report
+from model.training.shortcut import shortcut_audit
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")
 
@@ -50,15 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
     base = model.get_layer(BASE_NAME)
-    scored = featurize(base, base_key(base), examples, 0, cache_from_args(args))
-    evaluation = evaluate(args.data.name or "data", scored.y, probabilities(head_of(model), scored), threshold,
-                          [e.source for e in scored.examples])
+    preprocessing = preprocessing_of(card.config)
+    scored = featurize(base, base_key(base, preprocessing), examples, 0, cache_from_args(args), 0, preprocessing)
+    probs = probabilities(head_of(model), scored)
+    evaluation = evaluate(args.data.name or "data", scored.y, probs, threshold, [e.source for e in scored.examples])
+    evaluation.metrics["shortcut_audit"] = audit = shortcut_audit(scored.examples, probs)
     meta = {"model": str(args.model), "model_version": card.version, "data": str(args.data), "threshold": threshold,
             "threshold_rule": card.threshold_rule if args.threshold is None else "given with --threshold"}
     write_report(args.out, [evaluation], None, meta)
     print(json.dumps({k: evaluation.metrics[k] for k in SHOWN}))
     for source, metrics in evaluation.metrics.get("per_source", {}).items():
         print(f"  {source}: " + json.dumps({k: metrics[k] for k in ("n", "auc", "sensitivity", "specificity")}))
+    print("shortcut audit (AUC from file facts only vs the model's): "
+          + json.dumps({k: [v["file_facts_auc"], v["model_auc"]] for k, v in audit.items()}))
     print(f"wrote {args.out / 'report.md'}")
     return report_skipped(scored.skipped, len(examples))
 

@@ -12,34 +12,37 @@ from typing import Sequence
 
 import numpy as np
 
+from model.config import ModelConfig
 from model.data import Example
 from model.images import ImageError, load_bytes, read_grey
-from model.preprocessing import to_network_input
+from model.preprocessing import Preprocessing, to_network_input
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
 
 
-def base_key(base) -> str:
-    """Names a base by what it computes: a hash of its weights and its input size.
+def base_key(base, preprocessing: Preprocessing | None = None) -> str:
+    """Names what a base computes on what input: a hash of its weights, its output shape and the preprocessing.
 
     A trained frozen-base model and the weights file it started from therefore share cached features.
     """
     digest = hashlib.sha256()
     for array in base.get_weights():
         digest.update(np.ascontiguousarray(array).tobytes())
-    return f"vgg16-{digest.hexdigest()[:16]}-{int(base.input_shape[1])}px"
+    output = "x".join(str(int(d)) for d in base.output_shape[1:])
+    prep = preprocessing or Preprocessing(int(base.input_shape[1]))
+    return f"vgg16-{digest.hexdigest()[:16]}-out{output}-{prep.key}"
 
 
-def _view_pixels(data: bytes, view: int, digest: str, size: int, seed: int) -> np.ndarray:
+def _view_pixels(data: bytes, view: int, digest: str, preprocessing: Preprocessing, seed: int) -> np.ndarray:
     grey = read_grey(data)
     if view > 0:
         from model.augment import augment
 
         rng = np.random.default_rng([int(digest[:15], 16), view, seed])
         grey = augment(grey, rng)
-    return to_network_input(grey, size)
+    return to_network_input(grey, preprocessing)
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
@@ -65,12 +68,13 @@ def extract_features(
     cache_dir: Path | None = DEFAULT_CACHE,
     seed: int = 0,
     batch_size: int = 16,
+    preprocessing: Preprocessing | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Features of shape (n_kept, views + 1, *base_output) and the indices of the paths that loaded.
 
     View 0 is the clean image; views 1..`views` are seeded augmentations. Unusable files are reported and skipped.
     """
-    size = int(base.input_shape[1])
+    preprocessing = preprocessing or Preprocessing(int(base.input_shape[1]))
     shape = tuple(int(d) for d in base.output_shape[1:])
     found: dict[tuple[int, int], np.ndarray] = {}
     todo: list[tuple[int, int, bytes, str, Path | None]] = []
@@ -97,7 +101,7 @@ def extract_features(
         batch, pixels = [], []
         for i, view, data, digest, cached in todo[start : start + batch_size]:
             try:
-                pixels.append(_view_pixels(data, view, digest, size, seed))
+                pixels.append(_view_pixels(data, view, digest, preprocessing, seed))
                 batch.append((i, view, cached))
             except ImageError as error:
                 if i not in failed:
@@ -135,6 +139,12 @@ class Features:
         views = self.x.shape[1]
         return self.x.reshape(-1, *self.x.shape[2:]), np.repeat(self.y, views).reshape(-1, 1)
 
+    def columns(self, columns: np.ndarray | None) -> "Features":
+        """The same examples with only these feature columns (of pooled vectors); None keeps everything."""
+        if columns is None:
+            return self
+        return Features(self.x[..., columns], self.y, self.examples, self.skipped)
+
     def take(self, indices: Sequence[int]) -> "Features":
         indices = np.asarray(indices, dtype=int)
         return Features(self.x[indices], self.y[indices], [self.examples[i] for i in indices])
@@ -161,12 +171,32 @@ class SplitFeatures:
     def skipped(self) -> list[Path]:
         return [path for part in self.parts().values() for path in part.skipped]
 
+    def columns(self, columns: np.ndarray | None) -> "SplitFeatures":
+        return SplitFeatures(**{name: part.columns(columns) for name, part in self.parts().items()})
+
 
 def featurize(
-    base, key: str, examples: Sequence[Example], views: int = 0, cache_dir: Path | None = DEFAULT_CACHE, seed: int = 0
+    base, key: str, examples: Sequence[Example], views: int = 0, cache_dir: Path | None = DEFAULT_CACHE, seed: int = 0,
+    preprocessing: Preprocessing | None = None,
 ) -> Features:
     """Run (or read from the cache) the frozen base on examples; unusable files are reported and dropped."""
-    x, kept = extract_features(base, [e.path for e in examples], key, views, cache_dir, seed)
+    x, kept = extract_features(base, [e.path for e in examples], key, views, cache_dir, seed,
+                               preprocessing=preprocessing)
     kept_examples = [examples[i] for i in kept]
     skipped = [e.path for i, e in enumerate(examples) if i not in set(kept)]
     return Features(x, np.array([e.label for e in kept_examples], dtype="float32"), kept_examples, skipped)
+
+
+def extractor_for(config: ModelConfig):
+    """The base whose cached features serve `config`: every pooled block (sliced per config), or block 5's map."""
+    from model.architecture import ALL_PARTS, build_base
+
+    parts = None if config.pooling == "flatten" else ALL_PARTS
+    return build_base(config.input_size, config.weights, config.seed, parts)
+
+
+def columns_for(config: ModelConfig) -> np.ndarray | None:
+    """Which columns of extractor_for(config)'s features the config reads (None: all of block 5's map)."""
+    from model.architecture import feature_columns
+
+    return None if config.pooling == "flatten" else feature_columns(config)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fine_tune_epochs:
         sets, tuned = fine_tune(base, head, sets, config, args.fine_tune_epochs)
         history = {**history, **tuned}
-    path, evaluations = finish(base, head, config, sets, args.out, history, args.target_sensitivity,
+    path, evaluations = finish(base, head, config, sets, args.out, history,
                                meta={"command": "python -m model.train", "data": str(args.data)})
     for evaluation in evaluations:
         print(f"{evaluation.name}: {json.dumps({k: evaluation.metrics[k] for k in SHOWN})}")

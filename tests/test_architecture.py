@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from model.architecture import (
+    ALL_PARTS,
+    build_config_base,
+    feature_columns,
     IMAGENET_NOTOP_URL,
     WeightsUnavailable,
     build_base,
@@ -51,18 +54,20 @@ def test_reference_model_has_the_seed_design(reference):
 @pytest.mark.parametrize(
     ("changes", "layers"),
     [
-        ({"pooling": "avg"}, ["img_input", "vgg16", "avg_pool", "fc1", "preds"]),
+        ({"pooling": "avg"}, ["img_input", "vgg16", "normalize", "fc1", "preds"]),
         ({"dropout": 0.3}, ["img_input", "vgg16", "flatten", "fc1", "dropout1", "preds"]),
         ({"dense": (16, 8, 4), "dropout": 0.5, "pooling": "avg"},
-         ["img_input", "vgg16", "avg_pool", "fc1", "dropout1", "fc2", "dropout2", "fc3", "dropout3", "preds"]),
+         ["img_input", "vgg16", "normalize", "fc1", "dropout1", "fc2", "dropout2", "fc3", "dropout3", "preds"]),
         ({"dense": ()}, ["img_input", "vgg16", "flatten", "preds"]),
+        ({"head": "logistic", "pooling": "avgmax", "feature_layers": ("block3", "block4"), "l2": 0.01},
+         ["img_input", "vgg16", "normalize", "preds"]),
     ],
 )
 def test_head_variants_build_the_expected_layers(changes, layers):
     config = ModelConfig(**{**SMALL.to_dict(), **changes})
     model = build_model(config)
     assert [layer.name for layer in model.layers] == layers
-    assert [model.get_layer(f"fc{i}").units for i in range(1, len(config.dense) + 1)] == list(config.dense)
+    assert [model.get_layer(f"fc{i}").units for i in range(1, len(config.hidden) + 1)] == list(config.hidden)
     for name in layers:
         if name.startswith("dropout"):
             assert model.get_layer(name).rate == config.dropout
@@ -167,7 +172,7 @@ def test_saved_vgg16_weights_load_at_another_input_size(tmp_path):
     ("field", "value", "message"),
     [
         ("input_size", 16, "input_size must be at least 32"),
-        ("pooling", "max", "pooling must be one of"),
+        ("pooling", "median", "pooling must be one of"),
         ("optimizer", "adagrad", "optimizer must be one of"),
         ("dropout", 1.0, "dropout must be in"),
         ("dropout", -0.1, "dropout must be in"),
@@ -186,3 +191,22 @@ def test_config_round_trips_through_dict_and_json():
     assert ModelConfig.from_dict(config.to_dict()) == config
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert ModelConfig.from_dict({**config.to_dict(), "unknown_key": 1}) == config
+
+
+@pytest.mark.parametrize(("pooling", "layers", "width"), [
+    ("avg", ("block4",), 512), ("max", ("block5",), 512), ("avgmax", ("block3", "block4", "block5"), 2 * 1280),
+])
+def test_pooled_bases_concatenate_the_blocks_they_read(pooling, layers, width):
+    config = ModelConfig(**{**SMALL.to_dict(), "pooling": pooling, "feature_layers": layers})
+    base = build_config_base(config)
+    assert base.name == "vgg16" and base.output_shape == (None, width)
+    deepest = max(int(b[-1]) for b in layers)
+    assert not any(layer.name.startswith(f"block{deepest + 1}") for layer in base.layers)
+
+
+def test_pooled_features_are_slices_of_the_all_parts_base():
+    images = _batch()[0]
+    everything = build_base(32, "none", 0, ALL_PARTS).predict(images, verbose=0)
+    config = ModelConfig(**{**SMALL.to_dict(), "pooling": "max", "feature_layers": ("block4",)})
+    np.testing.assert_allclose(everything[:, feature_columns(config)], build_config_base(config).predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-5)

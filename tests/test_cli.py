@@ -34,7 +34,11 @@ def test_train_writes_artifact_card_and_report(trained):
     assert card["hyperparameters"]["dense"] == [8]
     assert card["training_data"]["train"]["images"] + card["training_data"]["validation"]["images"] + \
         card["training_data"]["test"]["images"] == 24
-    assert set(card["metrics"]) == {"validation", "test"}
+    assert set(card["metrics"]) == {"validation", "test", "operating_points"}
+    points = card["metrics"]["operating_points"]
+    assert set(points) == {"Youden's J", "sensitivity >= 0.90", "sensitivity >= 0.95"}
+    assert points["sensitivity >= 0.95"]["validation"]["sensitivity"] >= 0.95
+    assert set(card["metrics"]["test"]["shortcut_audit"]["all"]) == {"n", "file_facts_auc", "model_auc"}
     assert card["base_weights_origin"].startswith("random")
     for name in ("model.keras", "report.md", "report.json", "roc.png", "confusion_test.png", "curves.png"):
         assert (out / name).is_file(), name

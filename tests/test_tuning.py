@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras_tuner
@@ -16,6 +17,7 @@ import pytest
 
 from model.cli import UsageError
 from model.config import ModelConfig
+from model.data import Example
 from model.features import Features, SplitFeatures
 from model.serving.predictor import load_predictor
 from tuning.__main__ import RESTART, main
@@ -32,7 +34,8 @@ from tuning.space import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--weights", "none", "--size", "32", "--tuner", "random", "--space", "epochs=1,2", "dense=32,16-8"]
+FAST = ["--weights", "none", "--size", "32", "--tuner", "random", "--space", "epochs=1,2", "dense=32,16-8",
+        "harmonize=0,48", "equalize=none,global", "crop=0.0", "feature_layers=block5,block3+block4"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,26 @@ def clean_env(monkeypatch):
 
 
 def cli(fixture_dir: Path, out: Path, cache: Path, *extra: str) -> list[str]:
-    return ["--data", str(fixture_dir), "--out", str(out), "--cache", str(cache), *FAST, *extra]
+    """The fixture set doubles as the external folder here: enough to exercise the default objective."""
+    return ["--data", str(fixture_dir), "--external", str(fixture_dir), "--out", str(out), "--cache", str(cache),
+            *FAST, *extra]
+
+
+@dataclass
+class StaticBank:
+    """A FeatureBank stand-in that gives every configuration the same synthetic features."""
+
+    sets_: SplitFeatures
+    has_external: bool = True
+
+    def sets(self, config: ModelConfig) -> SplitFeatures:
+        return self.sets_
+
+    def external(self, config: ModelConfig) -> Features:
+        return self.sets_.validation
+
+    def feature_shape(self, config: ModelConfig) -> tuple[int, ...]:
+        return tuple(self.sets_.train.x.shape[2:])
 
 
 def trial_files(project: Path) -> dict[str, float]:
@@ -63,7 +85,9 @@ def synthetic_sets(seed: int = 0) -> SplitFeatures:
     def features(n: int) -> Features:
         y = (np.arange(n) % 2).astype("float32")
         x = rng.normal(size=(n, 2, 1, 1, 8)) + 0.7 * y[:, None, None, None, None]
-        return Features(x.astype("float32"), y, [])
+        examples = [Example(Path(f"{i}.png"), int(y[i]), "covid" if y[i] else "normal", str(i // 2), "synthetic")
+                    for i in range(n)]
+        return Features(x.astype("float32"), y, examples)
 
     return SplitFeatures(train=features(48), validation=features(24), test=features(0))
 
@@ -71,16 +95,18 @@ def synthetic_sets(seed: int = 0) -> SplitFeatures:
 def test_seed_setting_is_a_point_of_the_space_and_its_default():
     assert contains(SPACE, SEED_POINT)
     assert SEED_POINT == {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 20, "batch_size": 32,
-                          "pooling": "flatten", "dense": "1024-512", "dropout": 0.0, "class_weight": False}
+                          "pooling": "flatten", "dense": "1024-512", "dropout": 0.0, "class_weight": False,
+                          "harmonize": 0, "equalize": "none", "crop": 0.0, "feature_layers": "block5",
+                          "head": "dense", "l2": 0.0}
     assert config_of(SEED_POINT, ModelConfig(seed=3)) == ModelConfig(seed=3)
     assert declare(keras_tuner.HyperParameters(), SPACE) == SEED_POINT
     assert not contains(SPACE, {**SEED_POINT, "learning_rate": 0.5})
 
 
 def test_grid_search_starts_at_the_seed_setting_and_hyperband_owns_the_epochs(tmp_path, clean_env):
-    grid = make_tuner("grid", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path / "grid", max_trials=2)
+    grid = make_tuner("grid", StaticBank(synthetic_sets()), ModelConfig(input_size=32, weights="none"), tmp_path / "grid", max_trials=2)
     assert grid.oracle.create_trial("probe").hyperparameters.values == SEED_POINT
-    hyperband = make_tuner("hyperband", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path / "hb")
+    hyperband = make_tuner("hyperband", StaticBank(synthetic_sets()), ModelConfig(input_size=32, weights="none"), tmp_path / "hb")
     values = hyperband.oracle.create_trial("probe").hyperparameters.values
     assert "epochs" not in values and values["tuner/epochs"] <= max(SPACE["epochs"]) == hyperband.oracle.max_epochs
 
@@ -108,8 +134,9 @@ def test_roles_from_flags_and_bad_addresses(clean_env):
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_best_trial_is_best_by_the_objective_direction(tmp_path, clean_env, name):
     space = narrow(SPACE, ["epochs=2", "dense=16", "batch_size=16"])
-    tuner = make_tuner("random", (1, 1, 8), ModelConfig(input_size=32, weights="none"), tmp_path, name, 2, space)
-    assert search(tuner, synthetic_sets()) == 2
+    bank = StaticBank(synthetic_sets())
+    tuner = make_tuner("random", bank, ModelConfig(input_size=32, weights="none"), tmp_path, name, 2, space)
+    assert search(tuner) == 2
     pick = max if OBJECTIVES[name] == "max" else min
     per_trial = {r.trial_id: pick(r.history[name]) for r in trial_records(tuner)}
     assert len(set(per_trial.values())) > 1, "trials must differ for the test to mean anything"

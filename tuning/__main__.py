@@ -33,7 +33,8 @@ from model.cli import (
     split_from_args,
 )
 from model.config import ModelConfig
-from model.training.export import prepare
+from model.data import scan_folder
+from tuning.bank import FeatureBank
 from tuning.report import write_search_report
 from tuning.search import (
     OBJECTIVES,
@@ -61,8 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     search_group = parser.add_argument_group("search")
     search_group.add_argument("--out", type=Path, default=Path("runs/tuning"), help="project, artifact and report folder")
     search_group.add_argument("--tuner", choices=TUNERS, default="bayesian")
-    search_group.add_argument("--objective", choices=OBJECTIVES, default="val_auc",
-                              help="validation metric to optimise (loss is minimised, the others maximised)")
+    search_group.add_argument("--objective", choices=OBJECTIVES, default="external_auc",
+                              help="what chooses the trial and its epoch (default %(default)s, which needs --external): "
+                                   "AUC on an external folder, cross-validated AUC on the training part, or a "
+                                   "validation metric (loss is minimised, the others maximised); see the README for why")
+    search_group.add_argument("--external", type=Path, default=None, metavar="DIR",
+                              help="labelled folder from other hospitals: chooses and reports, never trained on")
     search_group.add_argument("--max-trials", type=int, default=20,
                               help="trials in all, counting earlier runs (Hyperband sets its own number)")
     search_group.add_argument("--space", nargs="+", default=[], metavar="NAME=VALUES",
@@ -82,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.restart_growth < 0:
         parser.error("--max-trials must be at least 1, --fine-tune-epochs and --restart-growth at least 0")
+    if args.objective == "external_auc" and args.external is None:
+        parser.error("--objective external_auc needs --external DIR (or choose --objective cv_auc or val_auc)")
     try:
         args.role = set_role(args.chief, args.worker, args.worker_id)
         args.space = narrow(SPACE, args.space)
@@ -97,6 +104,9 @@ def settings(args: argparse.Namespace) -> dict:
         "data": str(args.data.resolve()), "positive": args.positive, "feedback": str(args.feedback),
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "seed": args.seed,
         "views": args.views, "weights": args.weights, "size": args.size,
+        "extra_train": str(args.extra_train), "extra_limit": args.extra_limit,
+        "external": str(args.external.resolve()) if args.external else None,
+        "target_sensitivity": args.target_sensitivity,
         "tuner": args.tuner, "objective": args.objective, "space": space,
     }
 
@@ -123,13 +133,14 @@ def main(argv: list[str] | None = None) -> str | None:
         check_settings(args.out, settings(args), args.overwrite)
         if args.overwrite:
             (args.out / EXPORT_FILE).unlink(missing_ok=True)
-    base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed)
-    base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
-    log.info("features ready in %.0f s (%s)", time.time() - start, args.role)
-    tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
+    base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed,
+                              target_sensitivity=args.target_sensitivity)
+    external = scan_folder(args.external, positive=args.positive) if args.external else []
+    bank = FeatureBank(split_from_args(args), base_config, args.views, cache_from_args(args), external)
+    tuner = make_tuner(args.tuner, bank, base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)
     try:
-        ran = search(tuner, sets)
+        ran = search(tuner)
     except RestartNeeded as reason:
         log.info("%s; continuing in a fresh process", reason)
         return RESTART
@@ -150,7 +161,7 @@ def main(argv: list[str] | None = None) -> str | None:
         log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.out / "best")
     else:
         artifact, evaluations, config = export_best(
-            tuner, base, sets, base_config, args.out / "best", args.fine_tune_epochs, args.target_sensitivity,
+            tuner, bank, base_config, args.out / "best", args.fine_tune_epochs,
             meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective},
         )
         test = next(e.metrics for e in evaluations if e.name == "test")

@@ -27,6 +27,7 @@ class TrialRecord:
     best_epoch: int | None = None
     seconds: float | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    at_best: dict[str, float] = field(default_factory=dict)
 
 
 def ranked(records: list[TrialRecord], direction: str) -> list[TrialRecord]:
@@ -90,9 +91,18 @@ def _optimizer_table(records: list[TrialRecord], direction: str) -> list[str]:
 
 def _trial_table(records: list[TrialRecord], objective: str) -> list[str]:
     names = list(dict.fromkeys(name for r in records for name in r.values))
-    rows = [[r.trial_id, r.status, r.score, r.best_epoch, r.seconds, *(r.values.get(name) for name in names)]
-            for r in records]
-    return table(["trial", "status", objective, "best epoch", "seconds", *names], rows, ".4g")
+    rows = [[r.trial_id, r.status, r.score, r.best_epoch, r.seconds, *_generalization(r),
+             *(r.values.get(name) for name in names)] for r in records]
+    header = ["trial", "status", objective, "best epoch", "seconds", "val AUC", "external AUC [95% CI]", "gap"]
+    return table([*header, *names], rows, ".4g")
+
+
+def _generalization(r: TrialRecord) -> list:
+    """Validation AUC, external AUC with interval, and their gap (validation minus external) at the best epoch."""
+    val, ext = r.at_best.get("val_auc"), r.at_best.get("external_auc")
+    interval = (f"{ext:.3f} [{r.at_best.get('external_auc_low', float('nan')):.3f}, "
+                f"{r.at_best.get('external_auc_high', float('nan')):.3f}]") if ext is not None else None
+    return [val, interval, val - ext if val is not None and ext is not None else None]
 
 
 def write_search_report(

@@ -22,13 +22,14 @@ import numpy as np
 import psutil
 
 from model.config import ModelConfig
-from model.features import SplitFeatures
+from model.architecture import build_config_base
 from model.training.export import finish
 from model.training.finetune import fine_tune
+from tuning.bank import FeatureBank
 from tuning.report import TrialRecord
 from tuning.space import SPACE, HeadHyperModel, Spec, config_of
 
-OBJECTIVES = {"val_auc": "max", "val_f1": "max", "val_loss": "min"}
+OBJECTIVES = {"external_auc": "max", "cv_auc": "max", "val_auc": "max", "val_f1": "max", "val_loss": "min"}
 TUNERS = {
     "random": keras_tuner.RandomSearch,
     "bayesian": keras_tuner.BayesianOptimization,
@@ -37,6 +38,7 @@ TUNERS = {
 }
 PROJECT = "search"
 HISTORY_FILE = "history.json"
+AT_BEST = ("val_auc", "external_auc", "external_auc_low", "external_auc_high", "cv_auc")
 ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ def role() -> str:
 
 def make_tuner(
     kind: str,
-    feature_shape: tuple[int, ...],
+    bank: FeatureBank,
     base: ModelConfig,
     directory: Path,
     objective_name: str = "val_auc",
@@ -162,7 +164,7 @@ def make_tuner(
         options = {"max_trials": max_trials}
     tuner_class = type(TUNERS[kind].__name__, (Progress, TUNERS[kind]), {})
     tuner = tuner_class(
-        hypermodel=HeadHyperModel(feature_shape, base, space),
+        hypermodel=HeadHyperModel(bank, base, space, objective_name),
         objective=objective(objective_name),
         directory=str(directory),
         project_name=PROJECT,
@@ -175,12 +177,13 @@ def make_tuner(
     return tuner
 
 
-def search(tuner: keras_tuner.Tuner, sets: SplitFeatures) -> int:
+def search(tuner: keras_tuner.Tuner) -> int:
     """Run the trials still to do (none when the project is complete); returns how many ran in this process.
 
-    Raises RestartNeeded when the tuner's memory allowance ends the run early.
+    Each trial reads its features from the hypermodel's FeatureBank. Raises RestartNeeded when the tuner's
+    memory allowance ends the run early.
     """
-    tuner.search(sets.train, sets.validation)
+    tuner.search()
     return len(getattr(tuner, "session_seconds", []))
 
 
@@ -191,6 +194,8 @@ def trial_records(tuner: keras_tuner.Tuner) -> list[TrialRecord]:
         path = Path(tuner.get_trial_dir(trial_id), HISTORY_FILE)
         saved = json.loads(path.read_text()) if path.is_file() else {}
         score = None if trial.score is None or not np.isfinite(trial.score) else float(trial.score)
+        history = saved.get("history", {})
+        at_best = {k: v[trial.best_step] for k, v in history.items() if score is not None and trial.best_step < len(v)}
         records.append(TrialRecord(
             trial_id=trial_id,
             status=trial.status,
@@ -198,7 +203,8 @@ def trial_records(tuner: keras_tuner.Tuner) -> list[TrialRecord]:
             score=score,
             best_epoch=best_epoch(trial) if score is not None else None,
             seconds=saved.get("seconds"),
-            history=saved.get("history", {}),
+            history=history,
+            at_best={k: at_best[k] for k in AT_BEST if k in at_best},
         ))
     return records
 
@@ -231,35 +237,36 @@ def best_trial(tuner: keras_tuner.Tuner):
 
 def export_best(
     tuner: keras_tuner.Tuner,
-    base,
-    sets: SplitFeatures,
+    bank: FeatureBank,
     base_config: ModelConfig,
     out_dir: Path,
     fine_tune_epochs: int = 0,
-    target_sensitivity: float | None = None,
     meta: dict | None = None,
 ):
     """Export the best trial's head at its best epoch, then threshold on validation and evaluate test once.
 
     The kept weights were trained on the training split only, so the validation patients stay unseen by
     the weights and can choose the threshold honestly; the test patients were used for nothing before.
+    The external folder (when given) chose the trial and is reported at the threshold, never trained on.
     Returns (artifact path, evaluations, the exported configuration).
     """
     trial = best_trial(tuner)
     epochs = best_epoch(trial)
     config = replace(config_of(trial.hyperparameters.values, base_config), epochs=epochs)
     head = tuner.get_best_models(1)[0]
+    base, sets, external = build_config_base(config), bank.sets(config), bank.external(config)
     path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
     history = json.loads(path.read_text())["history"] if path.is_file() else None
     if fine_tune_epochs:
         sets, tuned = fine_tune(base, head, sets, config, fine_tune_epochs)
-        history = {**(history or {}), **tuned}
+        history, external = {**(history or {}), **tuned}, None
     notes = (
         f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
         f"{epochs}; weights of that epoch, trained on the training split"
         + (f", then {fine_tune_epochs} fine-tuning epochs of the whole network" if fine_tune_epochs else "")
-        + ". Validation chose the trial, the epoch and the threshold; the test split was evaluated once."
+        + f". {tuner.oracle.objective.name} chose the trial and the epoch, validation patients the threshold; "
+        "the test split was evaluated once."
     )
-    artifact, evaluations = finish(base, head, config, sets, out_dir, history, target_sensitivity,
-                                   meta={**(meta or {}), "trial": trial.trial_id}, notes=notes)
+    artifact, evaluations = finish(base, head, config, sets, out_dir, history,
+                                   meta={**(meta or {}), "trial": trial.trial_id}, notes=notes, external=external)
     return artifact, evaluations, config

@@ -15,9 +15,9 @@ import keras
 import keras_tuner
 
 from model.architecture import build_head
-from model.config import OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
-from model.features import Features
+from model.config import EQUALIZATIONS, HEADS, OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
 from model.training.head import fit_head
+from tuning.objectives import CrossValidatedAUC, ExternalAUC, cv_auc
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ class LogRange:
 Spec = Union[tuple, LogRange]
 
 SPACE: dict[str, Spec] = {
+    "harmonize": (0, 224),
+    "equalize": EQUALIZATIONS,
+    "crop": (0.0, 0.05),
+    "feature_layers": ("block5", "block4", "block4+block5", "block3+block4+block5"),
+    "head": HEADS,
+    "l2": (0.0, 1e-3, 1e-2, 0.1, 1.0),
     "optimizer": OPTIMIZERS,
     "learning_rate": LogRange(1e-4, 1e-1),
     "epochs": (5, 10, 20, 40),
@@ -48,7 +54,8 @@ def dense_name(dense: Iterable[int]) -> str:
 
 def point_of(config: ModelConfig) -> dict:
     """The coordinates of a configuration in the space."""
-    return {name: dense_name(config.dense) if name == "dense" else getattr(config, name) for name in SPACE}
+    names = {"dense": dense_name(config.dense), "feature_layers": "+".join(config.feature_layers)}
+    return {name: names.get(name, getattr(config, name)) for name in SPACE}
 
 
 SEED_POINT = point_of(REFERENCE)
@@ -63,10 +70,17 @@ def contains(space: dict[str, Spec], point: dict) -> bool:
 
 
 def config_of(point: dict, base: ModelConfig) -> ModelConfig:
-    """base with the point's hyperparameters; names outside the space (Keras Tuner's own) are ignored."""
+    """base with the point's hyperparameters; names outside the space (Keras Tuner's own) are ignored.
+
+    Flatten pooling reads block 5's map only, so it overrides feature_layers.
+    """
     values = {name: value for name, value in point.items() if name in SPACE}
     if "dense" in values:
         values["dense"] = tuple(int(units) for units in str(values["dense"]).split("-"))
+    if "feature_layers" in values:
+        values["feature_layers"] = tuple(str(values["feature_layers"]).split("+"))
+    if values.get("pooling", base.pooling) == "flatten":
+        values["feature_layers"] = ("block5",)
     return dataclasses.replace(base, **values)
 
 
@@ -123,16 +137,19 @@ def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
 
 
 class HeadHyperModel(keras_tuner.HyperModel):
-    """Builds a head from hp and fits it on cached base features; fit() tunes epochs, batch size and class weighting.
+    """Builds a head from hp and fits it on the cached features of hp's preprocessing and blocks.
 
+    `bank` gives each configuration its features (model.training.bank.FeatureBank); fit() tunes epochs,
+    batch size and class weighting, and logs the external and cross-validated AUC objectives when asked.
     Under Hyperband the tuner sets the epochs, so the space given here should not hold them.
     """
 
-    def __init__(self, feature_shape: tuple[int, ...], base: ModelConfig, space: dict[str, Spec] = SPACE):
+    def __init__(self, bank, base: ModelConfig, space: dict[str, Spec] = SPACE, objective: str = "val_auc"):
         super().__init__(name="vgg16_head")
-        self.feature_shape = tuple(feature_shape)
+        self.bank = bank
         self.base = base
         self.space = space
+        self.objective = objective
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
         declare(hp, self.space)
@@ -143,12 +160,15 @@ class HeadHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         config = self.config(hp)
         keras.utils.set_random_seed(config.seed)
-        return build_head(self.feature_shape, config)
+        return build_head(self.bank.feature_shape(config), config)
 
-    def fit(self, hp, model, train: Features, validation: Features, epochs: int | None = None, initial_epoch: int = 0,
-            callbacks=()):
+    def fit(self, hp, model, *args, epochs: int | None = None, initial_epoch: int = 0, callbacks=(), **kwargs):
         """Train on every stored view, validate on the clean validation images; Keras output stays quiet."""
         config = self.config(hp)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=epochs - initial_epoch)
-        return fit_head(model, train, validation, config, callbacks)
+        sets = self.bank.sets(config)
+        extra = [ExternalAUC(model, self.bank.external(config))] if self.bank.has_external else []
+        if self.objective == "cv_auc":
+            extra.append(CrossValidatedAUC(cv_auc(sets.train, config), config.epochs))
+        return fit_head(model, sets.train, sets.validation, config, [*extra, *callbacks])

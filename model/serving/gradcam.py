@@ -8,28 +8,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.architecture import BASE_NAME, LAST_CONV
+from model.architecture import BASE_NAME
+
+
+def last_conv(base: keras.Model) -> keras.layers.Layer:
+    """The deepest convolution the base's output depends on (block5_conv3, or block4_conv3 for a block-4 head)."""
+    convs = [layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D)]
+    return convs[-1]
 
 
 def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A compiled function mapping a batch of network inputs to (probabilities (n,), heatmaps (n, h, w) in [0, 1]).
 
-    The heatmap is Grad-CAM on the last convolution layer for the positive class's logit, so a
-    saturated sigmoid still gives a map.
+    The heatmap is Grad-CAM on the deepest convolution the head reads, for the positive class's logit, so a
+    saturated sigmoid still gives a map; map and probability come from one forward pass.
     """
     base = model.get_layer(BASE_NAME)
-    to_conv = keras.Model(base.input, base.get_layer(LAST_CONV).output)
-    after_conv = [layer for layer in base.layers[base.layers.index(base.get_layer(LAST_CONV)) + 1 :]]
+    both = keras.Model(base.input, [last_conv(base).output, base.output])
     head = model.layers[model.layers.index(base) + 1 :]
     preds = head[-1]
 
     @tf.function(reduce_retracing=True)
     def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        conv = to_conv(images, training=False)
         with tf.GradientTape() as tape:
-            tape.watch(conv)
-            x = conv
-            for layer in after_conv + head[:-1]:
+            conv, x = both(images, training=False)
+            for layer in head[:-1]:
                 x = layer(x, training=False)
             logit = tf.matmul(x, preds.kernel) + preds.bias
         grads = tape.gradient(logit, conv)

@@ -11,7 +11,7 @@ from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.images import Source, read_grey
-from model.preprocessing import to_network_input
+from model.preprocessing import preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
 
 
@@ -49,7 +49,7 @@ class Predictor:
     def predict(self, source: Source) -> Prediction:
         """Raises model.images.ImageError for unusable files."""
         grey = read_grey(source)
-        probs, cams = self.run(to_network_input(grey, self.input_size)[None])
+        probs, cams = self.run(to_network_input(grey, preprocessing_of(self.card.config))[None])
         probability = float(probs[0])
         positive = probability >= self.threshold
         return Prediction(

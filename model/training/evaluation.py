@@ -212,3 +212,19 @@ def pick_threshold(y: np.ndarray, probs: np.ndarray, target_sensitivity: float |
         return 0.5, f"0.5 (validation data could not choose one: {error})"
     rule = f"sensitivity >= {target_sensitivity} on validation" if target_sensitivity else "Youden's J on validation"
     return threshold, rule
+
+
+OPERATING_RULES = {"Youden's J": None, "sensitivity >= 0.90": 0.90, "sensitivity >= 0.95": 0.95}
+
+
+def operating_points(validation: tuple[np.ndarray, np.ndarray], others: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """For each rule in OPERATING_RULES: its threshold on validation, and sensitivity/specificity with intervals
+    on validation and on each other (y, probs) set at that threshold."""
+    points = {}
+    for rule, target in OPERATING_RULES.items():
+        threshold, _ = pick_threshold(*validation, target)
+        points[rule] = {"threshold": threshold}
+        for name, (y, p) in {"validation": validation, **others}.items():
+            m = evaluate(name, y, p, threshold, n_boot=0).metrics
+            points[rule][name] = {k: m[k] for k in ("sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")}
+    return points

@@ -4,32 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model.architecture import assemble, build_base
+from model.architecture import assemble, build_config_base
 from model.artifact import save_artifact
 from model.card import new_card
 from model.config import ModelConfig
 from model.data import Split, dataset_summary
-from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, featurize
-from model.training.evaluation import Evaluation, evaluate, pick_threshold
+from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, columns_for, extractor_for, featurize
+from model.preprocessing import preprocessing_of
+from model.training.evaluation import Evaluation, evaluate, operating_points, pick_threshold
 from model.training.head import probabilities
 from model.training.report import write_report
+from model.training.shortcut import shortcut_audit
 
 
 def prepare(split: Split, config: ModelConfig, views: int = 2,
             cache_dir: Path | None = DEFAULT_CACHE) -> tuple[object, SplitFeatures]:
-    """The base for `config` and the features of each part of the split (augmented views for training only)."""
-    base = build_base(config.input_size, config.weights, config.seed)
-    key = base_key(base)
-    sets = SplitFeatures(
-        train=featurize(base, key, split.train, views, cache_dir, config.seed),
-        validation=featurize(base, key, split.validation, 0, cache_dir, config.seed),
-        test=featurize(base, key, split.test, 0, cache_dir, config.seed),
-    )
-    return base, sets
+    """The base a model of `config` runs, and the features of each part of the split (views for training only).
+
+    Features come from the cache of every pooled block (or block 5's map) under the config's preprocessing,
+    sliced to the blocks and pooling the config reads.
+    """
+    extractor, preprocessing = extractor_for(config), preprocessing_of(config)
+    key = base_key(extractor, preprocessing)
+
+    def part(examples, part_views):
+        return featurize(extractor, key, examples, part_views, cache_dir, config.seed, preprocessing)
+
+    sets = SplitFeatures(train=part(split.train, views), validation=part(split.validation, 0), test=part(split.test, 0))
+    base = extractor if config.pooling == "flatten" else build_config_base(config)
+    return base, sets.columns(columns_for(config))
 
 
 def evaluate_features(name: str, head, features: Features, threshold: float) -> Evaluation:
-    return evaluate(name, features.y, probabilities(head, features), threshold, [e.source for e in features.examples])
+    """Metrics at the threshold, with the shortcut audit (file facts alone) beside them."""
+    probs = probabilities(head, features)
+    evaluation = evaluate(name, features.y, probs, threshold, [e.source for e in features.examples])
+    evaluation.metrics["shortcut_audit"] = shortcut_audit(features.examples, probs)
+    return evaluation
 
 
 def finish(
@@ -39,19 +50,23 @@ def finish(
     sets: SplitFeatures,
     out_dir: Path,
     history: dict | None = None,
-    target_sensitivity: float | None = None,
     meta: dict | None = None,
     notes: str = "",
+    external: Features | None = None,
 ) -> tuple[Path, list[Evaluation]]:
-    """Threshold on validation, evaluate validation and test once, save the artifact and write the report."""
+    """Threshold on validation, evaluate validation, test (and the external folder) once, save and report.
+
+    The card also gets the operating points of OPERATING_RULES on validation and external.
+    """
     val_probs = probabilities(head, sets.validation)
-    threshold, rule = pick_threshold(sets.validation.y, val_probs, target_sensitivity)
-    evaluations = [
-        evaluate("validation", sets.validation.y, val_probs, threshold, [e.source for e in sets.validation.examples]),
-        evaluate_features("test", head, sets.test, threshold),
-    ]
+    threshold, rule = pick_threshold(sets.validation.y, val_probs, config.target_sensitivity)
+    scored = {"validation": sets.validation, "test": sets.test, **({"external": external} if external else {})}
+    evaluations = [evaluate_features(name, head, features, threshold) for name, features in scored.items()]
+    metrics = {e.name: e.metrics for e in evaluations}
+    others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}
+    metrics["operating_points"] = operating_points((sets.validation.y, val_probs), others)
     training_data = {name: dataset_summary(part.examples) for name, part in sets.parts().items() if part.examples}
-    card = new_card(config, threshold, rule, training_data, {e.name: e.metrics for e in evaluations}, notes)
+    card = new_card(config, threshold, rule, training_data, metrics, notes)
     path = save_artifact(assemble(base, head, trainable_base=False), Path(out_dir), card)
     write_report(Path(out_dir), evaluations, history, {"threshold_rule": rule, **(meta or {}), **_flat(config)})
     return path, evaluations

@@ -6,6 +6,7 @@ from model.architecture import BASE_NAME, assemble, compile_model
 from model.config import ModelConfig
 from model.data import make_dataset
 from model.features import SplitFeatures, featurize
+from model.preprocessing import preprocessing_of
 
 
 def fine_tune(base, head, sets: SplitFeatures, config: ModelConfig, epochs: int, learning_rate: float = 1e-5,
@@ -18,7 +19,7 @@ def fine_tune(base, head, sets: SplitFeatures, config: ModelConfig, epochs: int,
     model = assemble(base, head)
     model.get_layer(BASE_NAME).trainable = True
     compile_model(model, "sgd_momentum", learning_rate)
-    size = config.input_size
+    size = preprocessing_of(config)
     train, validation = sets.train.examples, sets.validation.examples
     history = model.fit(
         make_dataset(train, size, config.batch_size, augment_images=True, shuffle=True, seed=config.seed),
@@ -27,5 +28,6 @@ def fine_tune(base, head, sets: SplitFeatures, config: ModelConfig, epochs: int,
         verbose=verbose,
     )
     model.get_layer(BASE_NAME).trainable = False
-    refeaturized = SplitFeatures(**{name: featurize(base, "", part.examples, 0, None) for name, part in sets.parts().items()})
+    refeaturized = SplitFeatures(**{name: featurize(base, "", part.examples, 0, None, preprocessing=size)
+                                    for name, part in sets.parts().items()})
     return refeaturized, {f"fine_tune_{k}": v for k, v in history.history.items()}

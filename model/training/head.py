@@ -28,6 +28,8 @@ def fit_head(head, train: Features, validation: Features | None, config: ModelCo
 
     compile_model(head, config.optimizer, config.learning_rate)
     x, y = train.all_views()
+    if any(layer.name == "normalize" for layer in head.layers):
+        head.get_layer("normalize").adapt(x)
     return head.fit(
         x,
         y,

@@ -32,6 +32,11 @@ METRIC_ROWS = (
 CI_KEYS = {"auc": "auc_ci95", "sensitivity": "sensitivity_ci95", "specificity": "specificity_ci95"}
 SOURCE_COLUMNS = ("n", "n_positive", "n_negative", "accuracy", "sensitivity", "specificity", "auc")
 
+SHORTCUT_NOTE = (
+    "A gradient-boosted model that sees only file facts (width, height, aspect, megapixels, bytes per pixel, "
+    "channels, bit depth, JPEG/PNG/DICOM, grey or colour), scored out of fold with patient-grouped folds. "
+    "An AUC near 1 means the images can be told apart without looking at the lungs; n/a: one class only."
+)
 HOW_TO_READ = """\
 ## How to read this
 
@@ -127,6 +132,11 @@ def _source_table(per_source: dict) -> list[str]:
     return table(["source", *SOURCE_COLUMNS], [[source, *(m[c] for c in SOURCE_COLUMNS)] for source, m in per_source.items()])
 
 
+def _shortcut_table(audit: dict) -> list[str]:
+    rows = [[name, row["n"], row["file_facts_auc"], row["model_auc"]] for name, row in audit.items()]
+    return table(["images", "n", "AUC from file facts only", "model's AUC"], rows)
+
+
 def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path]) -> str:
     lines = ["# COVID-19 X-ray classifier evaluation", ""]
     if meta:
@@ -142,6 +152,8 @@ def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path])
         lines += _confusion_table(m) + ["", f"![Confusion matrix {e.name}]({paths[f'confusion_{e.name}'].name})", ""]
         if "per_source" in m:
             lines += ["### per_source", ""] + _source_table(m["per_source"]) + [""]
+        if "shortcut_audit" in m:
+            lines += ["### shortcut audit", "", SHORTCUT_NOTE, ""] + _shortcut_table(m["shortcut_audit"]) + [""]
     return "\n".join(lines + [HOW_TO_READ])
 
 

@@ -1,0 +1,64 @@
+"""The features every trial reads: extracted once per preprocessing (and map or pooled kind), sliced per trial."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.config import ModelConfig
+from model.data import Example, Split
+from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, columns_for, extractor_for, featurize
+from model.preprocessing import preprocessing_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureBank:
+    """Features of the split (and of an external folder) for any configuration of the search space.
+
+    The base runs once per image, view and preprocessing, ever (the disk cache), and once per process per
+    preprocessing and kind (the memory cache); a trial slices the pooled blocks it reads.
+    """
+
+    split: Split
+    base: ModelConfig
+    views: int = 2
+    cache_dir: Path | None = DEFAULT_CACHE
+    external_examples: list[Example] = field(default_factory=list)
+    _memory: dict = field(default_factory=dict)
+
+    @property
+    def has_external(self) -> bool:
+        return bool(self.external_examples)
+
+    def _variant(self, config: ModelConfig) -> str:
+        return f"{preprocessing_of(config).key}-{'map' if config.pooling == 'flatten' else 'pooled'}"
+
+    def _full(self, config: ModelConfig) -> tuple[SplitFeatures, Features | None]:
+        """All features of config's preprocessing and kind (every pooled block, or block 5's map)."""
+        variant = self._variant(config)
+        if variant not in self._memory:
+            log.info("features for %s", variant)
+            extractor, preprocessing = extractor_for(config), preprocessing_of(config)
+            key = base_key(extractor, preprocessing)
+
+            def part(examples: list[Example], views: int) -> Features:
+                return featurize(extractor, key, examples, views, self.cache_dir, config.seed, preprocessing)
+
+            sets = SplitFeatures(part(self.split.train, self.views), part(self.split.validation, 0),
+                                 part(self.split.test, 0))
+            external = part(self.external_examples, 0) if self.has_external else None
+            self._memory[variant] = (sets, external)
+        return self._memory[variant]
+
+    def sets(self, config: ModelConfig) -> SplitFeatures:
+        return self._full(config)[0].columns(columns_for(config))
+
+    def external(self, config: ModelConfig) -> Features | None:
+        external = self._full(config)[1]
+        return None if external is None else external.columns(columns_for(config))
+
+    def feature_shape(self, config: ModelConfig) -> tuple[int, ...]:
+        return tuple(self.sets(config).validation.x.shape[2:])
