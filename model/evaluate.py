@@ -1,6 +1,6 @@
 """Evaluate a saved model on any labelled folder: python -m model.evaluate --model PATH --data DIR [--out DIR].
 
-Every image in the folder is scored at the model card's threshold; the report (Markdown, JSON, ROC and
+Every image in the folder is scored at the model card's threshold (after the card's calibration, if any); the report (Markdown, JSON, ROC and
 confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a
 model whose frozen base was trained here) starts at once.
 """
@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from model.architecture import BASE_NAME, head_of
 from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.cli import (
     add_cache_arguments,
@@ -23,9 +22,8 @@ from model.cli import (
     setup_logging,
 )
 from model.data import scan_folder
-from model.features import base_key, featurize
 from model.training.evaluation import evaluate
-from model.training.head import probabilities
+from model.training.export import score_saved
 from model.training.report import write_report
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")
@@ -49,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
-    base = model.get_layer(BASE_NAME)
-    scored = featurize(base, base_key(base), examples, 0, cache_from_args(args))
-    evaluation = evaluate(args.data.name or "data", scored.y, probabilities(head_of(model), scored), threshold,
-                          [e.source for e in scored.examples])
+    scored, probs = score_saved(model, card, examples, cache_from_args(args))
+    evaluation = evaluate(args.data.name or "data", scored.y, probs, threshold, [e.source for e in scored.examples])
     meta = {"model": str(args.model), "model_version": card.version, "data": str(args.data), "threshold": threshold,
             "threshold_rule": card.threshold_rule if args.threshold is None else "given with --threshold"}
     write_report(args.out, [evaluation], None, meta)
