@@ -1,7 +1,7 @@
 """Evaluate a saved model on any labelled folder: python -m model.evaluate --model PATH --data DIR [--out DIR].
 
-Every image in the folder is scored at the model card's threshold (after the card's calibration, if any); the report (Markdown, JSON, ROC and
-confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a
+Every image in the folder is scored at the model card's threshold (after the card's calibration, if any);
+the report (Markdown, JSON, ROC, reliability and confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a
 model whose frozen base was trained here) starts at once.
 """
 

@@ -29,8 +29,18 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
 
 
 def fit_platt(y_true: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    """(a, b) of sigmoid(a * logit(p) + b), an unpenalised logistic regression of the labels on logit(p)."""
-    fit = LogisticRegression(C=1e6, max_iter=1000).fit(logit(probs).reshape(-1, 1), np.asarray(y_true, dtype=int))
+    """(a, b) of sigmoid(a * logit(p) + b), fitted with Platt's (1999) smoothed targets.
+
+    Positives aim at (n+ + 1) / (n+ + 2) and negatives at 1 / (n- + 2), so a small, perfectly separated
+    validation set gives a finite slope instead of an infinitely confident one. The soft targets are fitted
+    as an unpenalised logistic regression on each image twice, once per label, weighted by its target.
+    """
+    y = np.asarray(y_true, dtype=int)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    x = np.tile(logit(probs), 2).reshape(-1, 1)
+    labels = np.r_[np.ones(len(y)), np.zeros(len(y))]
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(x, labels, sample_weight=np.r_[target, 1 - target])
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
@@ -45,7 +55,8 @@ def choose_calibration(y_true: np.ndarray, probs: np.ndarray) -> dict:
     if len(np.unique(y)) < 2:
         return {"method": "none", "rule": RULE, "reason": "validation holds one class only", **before}
     if before["ece"] <= ECE_LIMIT:
-        return {"method": "none", "rule": RULE, "reason": f"validation ECE {before['ece']:.3f} <= {ECE_LIMIT}", **before}
+        reason = f"validation ECE {before['ece']:.3f} <= {ECE_LIMIT}"
+        return {"method": "none", "rule": RULE, "reason": reason, **before}
     a, b = fit_platt(y, p)
     if a <= 0:
         return {"method": "none", "rule": RULE, "reason": f"Platt slope {a:.3f} <= 0 would reverse the ranking",

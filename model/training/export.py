@@ -34,7 +34,8 @@ def prepare(split: Split, config: ModelConfig, views: int = 2,
     return base, sets
 
 
-def evaluate_features(name: str, head, features: Features, threshold: float, calibration: dict | None = None) -> Evaluation:
+def evaluate_features(name: str, head, features: Features, threshold: float,
+                      calibration: dict | None = None) -> Evaluation:
     """Evaluate the head's (calibrated) probabilities on features at `threshold`."""
     probs = calibrate(probabilities(head, features), calibration)
     return evaluate(name, features.y, probs, threshold, [e.source for e in features.examples])

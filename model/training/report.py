@@ -170,7 +170,7 @@ def write_report(
     history: dict[str, list[float]] | None = None,
     meta: dict | None = None,
 ) -> dict[str, Path]:
-    """Write roc.png, calibration.png, confusion_<name>.png, curves.png (if history), report.json and report.md; return the paths."""
+    """Write roc.png, calibration.png, confusion_<name>.png, curves.png (if history), report.json, report.md."""
     if not evaluations:
         raise ValueError("write_report needs at least one evaluation")
     names = [e.name for e in evaluations]
