@@ -68,6 +68,7 @@ def previous_of(target: Path) -> Path:
 
 
 def _now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 

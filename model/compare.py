@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 from model.artifact import DEFAULT_ARTIFACT
-from model.cli import add_cache_arguments, add_positive_argument, cache_from_args, report_skipped, run, setup_logging
+from model.cli import (
+    add_cache_arguments,
+    add_positive_argument,
+    cache_from_args,
+    report_skipped,
+    run,
+    setup_logging,
+)
 from model.data import scan_folder
 from model.markdown import fmt, table
 from model.training.compare import Comparison, compare_models
@@ -30,6 +37,7 @@ def add_comparison_arguments(parser: argparse.ArgumentParser, data_required: boo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m model.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidate", type=Path, help="artifact folder (or .keras file) of the candidate model")
@@ -50,8 +58,8 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     difference = "n/a" if comparison.difference is None else f"{comparison.difference:+.3f}"
     return [
         f"{comparison.n} images of {comparison.n_patients} patients in {comparison.data}", "", *table(header, rows), "",
-        f"AUC difference (candidate - current): {difference}, 95% CI {fmt(comparison.difference_ci95)} "
-        f"({comparison.method}, {comparison.resamples} resamples)",
+        (f"AUC difference (candidate - current): {difference}, 95% CI {fmt(comparison.difference_ci95)} "
+         f"({comparison.method}, {comparison.resamples} resamples)"),
         f"verdict: {comparison.verdict}",
     ]
 
@@ -66,6 +74,7 @@ def compare_from_args(candidate: Path, current: Path, args: argparse.Namespace) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Compare, print, optionally write JSON; exit 1 when some images could not be read."""
     setup_logging()
     args = parse_args(argv)
     comparison, status = compare_from_args(args.candidate, args.against, args)

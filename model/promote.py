@@ -12,7 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.artifact import DEFAULT_ARTIFACT, artifact_paths, install_artifact, previous_of, rollback_artifact
+from model.artifact import (
+    DEFAULT_ARTIFACT,
+    artifact_paths,
+    install_artifact,
+    previous_of,
+    rollback_artifact,
+)
 from model.card import ModelCard
 from model.cli import UsageError, run, setup_logging
 from model.compare import add_comparison_arguments, compare_from_args
@@ -20,6 +26,7 @@ from model.training.compare import WORSE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m model.promote", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidate", type=Path, nargs="?", default=None, help="artifact folder of the candidate model")
@@ -47,12 +54,14 @@ def _verdict(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def _say(what: str, card: ModelCard, target: Path) -> None:
+    """One line naming the installed version, the one it replaced and where that one is kept."""
     entry = card.history[-1]
     print(f"{what} {entry['version']} as {target} (replaced {entry['replaced'] or 'nothing'}; "
           f"previous kept in {previous_of(target)})")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Roll back, or compare and install; UsageError (exit 2) when the candidate is refused."""
     setup_logging()
     args = parse_args(argv)
     if args.rollback:

@@ -8,7 +8,11 @@ import pytest
 from model.calibration import calibrate
 from model.card import new_card
 from model.config import ModelConfig
-from model.training.calibration import ECE_LIMIT, choose_calibration, expected_calibration_error
+from model.training.calibration import (
+    ECE_LIMIT,
+    choose_calibration,
+    expected_calibration_error,
+)
 
 
 def sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

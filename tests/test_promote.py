@@ -6,7 +6,13 @@ import json
 import pytest
 
 from model import compare, promote
-from model.artifact import CARD_FILE, load_artifact, load_card, previous_of, save_artifact
+from model.artifact import (
+    CARD_FILE,
+    load_artifact,
+    load_card,
+    previous_of,
+    save_artifact,
+)
 from model.cli import USAGE_ERROR, run
 from model.data import scan_folder
 from tests.conftest import FIXTURE_DIR

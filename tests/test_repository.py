@@ -27,7 +27,8 @@ def tracked_files() -> list[str]:
     """git ls-files of this checkout; skips the test with the reason when there is no git checkout."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed, so the tracked files cannot be listed")
-    result = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            check=False)
     if result.returncode != 0:
         pytest.skip(f"{REPO} is not a git checkout ({result.stderr.strip()})")
     return [name for name in result.stdout.split("\0") if name]

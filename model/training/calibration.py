@@ -45,6 +45,7 @@ def fit_platt(y_true: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 
 
 def _quality(y: np.ndarray, p: np.ndarray) -> dict:
+    """Brier score and ECE of probabilities p for labels y."""
     return {"brier": float(brier_score_loss(y, p)), "ece": expected_calibration_error(y, p)}
 
 

@@ -58,6 +58,7 @@ class Comparison:
     method: str = METHOD
 
     def to_dict(self) -> dict:
+        """Plain data for JSON."""
         return dataclasses.asdict(self)
 
 
@@ -82,6 +83,7 @@ def paired_auc_bootstrap(y: np.ndarray, p_candidate: np.ndarray, p_current: np.n
         return None
 
     def statistic(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """Both AUCs and their difference on the images of the resampled patient clusters."""
         pos_index = np.concatenate([positives[i] for i in pos])
         neg_index = np.concatenate([negatives[i] for i in neg])
         index, labels = np.r_[pos_index, neg_index], np.r_[np.ones(len(pos_index)), np.zeros(len(neg_index))]
