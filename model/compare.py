@@ -13,14 +13,7 @@ import sys
 from pathlib import Path
 
 from model.artifact import DEFAULT_ARTIFACT
-from model.cli import (
-    add_cache_arguments,
-    add_positive_argument,
-    cache_from_args,
-    report_skipped,
-    run,
-    setup_logging,
-)
+from model.cli import add_cache_arguments, add_positive_argument, cache_from_args, report_skipped, run, setup_logging
 from model.data import scan_folder
 from model.markdown import fmt, table
 from model.training.compare import Comparison, compare_models
