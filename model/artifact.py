@@ -1,9 +1,15 @@
-"""The saved model: a .keras file with its model_card.json beside it."""
+"""The saved model: a .keras file with its model_card.json beside it; installing one as the app's model, and rollback.
+
+Installing into TARGET keeps the model it replaces in the sibling folder TARGET.previous (for
+model/artifacts/default: model/artifacts/default.previous, ignored by git); a rollback swaps the two.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
+import shutil
 from pathlib import Path
 
 from model.card import ModelCard
@@ -19,9 +25,14 @@ def save_artifact(model, out_dir: Path, card: ModelCard) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MODEL_FILE
     model.save(path)
-    card = dataclasses.replace(card, version=hashlib.sha256(path.read_bytes()).hexdigest()[:12], model_file=MODEL_FILE)
+    card = dataclasses.replace(card, version=file_version(path), model_file=MODEL_FILE)
     (out_dir / CARD_FILE).write_text(card.to_json())
     return path
+
+
+def file_version(path: Path) -> str:
+    """A model file's version: the first 12 hex digits of its SHA-256."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def artifact_paths(path: Path) -> tuple[Path, Path]:
@@ -48,3 +59,66 @@ def load_artifact(path: Path):
         raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
     card = load_card(path)
     return keras.models.load_model(model_path, compile=False), card
+
+
+def previous_of(target: Path) -> Path:
+    """Where installing into `target` keeps the model it replaced: the sibling folder TARGET.previous."""
+    target = Path(target)
+    return target.with_name(target.name + ".previous")
+
+
+def _now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _current_card(target: Path) -> ModelCard | None:
+    """The card of the model installed at `target`, or None when there is none yet."""
+    model_path, card_path = artifact_paths(target)
+    return ModelCard.read(card_path) if model_path.is_file() and card_path.is_file() else None
+
+
+def install_artifact(candidate: Path, target: Path, verdict: str, data: str = "") -> ModelCard:
+    """Copy the candidate's model and card into `target`, the replaced model into TARGET.previous; the new card.
+
+    The new card's history is the replaced card's history plus one promotion entry naming both versions.
+    """
+    model_path, _ = artifact_paths(candidate)
+    card = load_card(candidate)
+    target = Path(target)
+    current = _current_card(target)
+    entry = {"action": "promote", "version": card.version or file_version(model_path), "at": _now(),
+             "replaced": current.version if current else "", "verdict": verdict, "data": str(data)}
+    card = dataclasses.replace(card, version=entry["version"], model_file=MODEL_FILE,
+                               history=[*(current.history if current else []), entry])
+    staging = target.with_name(target.name + ".incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(model_path, staging / MODEL_FILE)
+    (staging / CARD_FILE).write_text(card.to_json())
+    if target.exists():
+        shutil.rmtree(previous_of(target), ignore_errors=True)
+        target.rename(previous_of(target))
+    staging.rename(target)
+    return card
+
+
+def rollback_artifact(target: Path) -> ModelCard:
+    """Swap `target` with TARGET.previous (a second rollback undoes the first); the restored card.
+
+    The restored card's history continues the rolled-back card's history with one rollback entry.
+    """
+    target, previous = Path(target), previous_of(target)
+    if not artifact_paths(previous)[0].is_file():
+        raise FileNotFoundError(f"no previous model at {previous} to roll back to")
+    current, restored = load_card(target), load_card(previous)
+    entry = {"action": "rollback", "version": restored.version, "at": _now(), "replaced": current.version,
+             "verdict": "rollback", "data": ""}
+    restored = dataclasses.replace(restored, history=[*current.history, entry])
+    swap = target.with_name(target.name + ".swap")
+    shutil.rmtree(swap, ignore_errors=True)
+    target.rename(swap)
+    previous.rename(target)
+    swap.rename(previous)
+    (target / CARD_FILE).write_text(restored.to_json())
+    return restored

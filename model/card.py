@@ -26,8 +26,9 @@ class CardError(ValueError):
 class ModelCard:
     """Everything a reader of a prediction needs to know about the model that made it.
 
-    `threshold` was chosen on validation patients by `threshold_rule`; `version` is the SHA-256 prefix of
-    the saved model file (empty until the artifact is written).
+    `threshold` was chosen on validation patients by `threshold_rule` (on calibrated probabilities when
+    `calibration` names a method, see model/calibration.py); `version` is the SHA-256 prefix of the saved
+    model file (empty until the artifact is written); `history` lists promotions and rollbacks (model.promote).
     """
 
     config: ModelConfig
@@ -48,6 +49,8 @@ class ModelCard:
     intended_use: str = INTENDED_USE
     cross_validation: dict = field(default_factory=dict)
     selection: str = ""
+    calibration: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -76,6 +79,9 @@ class ModelCard:
                 raise CardError(f"{where} has no '{name}' field; retrain or re-export the model to write one")
             if not isinstance(d[name], kind) or isinstance(d[name], bool):
                 raise CardError(f"{where} field '{name}' should be {KIND_NAMES[kind]}, got {d[name]!r}")
+        for name, kind in OPTIONAL.items():
+            if name in d and not isinstance(d[name], kind):
+                raise CardError(f"{where} field '{name}' should be {KIND_NAMES[kind]}, got {d[name]!r}")
         try:
             config = ModelConfig.from_dict(d["hyperparameters"])
         except (TypeError, ValueError) as error:
@@ -99,7 +105,7 @@ class ModelCard:
 
 
 NUMBER = (int, float)
-KIND_NAMES = {NUMBER: "a number", str: "text", dict: "an object"}
+KIND_NAMES = {NUMBER: "a number", str: "text", dict: "an object", list: "a list"}
 REQUIRED = {
     "threshold": NUMBER,
     "threshold_rule": str,
@@ -107,6 +113,7 @@ REQUIRED = {
     "base_weights": str,
     "base_weights_origin": str,
 }
+OPTIONAL = {"calibration": dict, "history": list}
 
 
 def weights_origin(weights: str) -> str:

@@ -1,7 +1,7 @@
 """Evaluate a saved model on any labelled folder: python -m model.evaluate --model PATH --data DIR [--out DIR].
 
-Every image in the folder is scored at the model card's threshold; the report (Markdown, JSON, ROC and
-confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a
+Every image in the folder is scored at the model card's threshold (after the card's calibration, if any);
+the report (Markdown, JSON, ROC, reliability and confusion-matrix plots) goes to --out. Base features are cached by the base's weights, so a rerun (or a
 model whose frozen base was trained here) starts at once.
 """
 
@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from model.architecture import BASE_NAME, head_of
 from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.cli import (
     add_cache_arguments,
@@ -23,10 +22,8 @@ from model.cli import (
     setup_logging,
 )
 from model.data import scan_folder
-from model.features import base_key, featurize
-from model.preprocessing import preprocessing_of
 from model.training.evaluation import evaluate
-from model.training.head import probabilities
+from model.training.export import score_saved
 from model.training.report import write_report
 from model.training.shortcut import shortcut_audit
 
@@ -51,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
-    base = model.get_layer(BASE_NAME)
-    preprocessing = preprocessing_of(card.config)
-    scored = featurize(base, base_key(base, preprocessing), examples, 0, cache_from_args(args), 0, preprocessing)
-    probs = probabilities(head_of(model), scored)
+    scored, probs = score_saved(model, card, examples, cache_from_args(args))
     evaluation = evaluate(args.data.name or "data", scored.y, probs, threshold, [e.source for e in scored.examples])
     evaluation.metrics["shortcut_audit"] = audit = shortcut_audit(scored.examples, probs)
     meta = {"model": str(args.model), "model_version": card.version, "data": str(args.data), "threshold": threshold,

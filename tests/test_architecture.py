@@ -6,14 +6,14 @@ import pytest
 
 from model.architecture import (
     ALL_PARTS,
-    build_config_base,
-    feature_columns,
     IMAGENET_NOTOP_URL,
     WeightsUnavailable,
     build_base,
+    build_config_base,
     build_head,
     build_model,
     compile_model,
+    feature_columns,
     head_of,
     imagenet_weights_path,
     resolve_weights,

@@ -110,6 +110,7 @@ def test_grouped_folds_never_split_a_patient(fixture_dir):
 
 
 @pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.predict", "model.crossval",
+                                    "model.compare", "model.promote",
                                     "model.offline_weights"])
 def test_command_lines_have_help(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,

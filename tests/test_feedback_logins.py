@@ -9,7 +9,15 @@ import threading
 import pytest
 
 import feedback.readers
-from feedback import Login, LoginFailed, LoginGuard, TooManyAttempts, check_login, check_reader, hash_password
+from feedback import (
+    Login,
+    LoginFailed,
+    LoginGuard,
+    TooManyAttempts,
+    check_login,
+    check_reader,
+    hash_password,
+)
 
 READERS = {"alice": hash_password("right", iterations=1000), "bob": "plain-pw"}
 

@@ -26,7 +26,7 @@ HISTORY = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55], "auc": [0.6, 
 
 def test_write_report_writes_every_file(tmp_path, evaluations):
     paths = write_report(tmp_path / "out", evaluations, history=HISTORY, meta={"model": "vgg16", "input_size": 64})
-    expected = {"roc.png", "curves.png", "report.json", "report.md", "confusion_validation.png",
+    expected = {"roc.png", "calibration.png", "curves.png", "report.json", "report.md", "confusion_validation.png",
                 "confusion_test.png", "confusion_positives_only.png"}
     assert {p.name for p in paths.values()} == expected
     assert {p.name for p in (tmp_path / "out").iterdir()} == expected

@@ -90,3 +90,14 @@ def test_a_card_round_trips_through_json():
 def test_the_shipped_card_loads_as_a_model_card():
     card = load_card(DEFAULT_ARTIFACT)
     assert card.version and card.config.input_size == card.input_size
+
+
+def test_calibration_and_history_are_optional_and_checked():
+    d = card_dict()
+    del d["calibration"], d["history"]
+    card = ModelCard.from_dict(d)
+    assert card.calibration == {} and card.history == []
+    with pytest.raises(CardError, match="'history' should be a list"):
+        ModelCard.from_dict({**card_dict(), "history": {"version": "x"}})
+    entry = {"action": "promote", "version": "abc", "replaced": "", "verdict": "better", "data": "d", "at": "t"}
+    assert ModelCard.from_json(dataclasses.replace(card, history=[entry]).to_json()).history == [entry]

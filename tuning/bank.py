@@ -8,7 +8,15 @@ from pathlib import Path
 
 from model.config import ModelConfig
 from model.data import Example, Split
-from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, columns_for, extractor_for, featurize
+from model.features import (
+    DEFAULT_CACHE,
+    Features,
+    SplitFeatures,
+    base_key,
+    columns_for,
+    extractor_for,
+    featurize,
+)
 from model.preprocessing import preprocessing_of
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import keras_tuner
 import numpy as np
 import psutil
 
-from model.config import ModelConfig
 from model.architecture import build_config_base
+from model.config import ModelConfig
 from model.training.export import finish
 from model.training.finetune import fine_tune
 from tuning.bank import FeatureBank

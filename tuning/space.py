@@ -15,7 +15,14 @@ import keras
 import keras_tuner
 
 from model.architecture import build_head
-from model.config import EQUALIZATIONS, HEADS, OPTIMIZERS, POOLINGS, REFERENCE, ModelConfig
+from model.config import (
+    EQUALIZATIONS,
+    HEADS,
+    OPTIMIZERS,
+    POOLINGS,
+    REFERENCE,
+    ModelConfig,
+)
 from model.training.head import fit_head
 from tuning.objectives import CrossValidatedAUC, ExternalAUC, cv_auc
 

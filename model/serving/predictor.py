@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from model.artifact import DEFAULT_ARTIFACT, load_artifact
+from model.calibration import calibrate
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.images import Source, read_grey
@@ -50,7 +51,7 @@ class Predictor:
         """Raises model.images.ImageError for unusable files."""
         grey = read_grey(source)
         probs, cams = self.run(to_network_input(grey, preprocessing_of(self.card.config))[None])
-        probability = float(probs[0])
+        probability = calibrate(float(probs[0]), self.card.calibration)
         positive = probability >= self.threshold
         return Prediction(
             probability=probability,

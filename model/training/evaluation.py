@@ -8,6 +8,7 @@ import numpy as np
 from scipy.stats import binomtest, bootstrap
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     log_loss,
@@ -16,6 +17,8 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+
+from model.training.calibration import expected_calibration_error
 
 PROB_EPSILON = 1e-7  # same clipping as Keras' binary cross-entropy
 
@@ -124,6 +127,8 @@ def _metrics(y: np.ndarray, p: np.ndarray, pred: np.ndarray, n_boot: int, seed: 
         "n_negative": int(len(y) - y.sum()),
         "accuracy": float(accuracy_score(y, pred)),
         "loss": float(log_loss(y, np.clip(p, PROB_EPSILON, 1 - PROB_EPSILON), labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p, labels=[0, 1])),
+        "ece": expected_calibration_error(y, p),
         "precision": _none_if_nan(precision_score(y, pred, zero_division=np.nan)),
         "recall": sensitivity,
         "sensitivity": sensitivity,

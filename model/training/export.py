@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Sequence
 
-from model.architecture import assemble, build_config_base
+import numpy as np
+
+from model.architecture import BASE_NAME, assemble, build_config_base, head_of
 from model.artifact import save_artifact
-from model.card import new_card
+from model.calibration import calibrate
+from model.card import ModelCard, new_card
 from model.config import ModelConfig
-from model.data import Split, dataset_summary
-from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, columns_for, extractor_for, featurize
+from model.data import Example, Split, dataset_summary
+from model.features import (
+    DEFAULT_CACHE,
+    Features,
+    SplitFeatures,
+    base_key,
+    columns_for,
+    extractor_for,
+    featurize,
+)
 from model.preprocessing import preprocessing_of
-from model.training.evaluation import Evaluation, evaluate, operating_points, pick_threshold
+from model.training.calibration import choose_calibration
+from model.training.evaluation import (
+    Evaluation,
+    evaluate,
+    operating_points,
+    pick_threshold,
+)
 from model.training.head import probabilities
 from model.training.report import write_report
 from model.training.shortcut import shortcut_audit
@@ -35,12 +54,21 @@ def prepare(split: Split, config: ModelConfig, views: int = 2,
     return base, sets.columns(columns_for(config))
 
 
-def evaluate_features(name: str, head, features: Features, threshold: float) -> Evaluation:
-    """Metrics at the threshold, with the shortcut audit (file facts alone) beside them."""
-    probs = probabilities(head, features)
+def evaluate_features(name: str, head, features: Features, threshold: float,
+                      calibration: dict | None = None) -> Evaluation:
+    """Metrics of the head's (calibrated) probabilities at the threshold, with the shortcut audit beside them."""
+    probs = calibrate(probabilities(head, features), calibration)
     evaluation = evaluate(name, features.y, probs, threshold, [e.source for e in features.examples])
     evaluation.metrics["shortcut_audit"] = shortcut_audit(features.examples, probs)
     return evaluation
+
+
+def score_saved(model, card: ModelCard, examples: Sequence[Example], cache_dir: Path | None = DEFAULT_CACHE,
+                ) -> tuple[Features, np.ndarray]:
+    """A saved model's features (through its own base and preprocessing, cached) and calibrated probabilities."""
+    base, preprocessing = model.get_layer(BASE_NAME), preprocessing_of(card.config)
+    scored = featurize(base, base_key(base, preprocessing), examples, 0, cache_dir, 0, preprocessing)
+    return scored, calibrate(probabilities(head_of(model), scored), card.calibration)
 
 
 def finish(
@@ -54,22 +82,34 @@ def finish(
     notes: str = "",
     external: Features | None = None,
 ) -> tuple[Path, list[Evaluation]]:
-    """Threshold on validation, evaluate validation, test (and the external folder) once, save and report.
+    """Calibrate and threshold on validation; evaluate validation, test (and the external folder) once; save, report.
 
     The card also gets the operating points of OPERATING_RULES on validation and external.
     """
-    val_probs = probabilities(head, sets.validation)
+    raw = probabilities(head, sets.validation)
+    calibration = choose_calibration(sets.validation.y, raw)
+    val_probs = calibrate(raw, calibration)
     threshold, rule = pick_threshold(sets.validation.y, val_probs, config.target_sensitivity)
     scored = {"validation": sets.validation, "test": sets.test, **({"external": external} if external else {})}
-    evaluations = [evaluate_features(name, head, features, threshold) for name, features in scored.items()]
+    evaluations = [evaluate_features(name, head, features, threshold, calibration) for name, features in scored.items()]
     metrics = {e.name: e.metrics for e in evaluations}
     others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}
     metrics["operating_points"] = operating_points((sets.validation.y, val_probs), others)
     training_data = {name: dataset_summary(part.examples) for name, part in sets.parts().items() if part.examples}
-    card = new_card(config, threshold, rule, training_data, metrics, notes)
+    card = dataclasses.replace(new_card(config, threshold, rule, training_data, metrics, notes), calibration=calibration)
     path = save_artifact(assemble(base, head, trainable_base=False), Path(out_dir), card)
-    write_report(Path(out_dir), evaluations, history, {"threshold_rule": rule, **(meta or {}), **_flat(config)})
+    meta = {"threshold_rule": rule, "calibration": _calibration_line(calibration), **(meta or {}), **_flat(config)}
+    write_report(Path(out_dir), evaluations, history, meta)
     return path, evaluations
+
+
+def _calibration_line(calibration: dict) -> str:
+    """One line saying whether the probabilities were calibrated, and the validation Brier score before and after."""
+    if calibration.get("method") == "platt":
+        return (f"Platt scaling on validation patients (a={calibration['a']:.3f}, b={calibration['b']:.3f}): "
+                f"validation Brier {calibration['brier_before']:.4f} -> {calibration['brier_after']:.4f}, "
+                f"ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}")
+    return f"none ({calibration.get('reason', 'not needed')})"
 
 
 def _flat(config: ModelConfig) -> dict:

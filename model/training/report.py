@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
 from model.config import CLASS_NAMES
@@ -22,6 +23,8 @@ METRIC_ROWS = (
     ("threshold", "predict positive when probability >= threshold"),
     ("accuracy", "fraction classified correctly"),
     ("loss", "binary cross-entropy of the probabilities"),
+    ("brier", "Brier score, mean squared error of the probabilities (lower is better)"),
+    ("ece", "expected calibration error, 10 equal-width bins (0 = perfectly calibrated)"),
     ("precision", "positive predictive value, tp / (tp + fp)"),
     ("recall", "same as sensitivity"),
     ("sensitivity", "positives found, tp / (tp + fn)"),
@@ -45,6 +48,8 @@ HOW_TO_READ = """\
 - sensitivity_ci95 and specificity_ci95 are 95% Wilson intervals; auc_ci95 is a 95% percentile
   bootstrap over images (auc_ci95_resamples resamples had both classes and were used).
   Wide intervals mean too few images to tell.
+- The reliability diagram plots, per probability bin, the observed fraction of positives against the
+  mean probability; points on the diagonal mean a probability of 0.8 is right about 80% of the time.
 - "n/a" marks a metric the data cannot define (AUC or specificity with one class,
   precision with no predicted positives).
 - Per-source rows show whether performance depends on where an image came from; if a source holds
@@ -80,6 +85,20 @@ def plot_roc(evaluations: list[Evaluation], path: Path) -> None:
     ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
            xlim=(0, 1), ylim=(0, 1.02), title="ROC curves (dots: chosen threshold)")
     ax.legend(loc="lower right")
+    fig.savefig(path, dpi=100)
+
+
+def plot_calibration(evaluations: list[Evaluation], path: Path, bins: int = 10) -> None:
+    """Reliability diagram: observed positive rate against mean probability per bin, Brier score in the legend."""
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for e in evaluations:
+        observed, predicted = calibration_curve(e.y_true, e.probs, n_bins=bins, strategy="uniform")
+        ax.plot(predicted, observed, marker="o", label=f"{e.name} (Brier = {e.metrics['brier']:.3f})")
+    ax.set(xlabel="mean predicted probability", ylabel="observed fraction positive", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"Reliability diagram ({bins} bins)")
+    ax.legend(loc="upper left")
     fig.savefig(path, dpi=100)
 
 
@@ -142,7 +161,7 @@ def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path])
     if meta:
         rows = [[k, json.dumps(v, default=_to_json) if isinstance(v, (dict, list)) else v] for k, v in meta.items()]
         lines += table(["setting", "value"], rows) + [""]
-    lines += ["![ROC curves](roc.png)", ""]
+    lines += ["![ROC curves](roc.png)", "", "![Reliability diagram](calibration.png)", ""]
     if "curves" in paths:
         lines += ["![Training curves](curves.png)", ""]
     for e in evaluations:
@@ -163,7 +182,7 @@ def write_report(
     history: dict[str, list[float]] | None = None,
     meta: dict | None = None,
 ) -> dict[str, Path]:
-    """Write roc.png, confusion_<name>.png, curves.png (if history), report.json and report.md; return the paths."""
+    """Write roc.png, calibration.png, confusion_<name>.png, curves.png (if history), report.json, report.md."""
     if not evaluations:
         raise ValueError("write_report needs at least one evaluation")
     names = [e.name for e in evaluations]
@@ -175,6 +194,8 @@ def write_report(
 
     paths = {"roc": out / "roc.png"}
     plot_roc(evaluations, paths["roc"])
+    paths["calibration"] = out / "calibration.png"
+    plot_calibration(evaluations, paths["calibration"])
     for e in evaluations:
         paths[f"confusion_{e.name}"] = out / f"confusion_{_safe_name(e.name)}.png"
         plot_confusion(e, paths[f"confusion_{e.name}"])

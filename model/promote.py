@@ -1,0 +1,82 @@
+"""Install a candidate as the app's model when it is not worse: python -m model.promote CANDIDATE --data DIR.
+
+The candidate is compared with the installed model on --data (as python -m model.compare does) and is
+refused (exit 2) when its paired AUC difference interval lies below 0; --force installs it regardless.
+The replaced model is kept in TARGET.previous, and --rollback swaps it back. The installed card's
+`history` records every promotion and rollback with both versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.artifact import (
+    DEFAULT_ARTIFACT,
+    artifact_paths,
+    install_artifact,
+    previous_of,
+    rollback_artifact,
+)
+from model.card import ModelCard
+from model.cli import UsageError, run, setup_logging
+from model.compare import add_comparison_arguments, compare_from_args
+from model.training.compare import WORSE
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's flags."""
+    parser = argparse.ArgumentParser(prog="python -m model.promote", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("candidate", type=Path, nargs="?", default=None, help="artifact folder of the candidate model")
+    parser.add_argument("--target", type=Path, default=DEFAULT_ARTIFACT,
+                        help="the app's model folder (default %(default)s); the replaced model goes to TARGET.previous")
+    parser.add_argument("--force", action="store_true", help="install even when the candidate is worse or not compared")
+    parser.add_argument("--rollback", action="store_true", help="restore the model kept in TARGET.previous")
+    add_comparison_arguments(parser, data_required=False)
+    return parser.parse_args(argv)
+
+
+def _verdict(args: argparse.Namespace) -> tuple[str, int]:
+    """The comparison's verdict (or why none was made) and the exit status for unusable files."""
+    if not artifact_paths(args.target)[0].is_file():
+        return "first install", 0
+    if args.data is None:
+        if not args.force:
+            raise UsageError("give --data DIR to compare the candidate with the installed model, or --force")
+        return "forced without comparison", 0
+    comparison, status = compare_from_args(args.candidate, args.target, args)
+    if comparison.verdict == WORSE and not args.force:
+        raise UsageError(f"not installed: the candidate is worse than {args.target} on {args.data} "
+                         "(AUC difference interval below 0); --force installs it anyway")
+    return comparison.verdict + (" (forced)" if comparison.verdict == WORSE else ""), status
+
+
+def _say(what: str, card: ModelCard, target: Path) -> None:
+    """One line naming the installed version, the one it replaced and where that one is kept."""
+    entry = card.history[-1]
+    print(f"{what} {entry['version']} as {target} (replaced {entry['replaced'] or 'nothing'}; "
+          f"previous kept in {previous_of(target)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Roll back, or compare and install; UsageError (exit 2) when the candidate is refused."""
+    setup_logging()
+    args = parse_args(argv)
+    if args.rollback:
+        if args.candidate is not None:
+            raise UsageError("--rollback takes no CANDIDATE")
+        _say("restored", rollback_artifact(args.target), args.target)
+        return 0
+    if args.candidate is None:
+        raise UsageError("give the CANDIDATE artifact folder to promote, or --rollback")
+    if args.candidate.resolve() == args.target.resolve():
+        raise UsageError(f"the candidate {args.candidate} is already the target")
+    verdict, status = _verdict(args)
+    _say("installed", install_artifact(args.candidate, args.target, verdict, str(args.data or "")), args.target)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,72 @@
+"""Calibration: the rule that decides it, Platt scaling on validation, and the card's calibrator applied in serving."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from model.calibration import calibrate
+from model.card import new_card
+from model.config import ModelConfig
+from model.training.calibration import (
+    ECE_LIMIT,
+    choose_calibration,
+    expected_calibration_error,
+)
+
+
+def sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from true probabilities: (true probabilities, labels), calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.02, 0.98, n)
+    return p, (rng.random(n) < p).astype(int)
+
+
+def test_empty_or_none_calibration_is_the_identity_and_platt_is_monotone():
+    probs = np.array([0.05, 0.3, 0.7, 0.95])
+    assert calibrate(0.3, {}) == 0.3 and calibrate(0.3, None) == 0.3
+    np.testing.assert_array_equal(calibrate(probs, {"method": "none", "brier": 0.1}), probs)
+    np.testing.assert_allclose(calibrate(probs, {"method": "platt", "a": 1.0, "b": 0.0}), probs)
+    assert np.all(np.diff(calibrate(probs, {"method": "platt", "a": 0.5, "b": -1.0})) > 0)
+    with pytest.raises(ValueError, match="unknown calibration"):
+        calibrate(0.3, {"method": "magic"})
+
+
+def test_calibrated_probabilities_are_left_alone():
+    p, y = sample(4000)
+    assert expected_calibration_error(y, p) < ECE_LIMIT
+    decision = choose_calibration(y, p)
+    assert decision["method"] == "none" and "ECE" in decision["reason"] and decision["brier"] > 0
+
+
+def test_overconfident_probabilities_get_platt_scaling_that_lowers_the_brier_score():
+    p, y = sample(400, seed=1)
+    overconfident = calibrate(p, {"method": "platt", "a": 4.0, "b": 0.0})
+    decision = choose_calibration(y, overconfident)
+    assert decision["method"] == "platt" and decision["a"] > 0
+    assert decision["brier_after"] < decision["brier_before"] and decision["ece_after"] < decision["ece_before"]
+    assert decision["a"] == pytest.approx(0.25, abs=0.1)
+    assert isinstance(decision["b"], float) and decision["fitted_on"] == "validation patients"
+
+
+def test_no_calibration_with_one_class_or_a_reversed_ranking():
+    assert choose_calibration(np.ones(5), np.linspace(0.1, 0.9, 5))["method"] == "none"
+    p, y = sample(400, seed=2)
+    decision = choose_calibration(y, 1 - p)
+    assert decision["method"] == "none" and "slope" in decision["reason"]
+
+
+def test_a_perfectly_separated_small_validation_set_gets_a_finite_slope():
+    decision = choose_calibration(np.array([0, 0, 1, 1]), np.array([0.4, 0.45, 0.55, 0.6]))
+    assert decision["method"] == "platt" and 0 < decision["a"] < 50
+
+
+def test_serving_applies_the_cards_calibration(fixture_dir):
+    from model.serving.predictor import Predictor
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "test", {}, {})
+    card = dataclasses.replace(card, calibration={"method": "platt", "a": 2.0, "b": 1.0})
+    predictor = Predictor(card=card, run=lambda batch: (np.array([0.3]), np.zeros((1, 4, 4))))
+    image = next((fixture_dir / "covid").iterdir())
+    assert predictor.predict(image).probability == pytest.approx(calibrate(0.3, card.calibration))
+    assert predictor.predict(image).probability != pytest.approx(0.3)

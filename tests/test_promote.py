@@ -1,0 +1,91 @@
+"""Compare two saved models on the fixture X-rays, promote only a candidate that is not worse, and roll back."""
+
+import dataclasses
+import json
+
+import pytest
+
+from model import compare, promote
+from model.artifact import (
+    CARD_FILE,
+    load_artifact,
+    load_card,
+    previous_of,
+    save_artifact,
+)
+from model.cli import USAGE_ERROR, run
+from model.data import scan_folder
+from tests.conftest import FIXTURE_DIR
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(good, worse, cache): a tiny trained model and the same model with its score inverted (AUC -> 1 - AUC)."""
+    from model import train
+
+    root = tmp_path_factory.mktemp("models")
+    cache, good, worse = root / "cache", root / "good", root / "worse"
+    train.main(["--data", str(FIXTURE_DIR), "--weights", "none", "--size", "32", "--dense", "8", "--epochs", "60",
+                "--optimizer", "adam", "--lr", "0.01", "--views", "1", "--cache", str(cache), "--out", str(good)])
+    model, card = load_artifact(good)
+    preds = model.get_layer("preds")
+    preds.set_weights([-w for w in preds.get_weights()])
+    save_artifact(model, worse, dataclasses.replace(card, threshold=1 - card.threshold))
+    return good, worse, cache
+
+
+def flags(cache, resamples: int = 300) -> list[str]:
+    return ["--data", str(FIXTURE_DIR), "--cache", str(cache), "--resamples", str(resamples)]
+
+
+def test_compare_prints_the_paired_difference_with_its_interval_and_a_verdict(models, tmp_path, capsys):
+    good, worse, cache = models
+    status = run(compare.main, [str(worse), "--against", str(good), *flags(cache), "--json", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "AUC difference (candidate - current): -" in out and "95% CI [" in out
+    assert "verdict: worse" in out and "sensitivity" in out and "specificity" in out
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["n"] == 24 and result["n_patients"] == len({e.patient_id for e in scan_folder(FIXTURE_DIR)}) < 24
+    assert result["difference_ci95"][1] < 0 < result["candidate"]["auc_ci95"][1]
+    assert result["difference"] == pytest.approx(result["candidate"]["auc"] - result["current"]["auc"])
+
+
+def test_compare_with_itself_is_not_distinguishable(models, capsys):
+    good, _, cache = models
+    assert run(compare.main, [str(good), "--against", str(good), *flags(cache, 100)]) == 0
+    assert "verdict: not distinguishable" in capsys.readouterr().out
+
+
+def test_promote_accepts_a_better_model_refuses_a_worse_one_and_rolls_back(models, tmp_path, capsys):
+    good, worse, cache = models
+    target = tmp_path / "artifacts" / "default"
+    assert run(promote.main, [str(worse), "--target", str(target)]) == 0
+    worse_version = load_card(target).version
+    assert run(promote.main, [str(good), "--target", str(target), *flags(cache)]) == 0
+    card = load_card(target)
+    assert card.history[-1]["verdict"] == "better" and card.history[-1]["replaced"] == worse_version
+    assert [h["version"] for h in card.history] == [worse_version, card.version]
+    assert load_card(previous_of(target)).version == worse_version
+
+    assert run(promote.main, [str(worse), "--target", str(target), *flags(cache)]) == USAGE_ERROR
+    assert "not installed" in capsys.readouterr().err
+    assert load_card(target).version == card.version
+
+    assert run(promote.main, ["--rollback", "--target", str(target)]) == 0
+    restored = json.loads((target / CARD_FILE).read_text())
+    assert restored["version"] == worse_version
+    assert restored["history"][-1] | {"at": None} == {"action": "rollback", "version": worse_version, "at": None,
+                                                       "replaced": card.version, "verdict": "rollback", "data": ""}
+    assert load_card(previous_of(target)).version == card.version
+
+
+def test_promote_needs_data_or_force_once_a_model_is_installed(models, tmp_path, capsys):
+    good, worse, _ = models
+    target = tmp_path / "default"
+    assert run(promote.main, ["--rollback", "--target", str(target)]) == USAGE_ERROR
+    assert run(promote.main, [str(good), "--target", str(target)]) == 0
+    assert run(promote.main, [str(worse), "--target", str(target)]) == USAGE_ERROR
+    assert "--data" in capsys.readouterr().err
+    assert run(promote.main, [str(worse), "--target", str(target), "--force"]) == 0
+    assert load_card(target).history[-1]["verdict"] == "forced without comparison"
