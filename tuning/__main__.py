@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     search_group.add_argument("--space", nargs="+", default=[], metavar="NAME=VALUES",
                               help="narrow the space, e.g. epochs=5,10 optimizer=sgd,adam learning_rate=1e-3:1e-1; "
                                    f"names: {', '.join(SPACE)}")
+    search_group.add_argument("--export", type=Path, default=None, metavar="DIR",
+                              help="where the best trial's artifact goes (default OUT/best); "
+                                   "model/artifacts/default makes it the app's model")
     search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
     search_group.add_argument("--restart-growth", type=float, default=0.1, metavar="FRACTION",
                               help="continue in a fresh process once resident memory exceeds that after this process's "
@@ -87,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.restart_growth < 0:
         parser.error("--max-trials must be at least 1, --fine-tune-epochs and --restart-growth at least 0")
+    args.export = args.export or args.out / "best"
     if args.objective == "external_auc" and args.external is None:
         parser.error("--objective external_auc needs --external DIR (or choose --objective cv_auc or val_auc)")
     try:
@@ -155,13 +159,14 @@ def main(argv: list[str] | None = None) -> str | None:
     log.info("ran %d trials in this run; %d recorded in %s", ran, len(records), args.out / "search")
     export_path = args.out / EXPORT_FILE
     wanted = {"trial": tuner.oracle.get_best_trials(1)[0].trial_id, "fine_tune_epochs": args.fine_tune_epochs,
+              "export": str(args.export),
               "target_sensitivity": args.target_sensitivity}
     done = json.loads(export_path.read_text()) if export_path.is_file() else {}
     if {k: done.get(k) for k in wanted} == wanted:
-        log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.out / "best")
+        log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.export)
     else:
         artifact, evaluations, config = export_best(
-            tuner, bank, base_config, args.out / "best", args.fine_tune_epochs,
+            tuner, bank, base_config, args.export, args.fine_tune_epochs,
             meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective},
         )
         test = next(e.metrics for e in evaluations if e.name == "test")
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> str | None:
         log.info("deleted the saved weights of the other trials (%.1f MiB)", freed / 2**20)
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
-            "artifact": args.out / "best" / "model.keras",
+            "artifact": args.export / "model.keras",
             "exported configuration": json.dumps(done.get("config"))}
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
                                 done.get("test"))

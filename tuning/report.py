@@ -138,7 +138,7 @@ def write_search_report(
     else:
         lines += ["No trial has a score yet.", ""]
     if test_metrics:
-        lines += ["Its artifact, evaluated once on the untouched test patients (details in [best/report.md](best/report.md)):",
+        lines += ["Its artifact, evaluated once on the untouched test patients (details in report.md beside the artifact):",
                   "", *table(["metric", "value"], test_metrics.items(), ".4g"), ""]
     lines += ["## Effect of optimizer and learning rate", "", "![optimizer and learning rate](optimizer_lr.png)", ""]
     lines += _optimizer_table(records, direction) + [""]

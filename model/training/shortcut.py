@@ -45,7 +45,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, groups: Sequence[str], folds: int 
     for train, held in StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, groups):
         if len(np.unique(y[train])) < 2:
             continue
-        model = HistGradientBoostingClassifier(max_depth=3, max_iter=100, random_state=seed).fit(x[train], y[train])
+        model = HistGradientBoostingClassifier(max_depth=3, max_iter=100, min_samples_leaf=3, random_state=seed).fit(x[train], y[train])
         probs[held] = model.predict_proba(x[held])[:, 1]
     return probs
 
