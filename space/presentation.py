@@ -114,8 +114,8 @@ def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
     """
     rows = [
         [f"#{c.id}", LABEL_WORDS.get(c.correct_label, c.correct_label), c.reader, c.created_at[:10],
-         "yes" if c.verified else "no (open mode)", f"{c.predicted_label} ({c.probability:.2f}, model {c.model_version})",
-         c.note]
+         "yes" if c.verified else "no (open mode)",
+         f"{c.predicted_label} ({c.probability:.2f}, model {c.model_version})", c.note]
         for c in corrections
     ]
     return {"headers": list(CORRECTION_COLUMNS), "data": rows}
