@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +22,14 @@ from space import presentation as show
 from space.handlers import Handlers
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+DELETE_CACHE = (1800, 3600)
+QUEUE_SIZE = 64
+
+
+def network_slots(environ: Mapping[str, str] = os.environ) -> int:
+    """How many predictions may run at once for all events together: Gradio's default concurrency limit (1)."""
+    text = environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def example_files(folder: Path = EXAMPLES_DIR) -> list[str]:
@@ -33,10 +42,17 @@ def build_demo(
     readers: dict[str, str],
     model_path: Path = DEFAULT_ARTIFACT,
 ) -> gr.Blocks:
-    """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available."""
-    on = Handlers(predictor, feedback_root, readers, model_path)
+    """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
-    with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)") as demo:
+    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Predictions share one queue and at
+    most network_slots() run at once; flags have their own queue, so one that reuses a cached prediction never
+    waits behind predictions (one that misses the cache waits for a network slot).
+    """
+    slots = network_slots()
+    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=slots)
+
+    title = "xray-covid: COVID-19 from a chest X-ray (research demo)"
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         if predictor is None:
             gr.Markdown(show.missing_model_notice(model_path))
@@ -55,23 +71,30 @@ def build_demo(
                 heatmap = gr.Image(
                     label="Grad-CAM overlay (regions that drove the score)", format="png", interactive=False, height=320
                 )
-                earlier = gr.Markdown(label="Earlier corrections")
+                earlier = gr.Dataframe(
+                    show.corrections_table([]), label="Earlier radiologist corrections of this image",
+                    datatype="str", interactive=False, wrap=True, show_label=True,
+                )
         with gr.Accordion("Flag as wrong (radiologists)", open=False):
             correct = gr.Radio(show.LABEL_CHOICES, label="Correct label")
             reader = gr.Textbox(label="Reader name (your account)" if readers else "Your name")
             password = gr.Textbox(label="Password", type="password", visible=bool(readers))
             note = gr.Textbox(label="Note (optional)", lines=2)
+            if not readers:
+                gr.Markdown(show.UNVERIFIED_NOTICE)
             send = gr.Button("Flag as wrong", variant="stop")
             confirmation = gr.Markdown(label="Confirmation")
         gr.Markdown(show.card_summary(predictor.card if predictor else None))
 
         results = [scores, decision, heatmap, earlier]
+        network = {"concurrency_id": "network", "concurrency_limit": slots}
         upload.change(on.show_file, upload, [preview, *results, confirmation], api_visibility="private").then(
-            on.predict_new_file, upload, results, api_visibility="private"
+            on.predict_new_file, upload, results, api_visibility="private", **network
         )
-        analyse.click(on.predict, upload, results, api_name="predict")
-        send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag")
-    return demo
+        analyse.click(on.predict, upload, results, api_name="predict", **network)
+        send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag",
+                   concurrency_limit=1)
+    return demo.queue(max_size=QUEUE_SIZE)
 
 
 def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):

@@ -42,6 +42,13 @@ def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(grey, mode="L").resize((size, size), Image.Resampling.BILINEAR))
 
 
+def shrink_grey(grey: np.ndarray, max_side: int) -> np.ndarray:
+    """A grey image shrunk (Lanczos) to at most max_side pixels on its long side, keeping its aspect; never enlarged."""
+    image = Image.fromarray(grey)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
 def crop_border(grey: np.ndarray, fraction: float) -> np.ndarray:
     """Remove `fraction` of the height from top and bottom and of the width from left and right."""
     if fraction <= 0:

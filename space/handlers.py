@@ -7,13 +7,22 @@ from pathlib import Path
 
 import gradio as gr
 
-from feedback.readers import check_reader
-from feedback.store import add_correction, corrections_for
-from model.images import ImageError, load_bytes, read_grey
+from feedback import Login, LoginFailed, LoginGuard, QuotaExceeded, Quotas, add_correction, check_login, corrections_for
+from model.images import ImageError, load_bytes, lossless_png, read_grey
 from model.serving.cache import PredictionCache
 from model.serving.gradcam import overlay
 from model.serving.predictor import Prediction, Predictor
 from space import presentation as show
+
+
+def client_key(request: gr.Request | None) -> str | None:
+    """Who is asking, for sign-in lockouts: the first X-Forwarded-For entry when present, else the peer's address."""
+    if request is None:
+        return None
+    forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
+    if forwarded:
+        return forwarded[:100]
+    return getattr(request.client, "host", None)
 
 
 @dataclass
@@ -24,10 +33,16 @@ class Handlers:
     feedback_root: Path
     readers: dict[str, str]
     model_path: Path
+    network_slots: int = 1
+    quotas: Quotas | None = None
+    guard: LoginGuard = field(default_factory=LoginGuard)
     cached: PredictionCache | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cached = PredictionCache(self.predictor) if self.predictor else None
+        self.cached = (
+            PredictionCache(self.predictor, preview_side=show.PREVIEW_SIDE, slots=self.network_slots)
+            if self.predictor else None
+        )
 
     def read_and_predict(self, path: str | None) -> tuple[bytes, str, Prediction]:
         """The upload's bytes, SHA-256 and prediction; a gr.Error saying why when there is none."""
@@ -51,7 +66,7 @@ class Handlers:
             show.label_scores(prediction),
             show.decision_text(prediction),
             overlay(show.preview(prediction.grey), prediction.heatmap),
-            show.corrections_markdown(corrections_for(self.feedback_root, sha256)),
+            show.corrections_table(corrections_for(self.feedback_root, sha256)),
         )
 
     def predict_new_file(self, path: str | None):
@@ -63,20 +78,32 @@ class Handlers:
             image = show.preview(read_grey(path)) if path else None
         except ImageError:
             image = None
-        return image, {}, "", None, "", ""
+        return image, {}, "", None, show.corrections_table([]), ""
 
-    def flag(self, path: str | None, correct_label: str, reader: str, password: str, note: str):
+    def sign_in(self, reader: str, password: str, request: gr.Request | None) -> Login:
+        """The reader allowed to flag (verified with accounts, unverified in open mode); a gr.Error otherwise."""
+        try:
+            return check_login(self.readers, self.guard, reader, password, client_key(request))
+        except LoginFailed as error:
+            message = str(error) if self.readers else f"Enter your name to flag a prediction: {error}"
+            raise gr.Error(message) from None
+
+    def flag(self, path: str | None, correct_label: str, reader: str, password: str, note: str,
+             request: gr.Request = None):
         """Record a reader's correction of the model's answer for this image; returns the record id in words."""
-        if not check_reader(self.readers, reader or "", password or ""):
-            raise gr.Error("Unknown reader or wrong password." if self.readers else "Enter your name to flag a prediction.")
+        login = self.sign_in(reader, password, request)
         data, sha256, prediction = self.read_and_predict(path)
         try:
             record_id, created = add_correction(
-                self.feedback_root, data, Path(path).name, correct_label, reader, note or "",
+                self.feedback_root, lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
                 "positive" if prediction.positive else "negative", prediction.probability, self.predictor.version,
+                verified=login.verified, image_sha256=sha256, extension=".png", quotas=self.quotas,
             )
+        except ImageError as error:
+            raise gr.Error(f"Cannot use {Path(path).name}: {error}") from None
+        except QuotaExceeded as error:
+            raise gr.Error(f"Not stored: {error}") from None
         except ValueError as error:
             raise gr.Error(str(error)) from None
-        return show.flag_confirmation(record_id, created, correct_label), show.corrections_markdown(
-            corrections_for(self.feedback_root, sha256)
-        )
+        return (show.flag_confirmation(record_id, created, correct_label, login.verified),
+                show.corrections_table(corrections_for(self.feedback_root, sha256)))

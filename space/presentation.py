@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 from feedback.store import LABELS
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.markdown import fmt, table
+from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction
 
 NOTICE = (
@@ -32,6 +32,11 @@ LIMITATIONS = (
 PREVIEW_SIDE = 512
 _METRICS = (("auc", "AUC"), ("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("accuracy", "Accuracy"))
 LABEL_WORDS = {"positive": POSITIVE_NAME, "negative": NEGATIVE_NAME, "uncertain": "Uncertain"}
+CORRECTION_COLUMNS = ("record", "correct label", "reader", "date", "signed in", "model said", "note")
+UNVERIFIED_NOTICE = (
+    "*Stored as **unverified**: this Space has no reader accounts (open mode), so anyone can flag under any "
+    "name. Unverified flags are left out of the default export for training.*"
+)
 LABEL_CHOICES = [(LABEL_WORDS[label], label) for label in LABELS]
 
 
@@ -51,9 +56,7 @@ def decision_text(prediction: Prediction) -> str:
 
 def preview(grey: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     """The uploaded X-ray shrunk to at most max_side pixels on its long side, for display."""
-    image = Image.fromarray(grey)
-    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return np.asarray(image)
+    return shrink_grey(grey, max_side)
 
 
 def _with_interval(metrics: dict, key: str) -> str:
@@ -103,29 +106,29 @@ def card_summary(card: ModelCard | None) -> str:
     return "\n".join(lines)
 
 
-def corrections_markdown(corrections: Sequence[Any]) -> str:
-    """Earlier radiologist corrections of this image (feedback.store.Correction records), or a line saying none."""
-    if not corrections:
-        return "No radiologist has corrected this image yet."
-    count = "1 correction" if len(corrections) == 1 else f"{len(corrections)} corrections"
-    lines = [f"**Earlier radiologist corrections of this image ({count}):**", ""]
-    for c in corrections:
-        note = f": {c.note}" if c.note.strip() else ""
-        lines.append(
-            f"- #{c.id} **{c.correct_label}** by {c.reader} on {c.created_at[:10]} "
-            f"(model {c.model_version} said {c.predicted_label}, {c.probability:.2f}){note}"
-        )
-    return "\n".join(lines)
+def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
+    """Earlier radiologist corrections of this image (feedback.store.Correction records) as a gr.Dataframe value.
+
+    Reader names and notes go in as plain text cells (newlines kept), never as Markdown or HTML: they are typed by
+    whoever flags, and the table is shown to everyone who later predicts the same image.
+    """
+    rows = [
+        [f"#{c.id}", LABEL_WORDS.get(c.correct_label, c.correct_label), c.reader, c.created_at[:10],
+         "yes" if c.verified else "no (open mode)",
+         f"{c.predicted_label} ({c.probability:.2f}, model {c.model_version})", c.note]
+        for c in corrections
+    ]
+    return {"headers": list(CORRECTION_COLUMNS), "data": rows}
 
 
-def flag_confirmation(record_id: int, created: bool, correct_label: str) -> str:
-    """The message after a flag, with the record id."""
+def flag_confirmation(record_id: int, created: bool, correct_label: str, verified: bool = True) -> str:
+    """The message after a flag, with the record id, and whether the flag counts as verified."""
     if created:
-        return f"Thank you. Your correction (**{correct_label}**) was recorded as record **#{record_id}**."
-    return (
-        f"You had already recorded this correction (**{correct_label}**) as record **#{record_id}**; "
-        "nothing new was stored."
-    )
+        text = f"Thank you. Your correction (**{correct_label}**) was recorded as record **#{record_id}**."
+    else:
+        text = (f"You had already recorded this correction (**{correct_label}**) as record **#{record_id}**; "
+                "nothing new was stored.")
+    return text if verified else f"{text}\n\n{UNVERIFIED_NOTICE}"
 
 
 def train_command(path: Path) -> str:

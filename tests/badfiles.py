@@ -12,6 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -20,6 +21,7 @@ from pydicom.uid import (
 
 from model.images import MAX_FILE_BYTES
 
+HUGE_DICOM_SIDE = 6300
 WINDOW_CENTER = 2000
 WINDOW_WIDTH = 2000
 RESCALE_SLOPE = 2.0
@@ -103,6 +105,49 @@ def _jpeg2000_junk() -> Dataset:
     return ds
 
 
+def _deflated_huge_dicom(side: int = HUGE_DICOM_SIDE) -> bytes:
+    """A deflated 16-bit RGB DICOM of side x side pixels (about 227 MiB decoded) that is a few hundred KB on disk.
+
+    The pixel data is deflated in 1 MiB pieces, so making it never holds the decoded image in memory.
+    """
+    ds = _dicom(None)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    head = _dicom_bytes(ds)
+    meta_end = 144 + struct.unpack("<I", head[140:144])[0]
+    size = side * side * 3 * 2
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, size)
+    parts = [head[:meta_end], deflater.compress(zlib.decompress(head[meta_end:], -zlib.MAX_WBITS) + element)]
+    piece = bytes(2**20)
+    parts += [deflater.compress(piece) for _ in range(size // len(piece))]
+    parts += [deflater.compress(bytes(size % len(piece))), deflater.flush()]
+    return b"".join(parts)
+
+
+def _with_element_text(data: bytes, keyword_tag: bytes, vr: bytes, old: bytes, new: bytes) -> bytes:
+    """The DICOM bytes with one explicit-VR element's text value swapped for another of the same length."""
+    before = keyword_tag + vr + struct.pack("<H", len(old)) + old
+    assert len(old) == len(new) and data.count(before) == 1
+    return data.replace(before, keyword_tag + vr + struct.pack("<H", len(new)) + new)
+
+
+def _malformed_dicoms() -> dict[str, tuple[str, bytes]]:
+    """DICOMs whose header attributes are malformed: NumberOfFrames "ab", WindowWidth 0, BitsAllocated 1."""
+    frames = _dicom_bytes(_dicom(pattern(128, 128, 4095), bits_stored=12, NumberOfFrames="1"))
+    one_bit = _dicom(pattern(128, 128, 4095), bits_stored=12)
+    one_bit.BitsAllocated = 1
+    return {
+        "dicom_frames_not_a_number": (
+            "frames.dcm", _with_element_text(frames, b"\x28\x00\x08\x00", b"IS", b"1 ", b"ab")),
+        "dicom_window_width_zero": ("window0.dcm", _dicom_bytes(_dicom(
+            pattern(128, 128, 4095), bits_stored=12, WindowCenter=WINDOW_CENTER, WindowWidth=0))),
+        "dicom_one_bit": ("onebit.dcm", _dicom_bytes(one_bit)),
+    }
+
+
 def _write(directory: Path, files: dict[str, tuple[str, bytes]]) -> dict[str, Path]:
     paths = {}
     for kind, (name, data) in files.items():
@@ -147,6 +192,8 @@ def make_bad_files(directory: Path) -> dict[str, Path]:
         "dicom_truncated": ("truncated.dcm", dicom[:132] + bytes(range(256)) * 3),
         "dicom_cut_in_pixels": ("cut.dcm", dicom[: len(dicom) - 4096]),
         "dicom_jpeg2000_junk": ("j2k.dcm", _dicom_bytes(_jpeg2000_junk())),
+        "dicom_deflated_huge": ("huge.dcm", _deflated_huge_dicom()),
+        **_malformed_dicoms(),
     })
     oversized = directory / "oversized.png"
     with oversized.open("wb") as f:

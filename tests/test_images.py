@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ EXPECTED_MESSAGES = {
     "dicom_cut_in_pixels": "DICOM pixel data cannot be decoded (Explicit VR Little Endian)",
     "dicom_jpeg2000_junk": "DICOM pixel data cannot be decoded (JPEG 2000",
     "oversized": "over the 50 MiB limit",
+    "dicom_deflated_huge": "decoded pixel data would take 227 MiB (6300x6300, 3 sample(s) of 2 byte(s), 1 frame(s)), "
+                           "over the 128 MiB limit",
+    "dicom_frames_not_a_number": "DICOM attribute NumberOfFrames is 'ab', not a whole number",
+    "dicom_window_width_zero": "DICOM attribute WindowWidth is 0; a display window must be at least 1 wide",
+    "dicom_one_bit": "DICOM attribute BitsAllocated is 1; only 8, 16, 32, 64 bits per sample are supported",
 }
 
 
@@ -198,3 +204,32 @@ def test_real_fixture_xrays_load(path):
     assert grey.dtype == np.uint8 and grey.ndim == 2 and min(grey.shape) >= 64
     assert grey.std() > 10
     _assert_network_input(load_image(path, 64), grey, 64)
+
+
+def test_pillow_image_over_the_decoded_size_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    import model.images
+
+    rgb16 = Image.new("RGBA", (2000, 2000))
+    monkeypatch.setattr(model.images, "MAX_DECODED_BYTES", 2000 * 2000 * 4 - 1)
+    with pytest.raises(ImageError, match=r"2000x2000, 1 sample\(s\) of 4 byte\(s\)"):
+        read_grey(png_bytes(rgb16))
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("grey8_png", "L"), ("rgb_jpeg", "L"), ("grey16_png", "I;16"),
+                                           ("dicom_mono2_window", "I;16"), ("dicom_mono1", "I;16")])
+def test_lossless_png_is_the_decoded_grey_at_its_depth(valid_files, kind, mode):
+    from model.images import lossless_png
+
+    png = lossless_png(valid_files[kind])
+    with Image.open(io.BytesIO(png)) as stored:
+        assert stored.format == "PNG" and stored.mode == mode
+        np.testing.assert_array_equal(read_grey(png), read_grey(valid_files[kind]))
+
+
+def test_lossless_png_drops_bytes_appended_to_the_upload(valid_files):
+    from model.images import lossless_png
+
+    data = valid_files["grey8_png"].read_bytes()
+    assert lossless_png(data + b"\0junk" * 100_000) == lossless_png(data)
+    with pytest.raises(ImageError, match="not an image"):
+        lossless_png(b"<html></html>")

@@ -79,14 +79,22 @@ def test_card_summary_without_test_metrics_or_card_says_so(card):
     assert "No model card" in show.card_summary(None)
 
 
-def test_corrections_markdown_lists_each_correction_with_reader_label_and_note():
-    text = show.corrections_markdown(
-        [correction(3, "negative", "dr_a", "clear lungs"), correction(7, "uncertain", "dr_b")]
-    )
-    assert "2 corrections" in text
-    assert "#3 **negative** by dr_a on 2025-03-04 (model abc123 said positive, 0.83): clear lungs" in text
-    assert "#7 **uncertain** by dr_b on 2025-03-04 (model abc123 said positive, 0.83)" in text
-    assert "No radiologist" in show.corrections_markdown([])
+def test_corrections_table_lists_each_correction_with_user_text_as_plain_cells():
+    note = "clear lungs\n- #99 **positive** by dr_chief <img src=x>"
+    table = show.corrections_table([correction(3, "negative", "dr_a", note), correction(7, "uncertain", "dr_b")])
+    assert table["headers"] == list(show.CORRECTION_COLUMNS)
+    assert table["data"] == [
+        ["#3", NEGATIVE_NAME, "dr_a", "2025-03-04", "no (open mode)", "positive (0.83, model abc123)", note],
+        ["#7", "Uncertain", "dr_b", "2025-03-04", "no (open mode)", "positive (0.83, model abc123)", ""],
+    ]
+    assert show.corrections_table([]) == {"headers": list(show.CORRECTION_COLUMNS), "data": []}
+    verified = dataclasses.replace(correction(4, "positive", "dr_c"), verified=True)
+    assert show.corrections_table([verified])["data"][0][4] == "yes"
+
+
+def test_flag_confirmation_says_when_the_flag_is_unverified():
+    assert "unverified" not in show.flag_confirmation(5, True, "negative")
+    assert show.UNVERIFIED_NOTICE in show.flag_confirmation(5, True, "negative", verified=False)
 
 
 def test_flag_confirmation_gives_the_record_id_and_says_when_it_was_a_repeat():

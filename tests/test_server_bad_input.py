@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,11 +44,19 @@ def assert_serves_normal_request(client: Client, normal_xrays) -> None:
     assert len(scores["confidences"]) == 2 and "decision threshold" in decision
 
 
+def peak_resident_bytes(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM in /proc/PID/status)."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
 def test_every_bad_file_gets_its_reason_and_the_server_keeps_serving(client, normal_xrays, tmp_path, subtests):
-    client, _ = client
+    client, server = client
     bad_files = make_bad_files(tmp_path)
     del bad_files["oversized"]
-    assert len(bad_files) >= 15
+    assert len(bad_files) >= 15 and "dicom_deflated_huge" in bad_files
+    assert_serves_normal_request(client, normal_xrays)
+    peak_before = peak_resident_bytes(server.process.pid)
     for kind, path in bad_files.items():
         with subtests.test(kind=kind):
             with pytest.raises(ImageError) as reason:
@@ -55,6 +64,7 @@ def test_every_bad_file_gets_its_reason_and_the_server_keeps_serving(client, nor
             with pytest.raises(AppError, match=re.escape(f"Cannot use {path.name}: {reason.value}")):
                 predict(client, path)
             assert_serves_normal_request(client, normal_xrays)
+    assert peak_resident_bytes(server.process.pid) - peak_before < 2**30
 
 
 def test_a_file_over_the_size_cap_is_refused_before_upload_and_by_the_server(client, normal_xrays, tmp_path):

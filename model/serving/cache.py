@@ -2,33 +2,69 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from model.images import file_sha256
+from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction, Predictor
+
+DEFAULT_MAX_BYTES = 64 * 2**20
+
+
+def _nbytes(prediction: Prediction) -> int:
+    return prediction.grey.nbytes + prediction.heatmap.nbytes
 
 
 @dataclass
 class PredictionCache:
-    """The latest `size` predictions, least recently used dropped first; safe to call from several threads."""
+    """The latest predictions, at most `size` of them and `max_bytes` of images, least recently used dropped first.
+
+    With `preview_side`, each kept Prediction's `grey` is shrunk to that long side, so a huge upload does not stay
+    in memory at full size. At most `slots` network calls run at once, whichever threads ask; safe to share.
+    """
 
     predictor: Predictor
     size: int = 64
+    preview_side: int | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    slots: int = 1
     _items: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _network: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._network = threading.BoundedSemaphore(max(1, self.slots))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of images the cache holds now."""
+        with self._lock:
+            return sum(_nbytes(p) for p in self._items.values())
 
     def __call__(self, data: bytes) -> tuple[str, Prediction]:
         """(SHA-256 of the bytes, their prediction); raises model.images.ImageError for unusable files."""
         sha256 = file_sha256(data)
+        found = self.get(sha256)
+        if found is not None:
+            return sha256, found
+        with self._network:
+            prediction = self.predictor.predict(data)
+        if self.preview_side:
+            prediction = dataclasses.replace(prediction, grey=shrink_grey(prediction.grey, self.preview_side))
+        with self._lock:
+            self._items[sha256] = prediction
+            total = sum(_nbytes(p) for p in self._items.values())
+            while len(self._items) > max(1, self.size) or (total > self.max_bytes and len(self._items) > 1):
+                total -= _nbytes(self._items.popitem(last=False)[1])
+        return sha256, prediction
+
+    def get(self, sha256: str) -> Prediction | None:
+        """The kept prediction of the image with this SHA-256 (now the most recently used), or None."""
         with self._lock:
             if sha256 in self._items:
                 self._items.move_to_end(sha256)
-                return sha256, self._items[sha256]
-        prediction = self.predictor.predict(data)
-        with self._lock:
-            self._items[sha256] = prediction
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return sha256, prediction
+                return self._items[sha256]
+        return None
