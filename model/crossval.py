@@ -8,12 +8,13 @@ their 95% intervals. Frozen-base features come from the same cache as training a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
-from model.architecture import build_base
+from model.artifact import artifact_paths, load_card
 from model.cli import (
     add_data_arguments,
     add_head_arguments,
@@ -24,7 +25,8 @@ from model.cli import (
     run,
     setup_logging,
 )
-from model.features import base_key, featurize
+from model.data import scan_folder
+from model.features import featurizer
 from model.training.crossval import cross_validate
 from model.training.evaluation import cross_validated_summary
 from model.training.report import write_report
@@ -39,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_head_arguments(parser)
     parser.add_argument("--folds", type=int, default=5, help="number of patient-grouped folds (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/crossval"), help="report folder")
+    parser.add_argument("--record-in", type=Path, default=None, metavar="ARTIFACT",
+                        help="also record the pooled result as the cross_validation of this artifact's model card")
     return parser.parse_args(argv)
 
 
@@ -48,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     start = time.time()
     examples = examples_from_args(args)
-    base = build_base(config.input_size, config.weights, config.seed)
-    features = featurize(base, base_key(base), examples, args.views, cache_from_args(args), config.seed)
-    evaluations = cross_validate(features, config, args.folds, args.seed)
+    features = featurizer(config, cache_from_args(args))
+    scored = features(examples, args.views)
+    extra = scan_folder(args.extra_train, args.positive, require_both=False)[: args.extra_limit] if args.extra_train else []
+    evaluations = cross_validate(scored, config, args.folds, args.seed, features(extra, args.views) if extra else None)
     summary = cross_validated_summary(evaluations)
     meta = {"command": "python -m model.crossval", "data": str(args.data), "folds": args.folds,
             "seconds": round(time.time() - start), **config.to_dict()}
@@ -59,7 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: summary["pooled"][k] for k in POOLED}))
     print("per fold: " + json.dumps({k: summary[k] for k in ("auc", "sensitivity", "specificity")}))
     print(f"wrote {args.out / 'crossval.json'} in {time.time() - start:.0f} s")
-    return report_skipped(features.skipped, len(examples))
+    if args.record_in:
+        record_in_card(args.record_in, summary, meta, " ".join(["python -m model.crossval", *(argv or sys.argv[1:])]))
+    return report_skipped(scored.skipped, len(examples))
+
+
+def record_in_card(artifact: Path, summary: dict, meta: dict, command: str) -> None:
+    """Write the pooled out-of-fold result, per-fold spread and the command into the artifact's card."""
+    _, card_path = artifact_paths(artifact)
+    card = load_card(artifact)
+    record = {"folds": meta["folds"], "grouping": "patient", "command": command, "pooled_out_of_fold": summary["pooled"],
+              **{k: summary[k] for k in ("auc", "sensitivity", "specificity")}}
+    card_path.write_text(dataclasses.replace(card, cross_validation=record).to_json())
+    print(f"recorded in {card_path}")
 
 
 if __name__ == "__main__":

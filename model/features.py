@@ -8,7 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -200,3 +200,16 @@ def columns_for(config: ModelConfig) -> np.ndarray | None:
     from model.architecture import feature_columns
 
     return None if config.pooling == "flatten" else feature_columns(config)
+
+
+def featurizer(config: ModelConfig, cache_dir: Path | None = DEFAULT_CACHE) -> Callable[[Sequence[Example], int], Features]:
+    """A function from (examples, views) to their features for `config`: its preprocessing, its blocks, cached."""
+    from model.preprocessing import preprocessing_of
+
+    extractor, preprocessing = extractor_for(config), preprocessing_of(config)
+    key, columns = base_key(extractor, preprocessing), columns_for(config)
+
+    def features(examples: Sequence[Example], views: int = 0) -> Features:
+        return featurize(extractor, key, examples, views, cache_dir, config.seed, preprocessing).columns(columns)
+
+    return features

@@ -40,6 +40,7 @@ from tuning.search import (
     OBJECTIVES,
     TUNERS,
     RestartNeeded,
+    choose_trial,
     export_best,
     make_tuner,
     prune_checkpoints,
@@ -158,7 +159,9 @@ def main(argv: list[str] | None = None) -> str | None:
     records = trial_records(tuner)
     log.info("ran %d trials in this run; %d recorded in %s", ran, len(records), args.out / "search")
     export_path = args.out / EXPORT_FILE
-    wanted = {"trial": tuner.oracle.get_best_trials(1)[0].trial_id, "fine_tune_epochs": args.fine_tune_epochs,
+    chosen = choose_trial(tuner, records)
+    log.info("chosen trial %s: %s", *chosen)
+    wanted = {"trial": chosen[0], "fine_tune_epochs": args.fine_tune_epochs,
               "export": str(args.export),
               "target_sensitivity": args.target_sensitivity}
     done = json.loads(export_path.read_text()) if export_path.is_file() else {}
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> str | None:
         log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.export)
     else:
         artifact, evaluations, config = export_best(
-            tuner, bank, base_config, args.export, args.fine_tune_epochs,
+            tuner, bank, base_config, args.export, args.fine_tune_epochs, chosen=chosen,
             meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective},
         )
         test = next(e.metrics for e in evaluations if e.name == "test")
@@ -179,9 +182,10 @@ def main(argv: list[str] | None = None) -> str | None:
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.export / "model.keras",
+            "exported trial": f"{chosen[0]}: {chosen[1]}",
             "exported configuration": json.dumps(done.get("config"))}
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
-                                done.get("test"))
+                                done.get("test"), exported=chosen)
     log.info("wrote %s in %.0f s", paths["markdown"], time.time() - start)
     return None
 

@@ -114,8 +114,12 @@ def write_search_report(
     meta: dict | None = None,
     test_metrics: dict | None = None,
     top: int = 3,
+    exported: tuple[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, trials.json, optimizer_lr.png and curves.png to out_dir; return their paths."""
+    """Write report.md, trials.json, optimizer_lr.png and curves.png to out_dir; return their paths.
+
+    `exported` is (trial id, why it was chosen); without it the best trial by the objective is shown.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     best = ranked(records, direction)
@@ -129,11 +133,12 @@ def write_search_report(
     settings = [*(meta or {}).items(), ("trials", f"{len(records)} recorded, {len(best)} scored"),
                 ("time in trials", f"{sum(finished):.0f} s (mean {statistics.fmean(finished) if finished else 0:.1f} s)")]
     lines = ["# Hyperparameter search", "", *table(["setting", "value"], settings), ""]
-    lines += ["## Best trial", ""]
+    lines += ["## Exported trial", ""]
     if best:
-        winner = best[0]
+        winner = next((r for r in records if exported and r.trial_id == exported[0]), best[0])
+        why = exported[1] if exported else f"the best {objective}"
         lines += [f"Trial {winner.trial_id}: {objective} = {_fmt(winner.score)} at epoch {winner.best_epoch} "
-                  f"({direction}imised, on the validation patients).", ""]
+                  f"({direction}imised), chosen as {why}.", ""]
         lines += table(["hyperparameter", "value"], winner.values.items(), ".4g") + [""]
     else:
         lines += ["No trial has a score yet.", ""]

@@ -235,6 +235,27 @@ def best_trial(tuner: keras_tuner.Tuner):
     return best[0]
 
 
+def choose_trial(tuner: keras_tuner.Tuner, records: list[TrialRecord]) -> tuple[str, str]:
+    """The trial to export and why: the best by the objective, except under external_auc, where every trial
+    whose external AUC interval reaches the best's lower bound is as good as the external folder can tell,
+    and the validation patients (who hold other pneumonias too) break the tie."""
+    best = best_trial(tuner)
+    name = tuner.oracle.objective.name
+    if name != "external_auc":
+        return best.trial_id, f"the best {name}"
+    by_id = {r.trial_id: r for r in records}
+    low = by_id[best.trial_id].at_best.get("external_auc_low")
+    tied = [r for r in records if r.score is not None and low is not None
+            and r.at_best.get("external_auc_high", -1.0) >= low and "val_auc" in r.at_best]
+    if len(tied) < 2:
+        return best.trial_id, "the best external_auc (no other trial within its interval)"
+    pick = max(tied, key=lambda r: (r.at_best["val_auc"], r.score))
+    return pick.trial_id, (
+        f"{len(tied)} trials have external AUC intervals reaching the best's lower bound {low:.3f} (trial "
+        f"{best.trial_id}), too few external positives to tell them apart; trial {pick.trial_id} has the highest "
+        f"validation AUC among them ({pick.at_best['val_auc']:.3f})")
+
+
 def export_best(
     tuner: keras_tuner.Tuner,
     bank: FeatureBank,
@@ -242,18 +263,20 @@ def export_best(
     out_dir: Path,
     fine_tune_epochs: int = 0,
     meta: dict | None = None,
+    chosen: tuple[str, str] | None = None,
 ):
-    """Export the best trial's head at its best epoch, then threshold on validation and evaluate test once.
+    """Export the chosen trial's head (default: the best) at its best epoch; threshold on validation, test once.
 
     The kept weights were trained on the training split only, so the validation patients stay unseen by
     the weights and can choose the threshold honestly; the test patients were used for nothing before.
     The external folder (when given) chose the trial and is reported at the threshold, never trained on.
     Returns (artifact path, evaluations, the exported configuration).
     """
-    trial = best_trial(tuner)
+    trial_id, why = chosen or (best_trial(tuner).trial_id, "the best objective")
+    trial = tuner.oracle.get_trial(trial_id)
     epochs = best_epoch(trial)
     config = replace(config_of(trial.hyperparameters.values, base_config), epochs=epochs)
-    head = tuner.get_best_models(1)[0]
+    head = tuner.load_model(trial)
     base, sets, external = build_config_base(config), bank.sets(config), bank.external(config)
     path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
     history = json.loads(path.read_text())["history"] if path.is_file() else None
@@ -264,7 +287,7 @@ def export_best(
         f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
         f"{epochs}; weights of that epoch, trained on the training split"
         + (f", then {fine_tune_epochs} fine-tuning epochs of the whole network" if fine_tune_epochs else "")
-        + f". {tuner.oracle.objective.name} chose the trial and the epoch, validation patients the threshold; "
+        + f". Chosen as {why}; {tuner.oracle.objective.name} chose the epoch, validation patients the threshold; "
         "the test split was evaluated once."
     )
     artifact, evaluations = finish(base, head, config, sets, out_dir, history,

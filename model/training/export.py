@@ -19,9 +19,8 @@ from model.features import (
     Features,
     SplitFeatures,
     base_key,
-    columns_for,
-    extractor_for,
     featurize,
+    featurizer,
 )
 from model.preprocessing import preprocessing_of
 from model.training.calibration import choose_calibration
@@ -43,15 +42,9 @@ def prepare(split: Split, config: ModelConfig, views: int = 2,
     Features come from the cache of every pooled block (or block 5's map) under the config's preprocessing,
     sliced to the blocks and pooling the config reads.
     """
-    extractor, preprocessing = extractor_for(config), preprocessing_of(config)
-    key = base_key(extractor, preprocessing)
-
-    def part(examples, part_views):
-        return featurize(extractor, key, examples, part_views, cache_dir, config.seed, preprocessing)
-
-    sets = SplitFeatures(train=part(split.train, views), validation=part(split.validation, 0), test=part(split.test, 0))
-    base = extractor if config.pooling == "flatten" else build_config_base(config)
-    return base, sets.columns(columns_for(config))
+    features = featurizer(config, cache_dir)
+    sets = SplitFeatures(features(split.train, views), features(split.validation), features(split.test))
+    return build_config_base(config), sets
 
 
 def evaluate_features(name: str, head, features: Features, threshold: float,
