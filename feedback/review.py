@@ -1,4 +1,4 @@
-"""Statistics of the corrections for reviewing readers: filters, model-vs-reader confusion, agreement between readers."""
+"""Statistics of corrections for reviewing readers: filters, model-vs-reader confusion, agreement between readers."""
 
 from __future__ import annotations
 
