@@ -85,6 +85,7 @@ def build_demo(
             send = gr.Button("Flag as wrong", variant="stop")
             confirmation = gr.Markdown(label="Confirmation")
         gr.Markdown(show.card_summary(predictor.card if predictor else None))
+        corrections_tab(on, readers)
 
         results = [scores, decision, heatmap, earlier]
         network = {"concurrency_id": "network", "concurrency_limit": slots}
@@ -95,6 +96,40 @@ def build_demo(
         send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag",
                    concurrency_limit=1)
     return demo.queue(max_size=QUEUE_SIZE)
+
+
+def corrections_tab(on: Handlers, readers: dict[str, str]) -> None:
+    """The Corrections tab: signed-in readers review, filter and export corrections; open mode shows no data at all."""
+    with gr.Tab("Corrections (readers)"):
+        if not readers:
+            gr.Markdown(show.REVIEW_NEEDS_ACCOUNTS)
+            return
+        gr.Markdown(show.REVIEW_SIGN_IN)
+        with gr.Row():
+            reader = gr.Textbox(label="Reviewing reader", scale=2)
+            password = gr.Textbox(label="Reviewer's password", type="password", scale=2)
+            load = gr.Button("Sign in and show corrections", variant="primary", scale=1)
+        with gr.Row():
+            label = gr.Dropdown([(show.ALL, show.ALL), *show.LABEL_CHOICES], value=show.ALL, label="Filter: label")
+            by_reader = gr.Dropdown([show.ALL], value=show.ALL, label="Filter: reader", allow_custom_value=True)
+            version = gr.Dropdown([show.ALL], value=show.ALL, label="Filter: model version", allow_custom_value=True)
+        status = gr.Markdown()
+        table = gr.Dataframe(show.review_table([]), label="Corrections", datatype="str", interactive=False, wrap=True)
+        pictures = gr.Gallery(label="Thumbnails (captioned by record)", columns=8, height=160, object_fit="scale-down",
+                              allow_preview=False, format="png")
+        counts = gr.Markdown()
+        with gr.Row():
+            versions = gr.Dataframe(headers=list(show.VERSION_COLUMNS), label="Share of predictions corrected",
+                                    datatype="str", interactive=False)
+            matrix = gr.Dataframe(headers=list(show.CONFUSION_COLUMNS), label="Model's decision vs reader's label",
+                                  datatype="str", interactive=False)
+        export = gr.Button("Download the export (zip)")
+        archive = gr.File(label="Export: covid/, not_covid/, MANIFEST.csv", interactive=False)
+    inputs = [reader, password, label, by_reader, version]
+    outputs = [status, table, pictures, counts, versions, matrix, by_reader, version]
+    gr.on([load.click, label.input, by_reader.input, version.input], on.review, inputs, outputs, api_name="review",
+          concurrency_id="review", concurrency_limit=1)
+    export.click(on.review_export, [reader, password], archive, api_name="review_export", concurrency_id="review")
 
 
 def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):

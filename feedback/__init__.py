@@ -15,8 +15,10 @@ from feedback.store import (
     check_note,
     clean_reader,
     corrections_for,
+    count_prediction,
     default_root,
     integrity_check,
+    prediction_counts,
 )
 
 __all__ = [
@@ -37,9 +39,11 @@ __all__ = [
     "check_reader",
     "clean_reader",
     "corrections_for",
+    "count_prediction",
     "default_root",
     "export_corrections",
     "hash_password",
     "integrity_check",
     "load_readers",
+    "prediction_counts",
 ]

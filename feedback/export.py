@@ -32,11 +32,17 @@ def _recency(c: Correction) -> tuple[str, int]:
     return c.created_at, c.id
 
 
-def consensus_label(corrections: list[Correction]) -> str:
-    """One image's label: each reader's latest verdict is a vote, the majority wins, a tie goes to the most recent."""
+def latest_by_reader(corrections: list[Correction]) -> dict[str, Correction]:
+    """Each reader's latest correction among these (of one image)."""
     latest: dict[str, Correction] = {}
     for c in sorted(corrections, key=_recency):
         latest[c.reader] = c
+    return latest
+
+
+def consensus_label(corrections: list[Correction]) -> str:
+    """One image's label: each reader's latest verdict is a vote, the majority wins, a tie goes to the most recent."""
+    latest = latest_by_reader(corrections)
     votes = Counter(c.correct_label for c in latest.values())
     top = max(votes.values())
     return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label

@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS corrections (
     UNIQUE (image_sha256, reader, correct_label)
 )
 """
+_PREDICTIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    model_version TEXT PRIMARY KEY,
+    count INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0)
+)
+"""
 _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
     " predicted_label, probability, model_version, created_at, verified"
@@ -196,6 +202,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             "ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))"
         )
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
+    conn.execute(_PREDICTIONS_SCHEMA)
 
 
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
@@ -371,6 +378,30 @@ def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:
 def all_corrections(root: str | Path) -> list[Correction]:
     """Every correction in the store, oldest first; empty when the store does not exist yet."""
     return _read(root)
+
+
+def count_prediction(root: str | Path, model_version: str) -> None:
+    """Add one to the number of predictions shown for this model version (no image data is kept)."""
+    if not isinstance(model_version, str) or not model_version:
+        raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
+    conn = _connect(Path(root))
+    try:
+        conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
+                     "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
+    finally:
+        conn.close()
+
+
+def prediction_counts(root: str | Path) -> dict[str, int]:
+    """Model version -> number of predictions shown; empty when the store does not exist yet."""
+    root = Path(root)
+    if not (root / DB_NAME).exists():
+        return {}
+    conn = _connect(root)
+    try:
+        return dict(conn.execute("SELECT model_version, count FROM predictions ORDER BY model_version").fetchall())
+    finally:
+        conn.close()
 
 
 def integrity_check(root: str | Path) -> str:

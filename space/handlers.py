@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+import sqlite3
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from feedback import Login, LoginFailed, LoginGuard, QuotaExceeded, Quotas, add_correction, check_login, corrections_for
+from feedback.export import export_corrections
+from feedback.review import filter_corrections
+from feedback.review import summary as review_summary
+from feedback.store import Correction, all_corrections, count_prediction, prediction_counts
 from model.images import ImageError, load_bytes, lossless_png, read_grey
 from model.serving.cache import PredictionCache
 from model.serving.gradcam import overlay
 from model.serving.predictor import Prediction, Predictor
 from space import presentation as show
+
+log = logging.getLogger(__name__)
+EXPORT_PREFIX = "xray-covid-export-"
+EXPORT_KEEP_S = 3600
+
+
+def remove_old_exports(keep_s: float = EXPORT_KEEP_S) -> None:
+    """Delete this app's export folders in the temporary directory that are older than keep_s seconds."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{EXPORT_PREFIX}*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and time.time() - folder.stat().st_mtime > keep_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def thumbnails(corrections: list[Correction]) -> list[tuple[np.ndarray, str]]:
+    """Small grey copies of the stored images (the store's files are never served), captioned with their record."""
+    made: dict[str, np.ndarray | None] = {}
+    for c in corrections:
+        if c.image_sha256 not in made:
+            try:
+                made[c.image_sha256] = show.preview(read_grey(c.image_path), show.THUMBNAIL_SIDE)
+            except (ImageError, OSError):
+                made[c.image_sha256] = None
+    return [(made[c.image_sha256], f"#{c.id}") for c in corrections if made[c.image_sha256] is not None]
 
 
 def client_key(request: gr.Request | None) -> str | None:
@@ -62,6 +98,7 @@ class Handlers:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
         data, sha256, prediction = self.read_and_predict(path)
+        self.count_prediction()
         return (
             show.label_scores(prediction),
             show.decision_text(prediction),
@@ -107,3 +144,45 @@ class Handlers:
             raise gr.Error(str(error)) from None
         return (show.flag_confirmation(record_id, created, correct_label, login.verified),
                 show.corrections_table(corrections_for(self.feedback_root, sha256)))
+
+    def count_prediction(self) -> None:
+        """Count one prediction shown for the loaded model's version; a store that cannot be written is only logged."""
+        try:
+            count_prediction(self.feedback_root, self.predictor.version)
+        except (OSError, sqlite3.Error, ValueError) as error:
+            log.warning("prediction not counted in %s: %s", self.feedback_root, error)
+
+    def review_sign_in(self, reader: str, password: str, request: gr.Request | None) -> Login:
+        """A reader signed in with an account, for the Corrections tab; a gr.Error in open mode or otherwise."""
+        if not self.readers:
+            raise gr.Error("Reviewing corrections needs reader accounts (XRAY_READERS); this Space has none.")
+        return self.sign_in(reader, password, request)
+
+    def review(self, reader: str, password: str, label: str | None, by_reader: str | None, version: str | None,
+               request: gr.Request = None):
+        """The Corrections tab for a signed-in reader: the filtered corrections, thumbnails, summary, filter choices."""
+        self.review_sign_in(reader, password, request)
+        stored = all_corrections(self.feedback_root)
+        filters = (None if value in (None, "", show.ALL) else value for value in (label, by_reader, version))
+        chosen = filter_corrections(stored, *filters)
+        newest = chosen[::-1][: show.MAX_REVIEW_ROWS]
+        summary = review_summary(chosen, prediction_counts(self.feedback_root))
+        return (
+            show.review_status(len(newest), len(chosen)), show.review_table(newest), thumbnails(newest),
+            show.review_counts(summary), show.version_table(summary), show.confusion_table(summary),
+            gr.update(choices=[show.ALL, *sorted({c.reader for c in stored})]),
+            gr.update(choices=[show.ALL, *sorted({c.model_version for c in stored})]),
+        )
+
+    def review_export(self, reader: str, password: str, request: gr.Request = None) -> str:
+        """For a signed-in reader, the labelled folder `python -m feedback export` writes, as a zip file."""
+        self.review_sign_in(reader, password, request)
+        remove_old_exports()
+        folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
+        try:
+            export_corrections(self.feedback_root, folder / "corrections")
+            return shutil.make_archive(str(folder / "xray-covid-corrections"), "zip", folder / "corrections")
+        except (OSError, ValueError) as error:
+            raise gr.Error(f"Export failed: {error}") from None
+        finally:
+            shutil.rmtree(folder / "corrections", ignore_errors=True)

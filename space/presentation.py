@@ -145,3 +145,60 @@ def missing_model_notice(path: Path) -> str:
         f"**No model found at `{path}`.** Predictions are unavailable until one is trained, e.g. with\n\n"
         f"`{train_command(path)}`\n\n(or point the `MODEL_PATH` environment variable at an existing model folder)."
     )
+
+
+REVIEW_NEEDS_ACCOUNTS = (
+    "**Reviewing corrections needs reader accounts.** This Space has none (open mode), so it cannot tell who is "
+    "asking and shows no corrections here. Set `XRAY_READERS` or `XRAY_READERS_FILE` to turn review on."
+)
+REVIEW_SIGN_IN = "Sign in with your reader name and password to see the corrections; nothing is shown before."
+REVIEW_COLUMNS = ("record", "time (UTC)", "model probability", "model said", "model version", "reader",
+                  "reader's label", "note", "verified")
+VERSION_COLUMNS = ("model version", "predictions", "corrections", "corrected images", "share corrected")
+CONFUSION_COLUMNS = ("reader's label \\ model said", LABEL_WORDS["positive"], LABEL_WORDS["negative"])
+ALL = "(all)"
+THUMBNAIL_SIDE = 96
+MAX_REVIEW_ROWS = 200
+
+
+def review_table(corrections: Sequence[Any]) -> dict[str, list]:
+    """Corrections (feedback.store.Correction records) for the Corrections tab, newest first, as plain text cells."""
+    rows = [
+        [f"#{c.id}", c.created_at[:19].replace("T", " "), f"{c.probability:.2f}",
+         LABEL_WORDS.get(c.predicted_label, c.predicted_label), c.model_version, c.reader,
+         LABEL_WORDS.get(c.correct_label, c.correct_label), c.note, "yes" if c.verified else "no (open mode)"]
+        for c in corrections
+    ]
+    return {"headers": list(REVIEW_COLUMNS), "data": rows}
+
+
+def review_status(shown: int, matching: int) -> str:
+    """What the tab says after loading: who is signed in and how many corrections are shown."""
+    more = f" (the newest {shown})" if shown < matching else ""
+    return f"Signed in as a reader. {matching} corrections match the filters{more}; thumbnails are numbered by record."
+
+
+def review_counts(summary: Any) -> str:
+    """The summary's counts and the readers' agreement in words (numbers only, no reader-typed text)."""
+    lines = [f"**{summary.corrections}** corrections of **{summary.images}** images by **{summary.readers}** readers."]
+    agreement = summary.agreement
+    if agreement is None:
+        lines.append("Agreement between readers: no image was labelled by two or more readers.")
+    else:
+        kappa = "undefined (one label only)" if np.isnan(agreement.kappa) else f"{agreement.kappa:.2f}"
+        lines.append(f"Agreement between readers on {agreement.images} images labelled by two or more "
+                     f"({agreement.readers} readers): {agreement.method} **{kappa}**.")
+    return "\n\n".join(lines)
+
+
+def version_table(summary: Any) -> dict[str, list]:
+    """Predictions, corrections and the share of predictions corrected, per model version."""
+    rows = [[v.model_version, v.predictions, v.corrections, v.corrected_images,
+             "n/a" if v.share is None else f"{v.share:.1%}"] for v in summary.versions]
+    return {"headers": list(VERSION_COLUMNS), "data": rows}
+
+
+def confusion_table(summary: Any) -> dict[str, list]:
+    """The model's decision (columns) against the reader's label (rows), as counts."""
+    rows = [[LABEL_WORDS[label], *map(int, counts)] for label, counts in zip(LABELS, summary.confusion)]
+    return {"headers": list(CONFUSION_COLUMNS), "data": rows}

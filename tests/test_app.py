@@ -7,6 +7,7 @@ import io
 import os
 import re
 import socket
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -383,3 +384,47 @@ def test_prediction_cache_keeps_preview_size_images_within_its_byte_limit(predic
         assert kept.grey.shape == (410, 512)
     assert cache.nbytes <= 600_000 and cache.get(file_sha256(datas[0])) is None
     assert cache.get(file_sha256(datas[-1])) is not None
+
+
+def review(client: Client, reader: str, password: str, label: str = show.ALL, by_reader: str = show.ALL,
+           version: str = show.ALL):
+    return client.predict(reader, password, label, by_reader, version, api_name="/review")
+
+
+def test_corrections_tab_shows_nothing_without_a_valid_sign_in_and_everything_with_one(guarded_app, tmp_path):
+    client, _, root = guarded_app
+    flag(client, EXAMPLES["covid-2.jpg"], "negative", "dr_plain", "opensesame", note="<b>not</b> covid")
+    for reader, password in (("", ""), ("intruder", "opensesame")):
+        with pytest.raises(AppError, match="Unknown reader or wrong password"):
+            review(client, reader, password)
+    with pytest.raises(AppError, match="Unknown reader or wrong password"):
+        client.predict("dr_plain", "wrong", api_name="/review_export")
+
+    status, table, pictures, counts, versions, matrix, _, _ = review(client, "dr_plain", "opensesame",
+                                                                     by_reader="dr_plain")
+    (row,) = [cells for cells in table["data"] if cells[-2] == "<b>not</b> covid"]
+    assert row[5:7] == ["dr_plain", "COVID-19 negative"] and row[-1] == "yes"
+    assert f"#{row[0].lstrip('#')}" in [picture["caption"] for picture in pictures]
+    assert "corrections match" in status and "**" in counts and versions["data"] and len(matrix["data"]) == 3
+    assert max(Image.open(pictures[0]["image"]).size) <= show.THUMBNAIL_SIDE
+
+    archive = client.predict("dr_plain", "opensesame", api_name="/review_export")
+    names = zipfile.ZipFile(archive).namelist()
+    assert "MANIFEST.csv" in names and any(name.startswith(("covid/", "not_covid/")) for name in names)
+
+
+def test_in_open_mode_the_corrections_tab_has_no_endpoints_and_says_it_needs_accounts(open_app):
+    client, url, _ = open_app
+    assert "needs reader accounts" in httpx.get(url).text
+    with pytest.raises(ValueError, match="review"):
+        review(client, "dr_who", "")
+
+
+def test_predictions_are_counted_per_model_version_for_the_corrections_summary(open_app, predictor):
+    from feedback.store import prediction_counts
+
+    client, _, root = open_app
+    before = prediction_counts(root).get(predictor.version, 0)
+    predict(client, EXAMPLES["normal-2.png"])
+    predict(client, EXAMPLES["normal-2.png"])
+    assert prediction_counts(root)[predictor.version] == before + 2

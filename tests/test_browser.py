@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from feedback.export import FOLDERS
 from feedback.store import all_corrections
 from model.images import read_grey
 from model.serving.predictor import load_predictor
@@ -113,3 +115,73 @@ def test_a_hostile_note_is_plain_text_beside_a_later_prediction(page, server):
     assert page.locator("form, input[name=pw], img[src*='tracker.example']").count() == 0
     assert page.evaluate("[...document.scripts].some(s => s.textContent.includes('pwned'))") is False
     assert page.evaluate("window.pwned") is None
+
+
+REVIEWER = ("dr_review", "review-pass")
+REVIEW_EXAMPLE = "covid-2.jpg"
+REVIEW_NOTE = "**not** covid <i>plain</i>"
+
+
+@pytest.fixture(scope="module")
+def reader_server(model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reviewing")
+    env = {"XRAY_READERS": f"{REVIEWER[0]}:{REVIEWER[1]}"}
+    with running_server(model_dir, tmp / "feedback", tmp / "app.log", env) as running:
+        yield running
+
+
+def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600}, accept_downloads=True)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(reader_server.url)
+        page.get_by_text(REVIEW_EXAMPLE, exact=True).click()
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        decision = page.get_by_text(DECISION)
+        expect(decision).to_be_visible()
+        said = DECISION.search(decision.inner_text()).group(1)
+        right, wrong = ("negative", "positive") if said.endswith("positive") else ("positive", "negative")
+        page.get_by_text("Flag as wrong (radiologists)").click()
+        page.get_by_role("radio", name=f"COVID-19 {right}").check()
+        page.get_by_label("Reader name (your account)").fill(REVIEWER[0])
+        page.get_by_label("Password", exact=True).fill(REVIEWER[1])
+        page.get_by_label("Note (optional)").fill(REVIEW_NOTE)
+        page.get_by_role("button", name="Flag as wrong", exact=True).click()
+        expect(page.get_by_text(RECORD)).to_be_visible()
+
+        page.get_by_role("tab", name="Corrections (readers)").click()
+        page.get_by_label("Reviewing reader").fill(REVIEWER[0])
+        page.get_by_label("Reviewer's password").fill(REVIEWER[1])
+        page.get_by_role("button", name="Sign in and show corrections").click()
+        panel = page.get_by_role("tabpanel")
+        note = panel.get_by_test_id("cell-0-7")
+        expect(note).to_have_text(REVIEW_NOTE)
+        assert panel.get_by_test_id("cell-0-5").inner_text() == REVIEWER[0]
+        assert note.locator("i, b, strong, em").count() == 0
+        thumbnail = panel.locator(".block", has_text="Thumbnails").locator("img").first
+        expect(thumbnail).to_be_visible()
+
+        panel.get_by_label("Filter: label").click()
+        page.get_by_role("option", name=f"COVID-19 {wrong}").click()
+        expect(panel.get_by_text("0 corrections match")).to_be_visible()
+        expect(panel.get_by_text(REVIEW_NOTE)).to_have_count(0)
+        panel.get_by_label("Filter: label").click()
+        page.get_by_role("option", name=f"COVID-19 {right}").click()
+        expect(panel.get_by_text("1 corrections match")).to_be_visible()
+        expect(note).to_have_text(REVIEW_NOTE)
+        expect(thumbnail).to_be_visible()
+        assert thumbnail.evaluate("img => Math.max(img.naturalWidth, img.naturalHeight)") == 96
+
+        page.get_by_role("button", name="Download the export (zip)").click()
+        link = panel.locator(".block", has_text="Export: covid/").get_by_role("link").first
+        with page.expect_download() as download:
+            link.click()
+        page.screenshot(path=str(SCREENSHOT.with_name("xray-covid-browser-review.png")), full_page=True)
+        browser_zip = tmp_path / "export.zip"
+        download.value.save_as(browser_zip)
+        browser.close()
+    names = zipfile.ZipFile(browser_zip).namelist()
+    assert "MANIFEST.csv" in names and any(name.startswith(f"{FOLDERS[right]}/") for name in names)

@@ -1,0 +1,133 @@
+"""Statistics of corrections for reviewing readers: filters, model-vs-reader confusion, agreement between readers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+from feedback.export import latest_by_reader
+from feedback.store import LABELS, Correction
+
+MODEL_LABELS = ("positive", "negative")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Chance-corrected agreement of readers on the images two or more of them labelled; kappa NaN when undefined."""
+
+    method: str
+    kappa: float
+    images: int
+    readers: int
+
+
+@dataclass(frozen=True)
+class VersionShare:
+    """One model version: predictions shown, corrections of its answers and the distinct images they concern."""
+
+    model_version: str
+    predictions: int
+    corrections: int
+    corrected_images: int
+
+    @property
+    def share(self) -> float | None:
+        """Corrected images per prediction shown; None before any prediction was counted."""
+        return self.corrected_images / self.predictions if self.predictions else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the Corrections tab reports about a set of corrections."""
+
+    corrections: int
+    images: int
+    readers: int
+    versions: tuple[VersionShare, ...]
+    confusion: np.ndarray
+    agreement: Agreement | None
+
+
+def filter_corrections(corrections: Iterable[Correction], label: str | None = None, reader: str | None = None,
+                       model_version: str | None = None) -> list[Correction]:
+    """The corrections matching every filter given (None or "" matches all)."""
+    return [c for c in corrections
+            if (not label or c.correct_label == label) and (not reader or c.reader == reader)
+            and (not model_version or c.model_version == model_version)]
+
+
+def confusion(corrections: Iterable[Correction]) -> np.ndarray:
+    """Counts with rows the reader's label (LABELS order) and columns the model's decision (MODEL_LABELS order)."""
+    corrections = list(corrections)
+    if not corrections:
+        return np.zeros((len(LABELS), len(MODEL_LABELS)), dtype=int)
+    matrix = confusion_matrix([c.correct_label for c in corrections], [c.predicted_label for c in corrections],
+                              labels=list(LABELS))
+    return matrix[:, : len(MODEL_LABELS)]
+
+
+def cohen_kappa(first: list[str], second: list[str]) -> float:
+    """Cohen's kappa of two readers' labels of the same images; NaN when chance agreement is total."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score(first, second, labels=list(LABELS)))
+
+
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' kappa of an images x labels count matrix (each image rated at least twice; counts may differ)."""
+    counts = np.asarray(counts, dtype=float)
+    raters = counts.sum(axis=1)
+    per_image = ((counts**2).sum(axis=1) - raters) / (raters * (raters - 1))
+    shares = counts.sum(axis=0) / raters.sum()
+    chance = float((shares**2).sum())
+    return float("nan") if chance >= 1.0 else (float(per_image.mean()) - chance) / (1.0 - chance)
+
+
+def verdicts_by_image(corrections: Iterable[Correction]) -> list[dict[str, str]]:
+    """Reader -> latest label, for each image that two or more readers labelled."""
+    by_image: dict[str, list[Correction]] = {}
+    for c in corrections:
+        by_image.setdefault(c.image_sha256, []).append(c)
+    latest = (latest_by_reader(cs) for _, cs in sorted(by_image.items()))
+    return [{reader: c.correct_label for reader, c in votes.items()} for votes in latest if len(votes) >= 2]
+
+
+def agreement(corrections: Iterable[Correction]) -> Agreement | None:
+    """Cohen's kappa when exactly two readers share images, Fleiss' kappa for more; None when no image has two."""
+    verdicts = verdicts_by_image(corrections)
+    if not verdicts:
+        return None
+    readers = sorted({reader for votes in verdicts for reader in votes})
+    if len(readers) == 2:
+        first, second = ([votes[reader] for votes in verdicts] for reader in readers)
+        return Agreement("Cohen's kappa", cohen_kappa(first, second), len(verdicts), 2)
+    counts = np.array([[list(votes.values()).count(label) for label in LABELS] for votes in verdicts])
+    return Agreement("Fleiss' kappa", fleiss_kappa(counts), len(verdicts), len(readers))
+
+
+def version_shares(corrections: list[Correction], prediction_counts: Mapping[str, int]) -> tuple[VersionShare, ...]:
+    """Each model version with predictions counted or corrections made, in version order."""
+    versions = sorted(set(prediction_counts) | {c.model_version for c in corrections})
+    return tuple(
+        VersionShare(version, int(prediction_counts.get(version, 0)),
+                     sum(c.model_version == version for c in corrections),
+                     len({c.image_sha256 for c in corrections if c.model_version == version}))
+        for version in versions
+    )
+
+
+def summary(corrections: Iterable[Correction], prediction_counts: Mapping[str, int]) -> Summary:
+    """Counts, share of predictions corrected per model version, model-vs-reader confusion and reader agreement."""
+    corrections = list(corrections)
+    return Summary(
+        corrections=len(corrections),
+        images=len({c.image_sha256 for c in corrections}),
+        readers=len({c.reader for c in corrections}),
+        versions=version_shares(corrections, prediction_counts),
+        confusion=confusion(corrections),
+        agreement=agreement(corrections),
+    )

@@ -1,0 +1,110 @@
+"""The Corrections tab's statistics on small stores whose kappas and confusion matrix were worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from feedback.review import agreement, cohen_kappa, confusion, filter_corrections, fleiss_kappa, summary
+from feedback.store import add_correction, all_corrections, count_prediction, prediction_counts
+from space import presentation as show
+
+# image -> model decision and version, then (reader, label) in the order they were flagged
+TWO_READERS = {
+    "i1": ("negative", "v1", [("dr_a", "positive"), ("dr_b", "positive")]),
+    "i2": ("positive", "v1", [("dr_a", "negative"), ("dr_b", "positive")]),
+    "i3": ("positive", "v2", [("dr_a", "negative"), ("dr_b", "negative")]),
+    "i4": ("positive", "v2", [("dr_a", "uncertain"), ("dr_b", "negative")]),
+}
+THREE_READERS = {
+    "j1": ("negative", "v1", [("dr_a", "positive"), ("dr_b", "positive"), ("dr_c", "positive")]),
+    "j2": ("negative", "v1", [("dr_a", "positive"), ("dr_b", "positive"), ("dr_c", "negative")]),
+    "j3": ("positive", "v1", [("dr_a", "negative"), ("dr_b", "negative"), ("dr_c", "uncertain")]),
+    "j4": ("positive", "v1", [("dr_a", "negative")]),
+}
+
+
+def make_store(root, images: dict) -> list:
+    for name, (decision, version, reads) in images.items():
+        for reader, label in reads:
+            add_correction(root, name.encode(), f"{name}.png", label, reader, f"note on {name}", decision,
+                           0.9 if decision == "positive" else 0.1, version, verified=True)
+    return all_corrections(root)
+
+
+def test_cohen_kappa_of_two_readers_on_four_images_is_the_hand_computed_0_2(tmp_path):
+    # observed 2/4 = 0.5; chance: a (p .25, n .5, u .25) x b (p .5, n .5) = .125 + .25 = .375; (.5-.375)/.625
+    found = agreement(make_store(tmp_path, TWO_READERS))
+    assert (found.method, found.images, found.readers) == ("Cohen's kappa", 4, 2)
+    assert found.kappa == pytest.approx(0.2)
+
+
+def test_fleiss_kappa_of_three_readers_is_the_hand_computed_5_23(tmp_path):
+    # P_i = 1, 1/3, 1/3 -> 5/9; shares 5/9, 3/9, 1/9 -> chance 35/81; (45 - 35) / (81 - 35) = 10/46
+    found = agreement(make_store(tmp_path, THREE_READERS))
+    assert (found.method, found.images, found.readers) == ("Fleiss' kappa", 3, 3)
+    assert found.kappa == pytest.approx(5 / 23)
+
+
+def test_fleiss_kappa_allows_images_with_different_numbers_of_readers():
+    # P_i = 1 (2 of 2 agree), 0 (1 vs 1), 1/3 (2 vs 1): 4/9; shares 4/7, 3/7 -> 25/49; (4/9 - 25/49) / (24/49)
+    counts = np.array([[2, 0, 0], [1, 1, 0], [1, 2, 0]])
+    assert fleiss_kappa(counts) == pytest.approx((4 / 9 - 25 / 49) / (24 / 49))
+
+
+def test_kappas_are_undefined_not_a_number_when_every_reader_says_the_same():
+    assert math.isnan(cohen_kappa(["negative"] * 3, ["negative"] * 3))
+    assert math.isnan(fleiss_kappa(np.array([[2, 0, 0], [3, 0, 0]])))
+
+
+def test_a_readers_latest_verdict_is_the_one_agreement_uses(tmp_path):
+    images = {"k1": ("positive", "v1", [("dr_a", "positive"), ("dr_b", "negative"), ("dr_a", "negative")]),
+              "k2": ("positive", "v1", [("dr_a", "positive"), ("dr_b", "positive")])}
+    found = agreement(make_store(tmp_path, images))
+    assert (found.images, found.readers, found.kappa) == (2, 2, pytest.approx(1.0))
+
+
+def test_no_image_with_two_readers_means_no_agreement(tmp_path):
+    assert agreement(make_store(tmp_path, {"j4": THREE_READERS["j4"]})) is None
+    assert agreement([]) is None
+
+
+def test_confusion_of_reader_label_against_model_decision_is_the_hand_counted_matrix(tmp_path):
+    matrix = confusion(make_store(tmp_path, TWO_READERS))
+    # rows: reader positive, negative, uncertain; columns: model positive, negative
+    np.testing.assert_array_equal(matrix, [[1, 2], [4, 0], [1, 0]])
+    np.testing.assert_array_equal(confusion([]), np.zeros((3, 2)))
+
+
+def test_summary_shares_of_predictions_corrected_by_model_version(tmp_path):
+    stored = make_store(tmp_path, TWO_READERS)
+    for version, times in (("v1", 4), ("v2", 10), ("v3", 3)):
+        for _ in range(times):
+            count_prediction(tmp_path, version)
+    assert prediction_counts(tmp_path) == {"v1": 4, "v2": 10, "v3": 3}
+
+    found = summary(stored, prediction_counts(tmp_path))
+    assert (found.corrections, found.images, found.readers) == (8, 4, 2)
+    shares = {v.model_version: (v.predictions, v.corrections, v.corrected_images, v.share) for v in found.versions}
+    assert shares == {"v1": (4, 4, 2, 0.5), "v2": (10, 4, 2, 0.2), "v3": (3, 0, 0, 0.0)}
+    assert show.version_table(found)["data"][0] == ["v1", 4, 4, 2, "50.0%"]
+    assert show.confusion_table(found)["data"] == [["COVID-19 positive", 1, 2], ["COVID-19 negative", 4, 0],
+                                                   ["Uncertain", 1, 0]]
+    assert "Cohen's kappa **0.20**" in show.review_counts(found)
+
+
+def test_filters_by_label_reader_and_model_version(tmp_path):
+    stored = make_store(tmp_path, TWO_READERS)
+    assert [c.original_filename for c in filter_corrections(stored, label="negative")] == ["i2.png", "i3.png",
+                                                                                           "i3.png", "i4.png"]
+    assert {c.reader for c in filter_corrections(stored, reader="dr_b")} == {"dr_b"}
+    assert len(filter_corrections(stored, model_version="v2", reader="dr_a")) == 2
+    assert filter_corrections(stored) == stored and filter_corrections(stored, label="") == stored
+
+
+def test_prediction_counts_of_a_missing_store_are_empty_and_a_version_is_required(tmp_path):
+    assert prediction_counts(tmp_path / "none") == {}
+    with pytest.raises(ValueError, match="model_version"):
+        count_prediction(tmp_path, "")
