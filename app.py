@@ -1,11 +1,13 @@
 """The Space: upload a chest X-ray, see the model's probability, decision and Grad-CAM, and flag wrong answers.
 
 Run with `python app.py` (port 7860; PORT or GRADIO_SERVER_PORT override it). MODEL_PATH picks the model,
-XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts.
+XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
+the network's precision (auto, float32 or bfloat16).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from feedback.readers import load_readers
 from feedback.store import default_root
 from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
+from model.serving.batching import MAX_BATCH_SIZE
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
@@ -66,10 +69,11 @@ def build_demo(
         gr.Markdown(show.card_summary(predictor.card if predictor else None))
 
         results = [scores, decision, heatmap, earlier]
+        batched = {"concurrency_limit": MAX_BATCH_SIZE, "concurrency_id": "predict"}
         upload.change(on.show_file, upload, [preview, *results, confirmation], api_visibility="private").then(
-            on.predict_new_file, upload, results, api_visibility="private"
+            on.predict_new_file, upload, results, api_visibility="private", **batched
         )
-        analyse.click(on.predict, upload, results, api_name="predict")
+        analyse.click(on.predict, upload, results, api_name="predict", **batched)
         send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag")
     return demo
 
@@ -81,9 +85,18 @@ def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, **kwargs)
 
 
+def log_model_lines() -> None:
+    """The model's start-up lines (the precision chosen, and why) on stderr."""
+    logger = logging.getLogger("model")
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+
+
 def configured_demo() -> tuple[gr.Blocks, Path]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts)."""
     model_path = Path(os.environ.get("MODEL_PATH") or DEFAULT_ARTIFACT)
+    log_model_lines()
     try:
         predictor = load_predictor(model_path)
     except FileNotFoundError as error:
