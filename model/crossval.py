@@ -20,11 +20,12 @@ from model.cli import (
     cache_from_args,
     config_from_args,
     examples_from_args,
+    precision_from_args,
     report_skipped,
     run,
     setup_logging,
 )
-from model.features import base_key, featurize
+from model.features import feature_network, featurize
 from model.training.crossval import cross_validate
 from model.training.evaluation import cross_validated_summary
 from model.training.report import write_report
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     start = time.time()
     examples = examples_from_args(args)
-    base = build_base(config.input_size, config.weights, config.seed)
-    features = featurize(base, base_key(base), examples, args.views, cache_from_args(args), config.seed)
+    network, key = feature_network(build_base(config.input_size, config.weights, config.seed), precision_from_args(args))
+    features = featurize(network, key, examples, args.views, cache_from_args(args), config.seed)
     evaluations = cross_validate(features, config, args.folds, args.seed)
     summary = cross_validated_summary(evaluations)
     meta = {"command": "python -m model.crossval", "data": str(args.data), "folds": args.folds,

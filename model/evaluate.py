@@ -17,13 +17,15 @@ from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.cli import (
     add_cache_arguments,
     add_positive_argument,
+    add_precision_argument,
     cache_from_args,
+    precision_from_args,
     report_skipped,
     run,
     setup_logging,
 )
 from model.data import scan_folder
-from model.features import base_key, featurize
+from model.features import feature_network, featurize
 from model.training.evaluation import evaluate
 from model.training.head import probabilities
 from model.training.report import write_report
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help="override the model card's threshold")
     add_positive_argument(parser)
     add_cache_arguments(parser)
+    add_precision_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -49,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
-    base = model.get_layer(BASE_NAME)
-    scored = featurize(base, base_key(base), examples, 0, cache_from_args(args))
+    precision = precision_from_args(args)
+    network, key = feature_network(model.get_layer(BASE_NAME), precision)
+    scored = featurize(network, key, examples, 0, cache_from_args(args))
     evaluation = evaluate(args.data.name or "data", scored.y, probabilities(head_of(model), scored), threshold,
                           [e.source for e in scored.examples])
     meta = {"model": str(args.model), "model_version": card.version, "data": str(args.data), "threshold": threshold,
+            "precision": precision,
             "threshold_rule": card.threshold_rule if args.threshold is None else "given with --threshold"}
     write_report(args.out, [evaluation], None, meta)
     print(json.dumps({k: evaluation.metrics[k] for k in SHOWN}))

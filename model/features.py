@@ -15,21 +15,24 @@ import numpy as np
 from model.data import Example
 from model.images import ImageError, load_bytes, read_grey
 from model.preprocessing import to_network_input
+from model.progress import Progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
 
 
-def base_key(base) -> str:
-    """Names a base by what it computes: a hash of its weights and its input size.
+def base_key(base, precision: str = "float32") -> str:
+    """Names a base by what it computes: a hash of its weights, its input size and the precision it runs in.
 
     A trained frozen-base model and the weights file it started from therefore share cached features.
+    float32 keys carry no suffix, so caches made before precisions existed (all float32) stay valid.
     """
     digest = hashlib.sha256()
     for array in base.get_weights():
         digest.update(np.ascontiguousarray(array).tobytes())
-    return f"vgg16-{digest.hexdigest()[:16]}-{int(base.input_shape[1])}px"
+    suffix = "" if precision == "float32" else f"-{precision}"
+    return f"vgg16-{digest.hexdigest()[:16]}-{int(base.input_shape[1])}px{suffix}"
 
 
 def _view_pixels(data: bytes, view: int, digest: str, size: int, seed: int) -> np.ndarray:
@@ -57,6 +60,40 @@ def _load(path: Path) -> np.ndarray | None:
         return None
 
 
+def _compute(base, todo: list, paths: Sequence[Path], seed: int, batch_size: int,
+             found: dict[tuple[int, int], np.ndarray]) -> set[int]:
+    """Run the base on the uncached views in batches, caching each; the indices of files that failed to decode."""
+    size = int(base.input_shape[1])
+    failed: set[int] = set()
+    progress = Progress("base features", len(todo))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        batch, pixels = [], []
+        for i, view, data, digest, cached in chunk:
+            try:
+                pixels.append(_view_pixels(data, view, digest, size, seed))
+                batch.append((i, view, cached))
+            except ImageError as error:
+                if i not in failed:
+                    log.warning("skipping %s: %s", paths[i], error)
+                failed.add(i)
+        if pixels:
+            outputs = np.asarray(base.predict_on_batch(np.stack(pixels)), dtype="float32")
+            for (i, view, cached), array in zip(batch, outputs):
+                found[i, view] = array
+                if cached is not None:
+                    _save_atomic(cached, array)
+        progress.advance(len(chunk))
+    return failed
+
+
+def feature_network(base, precision: str = "float32") -> tuple[object, str]:
+    """The frozen base as it runs in `precision` (see model.precision) and its feature cache key."""
+    from model.precision import in_precision
+
+    return in_precision(base, precision), base_key(base, precision)
+
+
 def extract_features(
     base,
     paths: Sequence[Path],
@@ -69,8 +106,8 @@ def extract_features(
     """Features of shape (n_kept, views + 1, *base_output) and the indices of the paths that loaded.
 
     View 0 is the clean image; views 1..`views` are seeded augmentations. Unusable files are reported and skipped.
+    `base` runs in whatever precision it was built in (see feature_network); progress is logged as it goes.
     """
-    size = int(base.input_shape[1])
     shape = tuple(int(d) for d in base.output_shape[1:])
     found: dict[tuple[int, int], np.ndarray] = {}
     todo: list[tuple[int, int, bytes, str, Path | None]] = []
@@ -92,24 +129,7 @@ def extract_features(
                 todo.append((i, view, data, digest, cached))
     if todo:
         log.info("computing %d base features (%d cached) with %s", len(todo), len(found), key)
-    failed: set[int] = set()
-    for start in range(0, len(todo), batch_size):
-        batch, pixels = [], []
-        for i, view, data, digest, cached in todo[start : start + batch_size]:
-            try:
-                pixels.append(_view_pixels(data, view, digest, size, seed))
-                batch.append((i, view, cached))
-            except ImageError as error:
-                if i not in failed:
-                    log.warning("skipping %s: %s", paths[i], error)
-                failed.add(i)
-        if not pixels:
-            continue
-        outputs = np.asarray(base.predict_on_batch(np.stack(pixels)), dtype="float32")
-        for (i, view, cached), array in zip(batch, outputs):
-            found[i, view] = array
-            if cached is not None:
-                _save_atomic(cached, array)
+    failed = _compute(base, todo, paths, seed, batch_size, found)
     kept = [i for i in kept if i not in failed]
     features = np.zeros((len(kept), views + 1, *shape), dtype="float32")
     for row, i in enumerate(kept):

@@ -28,6 +28,7 @@ from model.cli import (
     add_data_arguments,
     cache_from_args,
     log,
+    precision_from_args,
     run,
     setup_logging,
     split_from_args,
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> str | None:
         if args.overwrite:
             (args.out / EXPORT_FILE).unlink(missing_ok=True)
     base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed)
-    base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args))
+    base, sets = prepare(split_from_args(args), base_config, args.views, cache_from_args(args),
+                         precision_from_args(args))
     log.info("features ready in %.0f s (%s)", time.time() - start, args.role)
     tuner = make_tuner(args.tuner, tuple(base.output_shape[1:]), base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)

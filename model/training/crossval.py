@@ -7,6 +7,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from model.config import ModelConfig
 from model.features import Features
+from model.progress import Progress
 from model.training.evaluation import Evaluation, evaluate, pick_threshold
 from model.training.head import probabilities, train_head
 
@@ -30,8 +31,10 @@ def run_fold(name: str, features: Features, train_idx, test_idx, config: ModelCo
 
 
 def cross_validate(features: Features, config: ModelConfig, folds: int, seed: int) -> list[Evaluation]:
-    """One evaluation per held-out fold, each scored by a head that never saw its patients."""
-    return [
-        run_fold(f"fold{k}", features, train_idx, test_idx, config, seed + k)
-        for k, (train_idx, test_idx) in enumerate(grouped_folds(features, folds, seed), start=1)
-    ]
+    """One evaluation per held-out fold, each scored by a head that never saw its patients; progress is logged."""
+    progress = Progress("cross-validation", folds, unit="folds", every_s=0)
+    evaluations = []
+    for k, (train_idx, test_idx) in enumerate(grouped_folds(features, folds, seed), start=1):
+        evaluations.append(run_fold(f"fold{k}", features, train_idx, test_idx, config, seed + k))
+        progress.advance()
+    return evaluations

@@ -9,21 +9,21 @@ from model.artifact import save_artifact
 from model.card import new_card
 from model.config import ModelConfig
 from model.data import Split, dataset_summary
-from model.features import DEFAULT_CACHE, Features, SplitFeatures, base_key, featurize
+from model.features import DEFAULT_CACHE, Features, SplitFeatures, feature_network, featurize
 from model.training.evaluation import Evaluation, evaluate, pick_threshold
 from model.training.head import probabilities
 from model.training.report import write_report
 
 
-def prepare(split: Split, config: ModelConfig, views: int = 2,
-            cache_dir: Path | None = DEFAULT_CACHE) -> tuple[object, SplitFeatures]:
-    """The base for `config` and the features of each part of the split (augmented views for training only)."""
+def prepare(split: Split, config: ModelConfig, views: int = 2, cache_dir: Path | None = DEFAULT_CACHE,
+            precision: str = "float32") -> tuple[object, SplitFeatures]:
+    """The (float32) base for `config` and the features, computed in `precision`, of each part of the split."""
     base = build_base(config.input_size, config.weights, config.seed)
-    key = base_key(base)
+    network, key = feature_network(base, precision)
     sets = SplitFeatures(
-        train=featurize(base, key, split.train, views, cache_dir, config.seed),
-        validation=featurize(base, key, split.validation, 0, cache_dir, config.seed),
-        test=featurize(base, key, split.test, 0, cache_dir, config.seed),
+        train=featurize(network, key, split.train, views, cache_dir, config.seed),
+        validation=featurize(network, key, split.validation, 0, cache_dir, config.seed),
+        test=featurize(network, key, split.test, 0, cache_dir, config.seed),
     )
     return base, sets
 
