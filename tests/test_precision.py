@@ -110,3 +110,37 @@ def test_concurrent_callers_share_batches_and_get_their_own_answers(tiny_model, 
     for path, result in zip(files, results):
         assert result.probability == pytest.approx(predictor.predict(path).probability, abs=1e-5)
     assert max(sizes[: len(sizes) - len(files)]) <= 4 and len(sizes) - len(files) < len(files)
+
+
+def test_progress_line_gives_done_rate_and_time_left(caplog):
+    from model.progress import Progress, duration
+
+    now = [0.0]
+    progress = Progress("base features", 100, every_s=10, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="model.progress"):
+        now[0] = 5.0
+        progress.advance(10)
+        now[0] = 20.0
+        progress.advance(30)
+    assert [r.getMessage() for r in caplog.records] == ["base features: 40/100 images, 2.00/s, 30 s left"]
+    assert duration(185) == "3 min 05 s" and duration(3720) == "1 h 02 min"
+
+
+def test_feature_cache_key_names_the_precision_and_keeps_float32_keys(tiny_model):
+    from model.features import feature_network
+
+    base = keras.models.load_model(tiny_model / "model.keras", compile=False).get_layer("vgg16")
+    network, key = feature_network(base, "float32")
+    bf16_network, bf16_key = feature_network(base, "bfloat16")
+    assert network is base and key.endswith("-32px")
+    assert bf16_key == key + "-bfloat16"
+    assert bf16_network.get_layer("block1_conv1").compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_predict_command_takes_the_precision_flag(tiny_model, fixture_dir, precision, capsys):
+    from model.predict import main
+
+    files = [str(p) for p in sorted(fixture_dir.glob("normal/*"))[:3]]
+    assert main([*files, "--model", str(tiny_model), "--precision", precision]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
