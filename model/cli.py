@@ -98,7 +98,7 @@ def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="network precision: auto (bfloat16 where the CPU has AMX or AVX512-BF16), float32 or "
+                        help="network precision: auto (bfloat16 where the CPU has AMX), float32 or "
                              "bfloat16 (default: $XRAY_PRECISION, else auto)")
 
 

@@ -1,6 +1,8 @@
 """Which floating-point precision runs the network: float32, or bfloat16 where the CPU computes it natively.
 
-`auto` reads the CPU's flags from /proc/cpuinfo: bfloat16 when it reports AMX or AVX512-BF16, else float32.
+`auto` reads the CPU's flags from /proc/cpuinfo and picks bfloat16 only where it pays: with AMX (3.5x faster
+than float32 on the shipped model). With AVX512-BF16 alone bfloat16 measured 0.7x float32 (slower:
+benchmarks/bench_precision.py, README), so `auto` keeps float32 there and says so; XRAY_PRECISION=bfloat16 forces it.
 The bfloat16 network is a copy of the float32 one under Keras' "mixed_bfloat16" policy (bfloat16 compute,
 float32 weights), built in its own scope so the global policy is left as it was; its final sigmoid stays float32.
 """
@@ -16,7 +18,8 @@ import keras
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "bfloat16")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+AUTO_BF16_FLAGS = ("amx_bf16",)
+SLOW_BF16_FLAGS = ("avx512_bf16",)
 ENV_VAR = "XRAY_PRECISION"
 CPUINFO = Path("/proc/cpuinfo")
 OUTPUT_LAYER = "preds"
@@ -37,9 +40,12 @@ def choose(requested: str, flags: set[str]) -> tuple[str, str]:
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested, f"{requested} as requested"
-    found = [flag for flag in BF16_FLAGS if flag in flags]
+    found = [flag for flag in AUTO_BF16_FLAGS if flag in flags]
     if found:
         return "bfloat16", f"auto: the CPU reports {', '.join(found)}"
+    slow = [flag for flag in SLOW_BF16_FLAGS if flag in flags]
+    if slow:
+        return "float32", f"auto: the CPU reports {', '.join(slow)} but not AMX, where bfloat16 ran slower than float32"
     return "float32", "auto: the CPU reports neither AMX nor AVX512-BF16"
 
 

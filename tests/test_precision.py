@@ -24,12 +24,14 @@ GRAVITON = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
 
 
 @pytest.mark.parametrize("cpuinfo, expected", [
-    (SAPPHIRE_RAPIDS, "bfloat16"), (COOPER_LAKE, "bfloat16"), (SKYLAKE, "float32"), (GRAVITON, "float32"), ("", "float32"),
+    (SAPPHIRE_RAPIDS, "bfloat16"), (COOPER_LAKE, "float32"), (SKYLAKE, "float32"), (GRAVITON, "float32"),
+    ("", "float32"),
 ])
-def test_auto_picks_bfloat16_only_where_the_cpu_reports_amx_or_avx512_bf16(cpuinfo, expected):
+def test_auto_picks_bfloat16_only_where_the_cpu_reports_amx(cpuinfo, expected):
     precision, reason = choose("auto", cpu_flags(cpuinfo))
     assert precision == expected
     assert reason.startswith("auto:") and ("amx_bf16" in reason) == ("amx_bf16" in cpuinfo)
+    assert ("avx512_bf16 but not AMX" in reason) == (cpuinfo == COOPER_LAKE)
 
 
 def test_a_requested_precision_is_kept_and_an_unknown_one_refused(tmp_path, monkeypatch):
@@ -144,3 +146,10 @@ def test_predict_command_takes_the_precision_flag(tiny_model, fixture_dir, preci
     files = [str(p) for p in sorted(fixture_dir.glob("normal/*"))[:3]]
     assert main([*files, "--model", str(tiny_model), "--precision", precision]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_the_answer_says_which_precision_computed_it():
+    from space.presentation import served_in
+
+    assert served_in("float32") == "Computed in float32."
+    assert "bfloat16" in served_in("bfloat16") and "threshold was chosen in float32" in served_in("bfloat16")
