@@ -2,7 +2,7 @@
 
 Run with `python app.py` (port 7860; PORT or GRADIO_SERVER_PORT override it). MODEL_PATH picks the model,
 XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
-the network's precision (auto, float32 or bfloat16).
+the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together.
 """
 
 from __future__ import annotations

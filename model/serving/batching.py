@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import numpy as np
 from model.images import Source, read_grey
 from model.serving.predictor import Prediction, Predictor
 
-MAX_BATCH_SIZE = 8
+MAX_BATCH_SIZE = max(1, int(os.environ.get("XRAY_MAX_BATCH_SIZE") or 8))
 
 
 @dataclass
