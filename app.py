@@ -1,11 +1,13 @@
 """The Space: upload a chest X-ray, see the model's probability, decision and Grad-CAM, and flag wrong answers.
 
 Run with `python app.py` (port 7860; PORT or GRADIO_SERVER_PORT override it). MODEL_PATH picks the model,
-XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts.
+XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
+the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -17,6 +19,7 @@ from feedback.readers import load_readers
 from feedback.store import default_root
 from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
+from model.serving.batching import MAX_BATCH_SIZE
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
@@ -44,9 +47,10 @@ def build_demo(
 ) -> gr.Blocks:
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
-    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Predictions share one queue and at
-    most network_slots() run at once; flags have their own queue, so one that reuses a cached prediction never
-    waits behind predictions (one that misses the cache waits for a network slot).
+    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Up to MAX_BATCH_SIZE predictions
+    are let in at once and go through the network together (model.serving.batching, one pass at a time); flags
+    have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
+    the cache runs unbatched, at most network_slots() at once).
     """
     slots = network_slots()
     on = Handlers(predictor, feedback_root, readers, model_path, network_slots=slots)
@@ -88,7 +92,7 @@ def build_demo(
         corrections_tab(on, readers)
 
         results = [scores, decision, heatmap, earlier]
-        network = {"concurrency_id": "network", "concurrency_limit": slots}
+        network = {"concurrency_id": "predict", "concurrency_limit": MAX_BATCH_SIZE}
         upload.change(on.show_file, upload, [preview, *results, confirmation], api_visibility="private").then(
             on.predict_new_file, upload, results, api_visibility="private", **network
         )
@@ -139,9 +143,18 @@ def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, **kwargs)
 
 
+def log_model_lines() -> None:
+    """The model's start-up lines (the precision chosen, and why) on stderr."""
+    logger = logging.getLogger("model")
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+
+
 def configured_demo() -> tuple[gr.Blocks, Path]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts)."""
     model_path = Path(os.environ.get("MODEL_PATH") or DEFAULT_ARTIFACT)
+    log_model_lines()
     try:
         predictor = load_predictor(model_path)
     except FileNotFoundError as error:

@@ -1,7 +1,9 @@
 """Throughput, p50/p95 latency and errors of the running app under 1, 4 and 16 concurrent gradio_client users.
 
 Run from the repository root: `python -m benchmarks.bench_load [--requests 3] [--clients 1 4 16] [--model DIR]
-[--concurrency-limit N]`. It starts `python app.py` (tests/server.py) on a free loopback port; each user is its
+[--concurrency-limit N] [--precision auto|float32|bfloat16] [--batch-size N]`. `--precision float32 --batch-size 1`
+is the app before batching (one prediction at a time, float32); the defaults are today's app (auto, batches of 8).
+It starts `python app.py` (tests/server.py) on a free loopback port; each user is its
 own gradio_client.Client sending its requests one after another, each with a new file (one pixel changed) so the
 app's prediction cache never answers for the network; the overlay image is downloaded as a browser would.
 """
@@ -70,6 +72,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="artifact folder (default: shipped, else the reference network)")
     parser.add_argument("--concurrency-limit", type=int,
                         help="GRADIO_DEFAULT_CONCURRENCY_LIMIT for the server (Gradio's default: 1)")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="XRAY_PRECISION for the server (default auto)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="XRAY_MAX_BATCH_SIZE for the server: predictions run together (1: one at a time)")
     args = parser.parse_args()
 
     load_before = load_average()
@@ -77,10 +83,12 @@ def main() -> None:
     model_path = benchmark_model(tmp / "model", args.model)
     files = iter(distinct_xrays(EXAMPLES / "covid-1.jpg", tmp / "images", 1 + sum(args.clients) * args.requests))
     env = {"GRADIO_DEFAULT_CONCURRENCY_LIMIT": str(args.concurrency_limit)} if args.concurrency_limit else {}
+    env.update(XRAY_PRECISION=args.precision, XRAY_MAX_BATCH_SIZE=str(args.batch_size))
     with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
         run_level(server.url, 1, [next(files)], tmp / "downloads")
         print(f"model: {model_path}; image: covid-1.jpg (512x512) variants; {args.requests} requests per client; "
-              f"server concurrency limit: {args.concurrency_limit or 'Gradio default (1)'}")
+              f"server concurrency limit: {args.concurrency_limit or 'Gradio default (1)'}; "
+              f"precision {args.precision}, batches of up to {args.batch_size}")
         for clients in args.clients:
             level = run_level(server.url, clients, [next(files) for _ in range(clients * args.requests)],
                               tmp / "downloads")

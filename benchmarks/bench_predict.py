@@ -1,9 +1,9 @@
 """Latency of one prediction with its Grad-CAM through the app's `predict` function against a bare forward pass.
 
-Run from the repository root: `python -m benchmarks.bench_predict [--runs 20] [--model DIR]`.
-Both are timed in this process on the same network at batch 1, interleaved so that load from other
-processes falls on both alike. Each app call gets a new file (one pixel changed) so the app's
-prediction cache never answers for the network.
+Run from the repository root: `python -m benchmarks.bench_predict [--runs 20] [--model DIR]
+[--precision float32 bfloat16]`. For each precision both are timed in this process on the same network at
+batch 1, interleaved so that load from other processes falls on both alike. Each app call gets a new file
+(one pixel changed) so the app's prediction cache never answers for the network.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Callable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-TARGET_RATIO = 1.3
+TARGET_RATIO = 1.1
 WARMUP = 3
+APP_NAME = "app predict (Grad-CAM, overlay, corrections)"
 
 
 def benchmark_model(folder: Path, model: Path | None = None) -> Path:
@@ -62,55 +63,69 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed runs of each (at least 10)")
-    parser.add_argument("--model", type=Path, help="artifact folder or .keras file (default: shipped, else reference)")
-    parser.add_argument("--image", type=Path, help="X-ray to predict (default: examples/covid-1.jpg)")
-    args = parser.parse_args()
-    if args.runs < 10:
-        parser.error("--runs must be at least 10")
-
+def time_precision(precision: str, model_path: Path, image: Path, runs: int, tmp: Path) -> dict[str, list[float]]:
+    """Seconds of each app predict and bare forward call at batch 1 in one precision, interleaved."""
     import app
-    from model.serving.predictor import load_predictor
+    from model.artifact import load_artifact
     from model.images import read_grey
+    from model.precision import in_precision
     from model.preprocessing import to_network_input
-    from tests.server import EXAMPLES, distinct_xrays
+    from model.serving.predictor import predictor_from_model
+    from tests.server import distinct_xrays
 
-    load_before = load_average()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-    model_path = benchmark_model(tmp / "model", args.model)
-    predictor = load_predictor(model_path)
-    image = args.image or EXAMPLES / "covid-1.jpg"
-    files = distinct_xrays(image, tmp / "images", WARMUP + args.runs)
+    model, card = load_artifact(model_path)
+    predictor = predictor_from_model(model, card, precision)
+    files = distinct_xrays(image, tmp / f"images-{precision}", WARMUP + runs)
     predict = app_predict(app.build_demo(predictor, tmp / "feedback", {}, model_path))
-    x = to_network_input(read_grey(image), predictor.input_size)[None]
-    bare = bare_forwards(predictor.model, x)
-
+    bare = bare_forwards(in_precision(model, precision), to_network_input(read_grey(image), card.input_size)[None])
     for path in files[:WARMUP]:
         predict(str(path))
         for forward in bare.values():
             forward()
-    times: dict[str, list[float]] = {"app predict (Grad-CAM, overlay, corrections)": [], **{name: [] for name in bare}}
-    app_name = next(iter(times))
+    times: dict[str, list[float]] = {APP_NAME: [], **{name: [] for name in bare}}
     for path in files[WARMUP:]:
         start = time.perf_counter()
         predict(str(path))
-        times[app_name].append(time.perf_counter() - start)
+        times[APP_NAME].append(time.perf_counter() - start)
         for name, forward in bare.items():
             start = time.perf_counter()
             forward()
             times[name].append(time.perf_counter() - start)
+    return times
 
+
+def report(precision: str, times: dict[str, list[float]]) -> None:
+    """Each median and the app's ratio to the fastest bare forward."""
+    bare = [name for name in times if name != APP_NAME]
     fastest = min(bare, key=lambda name: median_ms(times[name]))
-    ratio = median_ms(times[app_name]) / median_ms(times[fastest])
-    height, width = read_grey(image).shape
-    print(f"model: {model_path} ({predictor.input_size} px, version {predictor.version})")
-    print(f"image: {image.name} {width}x{height}; {args.runs} timed runs of each, interleaved, after {WARMUP} warm-up")
+    print(f"{precision}:")
     for name, samples in times.items():
         print(f"  {name:48s} median {median_ms(samples):8.1f} ms  (min {min(samples) * 1000:.1f}, "
               f"max {max(samples) * 1000:.1f})")
-    print(f"ratio app / fastest bare forward ({fastest}): {ratio:.3f} (target <= {TARGET_RATIO})")
+    ratio = median_ms(times[APP_NAME]) / median_ms(times[fastest])
+    print(f"  ratio app / fastest bare forward ({fastest}): {ratio:.3f} (target <= {TARGET_RATIO})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="timed runs of each (at least 5)")
+    parser.add_argument("--model", type=Path, help="artifact folder or .keras file (default: shipped, else reference)")
+    parser.add_argument("--image", type=Path, help="X-ray to predict (default: examples/covid-1.jpg)")
+    parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    args = parser.parse_args()
+    if args.runs < 5:
+        parser.error("--runs must be at least 5")
+
+    from tests.server import EXAMPLES
+
+    load_before = load_average()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    model_path = benchmark_model(tmp / "model", args.model)
+    image = args.image or EXAMPLES / "covid-1.jpg"
+    print(f"model: {model_path}; image: {image.name}; {args.runs} timed runs of each, interleaved, "
+          f"after {WARMUP} warm-up; batch 1")
+    for precision in args.precision:
+        report(precision, time_precision(precision, model_path, image, args.runs, tmp))
     print(f"load average (1, 5, 15 min): before {load_before}; after {load_average()}")
 
 

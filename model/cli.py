@@ -32,6 +32,7 @@ from model.data import (
     split_by_patient,
 )
 from model.features import DEFAULT_CACHE
+from model.precision import PRECISIONS, resolve
 
 log = logging.getLogger("xray-covid")
 USAGE_ERROR = 2
@@ -98,6 +99,17 @@ def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
 
+def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="network precision: auto (bfloat16 where the CPU has AMX), float32 or "
+                             "bfloat16 (default: $XRAY_PRECISION, else auto)")
+
+
+def precision_from_args(args: argparse.Namespace) -> str:
+    """The precision the flag (else $XRAY_PRECISION, else auto) chooses on this CPU; the reason is logged."""
+    return resolve(args.precision)
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", type=Path, required=True, help="folder with one sub-folder per class")
@@ -117,6 +129,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     base.add_argument("--weights", default="imagenet",
                       help="base weights: imagenet, none, or a VGG-16 no-top weights file (default imagenet)")
     base.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
+    add_precision_argument(base)
     base.add_argument("--target-sensitivity", type=float, default=None,
                       help="choose the threshold for this validation sensitivity (default: Youden's J)")
 

@@ -21,6 +21,7 @@ from model.cli import (
     cache_from_args,
     config_from_args,
     examples_from_args,
+    precision_from_args,
     report_skipped,
     run,
     setup_logging,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     start = time.time()
     examples = examples_from_args(args)
-    features = featurizer(config, cache_from_args(args))
+    features = featurizer(config, cache_from_args(args), precision_from_args(args))
     scored = features(examples, args.views)
     extra = scan_folder(args.extra_train, args.positive, require_both=False)[: args.extra_limit] if args.extra_train else []
     evaluations = cross_validate(scored, config, args.folds, args.seed, features(extra, args.views) if extra else None)

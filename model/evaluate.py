@@ -16,7 +16,9 @@ from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.cli import (
     add_cache_arguments,
     add_positive_argument,
+    add_precision_argument,
     cache_from_args,
+    precision_from_args,
     report_skipped,
     run,
     setup_logging,
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help="override the model card's threshold")
     add_positive_argument(parser)
     add_cache_arguments(parser)
+    add_precision_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -48,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
-    scored, probs = score_saved(model, card, examples, cache_from_args(args))
+    precision = precision_from_args(args)
+    scored, probs = score_saved(model, card, examples, cache_from_args(args), precision)
     evaluation = evaluate(args.data.name or "data", scored.y, probs, threshold, [e.source for e in scored.examples])
     evaluation.metrics["shortcut_audit"] = audit = shortcut_audit(scored.examples, probs)
     meta = {"model": str(args.model), "model_version": card.version, "data": str(args.data), "threshold": threshold,
+            "precision": precision,
             "threshold_rule": card.threshold_rule if args.threshold is None else "given with --threshold"}
     write_report(args.out, [evaluation], None, meta)
     print(json.dumps({k: evaluation.metrics[k] for k in SHOWN}))

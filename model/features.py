@@ -16,14 +16,16 @@ from model.config import ModelConfig
 from model.data import Example
 from model.images import ImageError, load_bytes, read_grey
 from model.preprocessing import Preprocessing, to_network_input
+from model.progress import Progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
 
 
-def base_key(base, preprocessing: Preprocessing | None = None) -> str:
-    """Names what a base computes on what input: a hash of its weights, its output shape and the preprocessing.
+def base_key(base, preprocessing: Preprocessing | None = None, precision: str = "float32") -> str:
+    """Names what a base computes on what input: a hash of its weights, its output shape, the preprocessing
+    and the precision it runs in (float32 keys carry no precision suffix).
 
     A trained frozen-base model and the weights file it started from therefore share cached features.
     """
@@ -32,7 +34,8 @@ def base_key(base, preprocessing: Preprocessing | None = None) -> str:
         digest.update(np.ascontiguousarray(array).tobytes())
     output = "x".join(str(int(d)) for d in base.output_shape[1:])
     prep = preprocessing or Preprocessing(int(base.input_shape[1]))
-    return f"vgg16-{digest.hexdigest()[:16]}-out{output}-{prep.key}"
+    suffix = "" if precision == "float32" else f"-{precision}"
+    return f"vgg16-{digest.hexdigest()[:16]}-out{output}-{prep.key}{suffix}"
 
 
 def _view_pixels(data: bytes, view: int, digest: str, preprocessing: Preprocessing, seed: int) -> np.ndarray:
@@ -60,6 +63,39 @@ def _load(path: Path) -> np.ndarray | None:
         return None
 
 
+def _compute(base, todo: list, paths: Sequence[Path], seed: int, batch_size: int,
+             found: dict[tuple[int, int], np.ndarray], preprocessing: Preprocessing) -> set[int]:
+    """Run the base on the uncached views in batches, caching each; the indices of files that failed to decode."""
+    failed: set[int] = set()
+    progress = Progress("base features", len(todo))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        batch, pixels = [], []
+        for i, view, data, digest, cached in chunk:
+            try:
+                pixels.append(_view_pixels(data, view, digest, preprocessing, seed))
+                batch.append((i, view, cached))
+            except ImageError as error:
+                if i not in failed:
+                    log.warning("skipping %s: %s", paths[i], error)
+                failed.add(i)
+        if pixels:
+            outputs = np.asarray(base.predict_on_batch(np.stack(pixels)), dtype="float32")
+            for (i, view, cached), array in zip(batch, outputs):
+                found[i, view] = array
+                if cached is not None:
+                    _save_atomic(cached, array)
+        progress.advance(len(chunk))
+    return failed
+
+
+def feature_network(base, precision: str = "float32", preprocessing: Preprocessing | None = None) -> tuple[object, str]:
+    """The frozen base as it runs in `precision` (see model.precision) and its feature cache key."""
+    from model.precision import in_precision
+
+    return in_precision(base, precision), base_key(base, preprocessing, precision)
+
+
 def extract_features(
     base,
     paths: Sequence[Path],
@@ -73,6 +109,7 @@ def extract_features(
     """Features of shape (n_kept, views + 1, *base_output) and the indices of the paths that loaded.
 
     View 0 is the clean image; views 1..`views` are seeded augmentations. Unusable files are reported and skipped.
+    `base` runs in whatever precision it was built in (see feature_network); progress is logged as it goes.
     """
     preprocessing = preprocessing or Preprocessing(int(base.input_shape[1]))
     shape = tuple(int(d) for d in base.output_shape[1:])
@@ -96,24 +133,7 @@ def extract_features(
                 todo.append((i, view, data, digest, cached))
     if todo:
         log.info("computing %d base features (%d cached) with %s", len(todo), len(found), key)
-    failed: set[int] = set()
-    for start in range(0, len(todo), batch_size):
-        batch, pixels = [], []
-        for i, view, data, digest, cached in todo[start : start + batch_size]:
-            try:
-                pixels.append(_view_pixels(data, view, digest, preprocessing, seed))
-                batch.append((i, view, cached))
-            except ImageError as error:
-                if i not in failed:
-                    log.warning("skipping %s: %s", paths[i], error)
-                failed.add(i)
-        if not pixels:
-            continue
-        outputs = np.asarray(base.predict_on_batch(np.stack(pixels)), dtype="float32")
-        for (i, view, cached), array in zip(batch, outputs):
-            found[i, view] = array
-            if cached is not None:
-                _save_atomic(cached, array)
+    failed = _compute(base, todo, paths, seed, batch_size, found, preprocessing)
     kept = [i for i in kept if i not in failed]
     features = np.zeros((len(kept), views + 1, *shape), dtype="float32")
     for row, i in enumerate(kept):
@@ -202,12 +222,15 @@ def columns_for(config: ModelConfig) -> np.ndarray | None:
     return None if config.pooling == "flatten" else feature_columns(config)
 
 
-def featurizer(config: ModelConfig, cache_dir: Path | None = DEFAULT_CACHE) -> Callable[[Sequence[Example], int], Features]:
-    """A function from (examples, views) to their features for `config`: its preprocessing, its blocks, cached."""
+def featurizer(config: ModelConfig, cache_dir: Path | None = DEFAULT_CACHE,
+               precision: str = "float32") -> Callable[[Sequence[Example], int], Features]:
+    """A function from (examples, views) to their features for `config`: its preprocessing, its blocks, in
+    `precision`, cached."""
     from model.preprocessing import preprocessing_of
 
-    extractor, preprocessing = extractor_for(config), preprocessing_of(config)
-    key, columns = base_key(extractor, preprocessing), columns_for(config)
+    preprocessing = preprocessing_of(config)
+    extractor, key = feature_network(extractor_for(config), precision, preprocessing)
+    columns = columns_for(config)
 
     def features(examples: Sequence[Example], views: int = 0) -> Features:
         return featurize(extractor, key, examples, views, cache_dir, config.seed, preprocessing).columns(columns)

@@ -1,7 +1,8 @@
 """Predict files: python -m model.predict FILE... [--model PATH] [--csv OUT].
 
-One line per file: probability of COVID-19 and the decision at the model card's threshold. Unusable files
-are reported on stderr and skipped; the exit status is 1 if any file failed.
+One line per file: probability of COVID-19 and the decision at the model card's threshold. Files go through
+the network in batches, with progress on stderr. Unusable files are reported on stderr and skipped; the exit
+status is 1 if any file failed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import sys
 from pathlib import Path
 
 from model.artifact import DEFAULT_ARTIFACT
-from model.cli import report_skipped, run, setup_logging
+from model.cli import add_precision_argument, precision_from_args, report_skipped, run, setup_logging
 from model.images import FORMAT_NAMES, ImageError
-from model.serving.predictor import load_predictor
+from model.progress import Progress
+from model.serving.predictor import Prediction, load_predictor
+
+BATCH_SIZE = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,25 +27,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("files", nargs="+", type=Path, help=f"X-ray files ({FORMAT_NAMES})")
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT, help="artifact folder or .keras file")
     parser.add_argument("--csv", type=Path, default=None, help="also write the results to this CSV file")
+    add_precision_argument(parser)
     return parser.parse_args(argv)
+
+
+def row(path: Path, result: Prediction | ImageError) -> dict[str, str]:
+    """One file's line on stdout (or stderr for an error) and its CSV row."""
+    if isinstance(result, ImageError):
+        print(f"{path}: error: {result}", file=sys.stderr, flush=True)
+        return {"file": str(path), "probability": "", "decision": "", "threshold": "", "error": str(result)}
+    print(f"{path}\t{result.probability:.4f}\t{result.label}", flush=True)
+    return {"file": str(path), "probability": f"{result.probability:.6f}", "decision": result.label,
+            "threshold": f"{result.threshold:.6f}", "error": ""}
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, precision_from_args(args))
     rows, failed = [], []
-    for path in args.files:
-        try:
-            result = predictor.predict(path)
-        except ImageError as error:
-            failed.append(path)
-            print(f"{path}: error: {error}", file=sys.stderr, flush=True)
-            rows.append({"file": str(path), "probability": "", "decision": "", "threshold": "", "error": str(error)})
-            continue
-        print(f"{path}\t{result.probability:.4f}\t{result.label}", flush=True)
-        rows.append({"file": str(path), "probability": f"{result.probability:.6f}", "decision": result.label,
-                     "threshold": f"{result.threshold:.6f}", "error": ""})
+    progress = Progress("predict", len(args.files), every_s=10.0)
+    for start in range(0, len(args.files), BATCH_SIZE):
+        paths = args.files[start : start + BATCH_SIZE]
+        for path, result in zip(paths, predictor.predict_many(paths)):
+            rows.append(row(path, result))
+            if isinstance(result, ImageError):
+                failed.append(path)
+        progress.advance(len(paths))
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -22,6 +22,7 @@ from model.cli import (
     cache_from_args,
     config_from_args,
     log,
+    precision_from_args,
     report_skipped,
     run,
     setup_logging,
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args)
     start = time.time()
-    base, sets = prepare(split_from_args(args), config, args.views, cache_from_args(args))
+    base, sets = prepare(split_from_args(args), config, args.views, cache_from_args(args), precision_from_args(args))
     log.info("features ready in %.0f s", time.time() - start)
     head, history = train_head(base.output_shape[1:], sets.train, sets.validation, config, verbose=2)
     if not np.isfinite(history["loss"][-1]):

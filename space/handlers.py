@@ -19,6 +19,7 @@ from feedback.review import filter_corrections
 from feedback.review import summary as review_summary
 from feedback.store import Correction, all_corrections, count_prediction, prediction_counts
 from model.images import ImageError, load_bytes, lossless_png, read_grey
+from model.serving.batching import BatchingPredictor
 from model.serving.cache import PredictionCache
 from model.serving.gradcam import overlay
 from model.serving.predictor import Prediction, Predictor
@@ -73,22 +74,24 @@ class Handlers:
     quotas: Quotas | None = None
     guard: LoginGuard = field(default_factory=LoginGuard)
     cached: PredictionCache | None = field(init=False)
+    batched: BatchingPredictor | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.cached = (
             PredictionCache(self.predictor, preview_side=show.PREVIEW_SIDE, slots=self.network_slots)
             if self.predictor else None
         )
+        self.batched = BatchingPredictor(self.predictor) if self.predictor else None
 
-    def read_and_predict(self, path: str | None) -> tuple[bytes, str, Prediction]:
-        """The upload's bytes, SHA-256 and prediction; a gr.Error saying why when there is none."""
+    def read_and_predict(self, path: str | None, batched: bool = False) -> tuple[bytes, str, Prediction]:
+        """The upload's bytes, SHA-256 and prediction (with concurrent predictions when batched); gr.Error if none."""
         if self.cached is None:
             raise gr.Error(f"No model is loaded. Create one with: {show.train_command(self.model_path)}")
         if not path:
             raise gr.Error("Upload a chest X-ray first.")
         try:
             data = load_bytes(path)
-            return data, *self.cached(data)
+            return data, *self.cached(data, self.batched.predict if batched else None)
         except ImageError as error:
             raise gr.Error(f"Cannot use {Path(path).name}: {error}") from None
 
@@ -97,7 +100,7 @@ class Handlers:
         if not path:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
-        data, sha256, prediction = self.read_and_predict(path)
+        data, sha256, prediction = self.read_and_predict(path, batched=True)
         self.count_prediction()
         return (
             show.label_scores(prediction),

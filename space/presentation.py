@@ -46,12 +46,19 @@ def label_scores(prediction: Prediction) -> dict[str, float]:
 
 
 def decision_text(prediction: Prediction) -> str:
-    """The decision in words, with the probability and the threshold it was compared with."""
+    """The decision in words, with the probability, the threshold it was compared with and the precision."""
     relation = "at or above" if prediction.positive else "below"
     return (
         f"**{prediction.label}**: the model's probability of COVID-19 is {prediction.probability:.2f}, "
-        f"{relation} its decision threshold of {prediction.threshold:.2f}."
+        f"{relation} its decision threshold of {prediction.threshold:.2f}. {served_in(prediction.precision)}"
     )
+
+
+def served_in(precision: str) -> str:
+    """Which precision computed the answer, against the float32 the threshold was chosen in."""
+    if precision == "float32":
+        return "Computed in float32."
+    return f"Computed in {precision} (the threshold was chosen in float32; probabilities differ by at most about 0.03)."
 
 
 def preview(grey: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:

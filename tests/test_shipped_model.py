@@ -14,7 +14,8 @@ ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*\| (?P<probability>[0-9.]+), (?P<de
 
 @pytest.fixture(scope="module")
 def predictor():
-    return load_predictor(DEFAULT_ARTIFACT)
+    """float32, the precision examples/README.md's outputs and the card's threshold were computed in."""
+    return load_predictor(DEFAULT_ARTIFACT, "float32")
 
 
 def listed_outputs() -> list[dict]:
@@ -48,3 +49,16 @@ def test_every_example_is_listed_with_the_output_the_model_gives(predictor):
         result = predictor.predict(EXAMPLES / row["file"])
         assert result.probability == pytest.approx(float(row["probability"]), abs=0.0015), row["file"]
         assert result.label == row["decision"], row["file"]
+
+
+def test_bfloat16_moves_no_fixture_probability_past_0_03_and_changes_no_decision(predictor):
+    from tests.conftest import FIXTURE_DIR
+
+    files = sorted(p for p in FIXTURE_DIR.glob("*/*") if p.suffix in (".png", ".jpg"))
+    bf16 = load_predictor(DEFAULT_ARTIFACT, "bfloat16")
+    for start in range(0, len(files), 8):
+        chunk = files[start : start + 8]
+        for path, full, half in zip(chunk, predictor.predict_many(chunk), bf16.predict_many(chunk)):
+            assert abs(full.probability - half.probability) <= 0.03, path.name
+            assert full.positive == half.positive, path.name
+            assert half.precision == "bfloat16"

@@ -12,9 +12,9 @@ from model.features import (
     DEFAULT_CACHE,
     Features,
     SplitFeatures,
-    base_key,
     columns_for,
     extractor_for,
+    feature_network,
     featurize,
 )
 from model.preprocessing import preprocessing_of
@@ -35,6 +35,7 @@ class FeatureBank:
     views: int = 2
     cache_dir: Path | None = DEFAULT_CACHE
     external_examples: list[Example] = field(default_factory=list)
+    precision: str = "float32"
     _memory: dict = field(default_factory=dict)
 
     @property
@@ -49,8 +50,8 @@ class FeatureBank:
         variant = self._variant(config)
         if variant not in self._memory:
             log.info("features for %s", variant)
-            extractor, preprocessing = extractor_for(config), preprocessing_of(config)
-            key = base_key(extractor, preprocessing)
+            preprocessing = preprocessing_of(config)
+            extractor, key = feature_network(extractor_for(config), self.precision, preprocessing)
 
             def part(examples: list[Example], views: int) -> Features:
                 return featurize(extractor, key, examples, views, self.cache_dir, config.seed, preprocessing)

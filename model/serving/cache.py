@@ -6,6 +6,7 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from model.images import file_sha256
 from model.preprocessing import shrink_grey
@@ -44,14 +45,21 @@ class PredictionCache:
         with self._lock:
             return sum(_nbytes(p) for p in self._items.values())
 
-    def __call__(self, data: bytes) -> tuple[str, Prediction]:
-        """(SHA-256 of the bytes, their prediction); raises model.images.ImageError for unusable files."""
+    def __call__(self, data: bytes, predict: Callable[[bytes], Prediction] | None = None) -> tuple[str, Prediction]:
+        """(SHA-256 of the bytes, their prediction); raises model.images.ImageError for unusable files.
+
+        `predict` (a batcher's, which bounds the network itself) replaces the predictor's own call, which
+        takes one of the cache's network slots.
+        """
         sha256 = file_sha256(data)
         found = self.get(sha256)
         if found is not None:
             return sha256, found
-        with self._network:
-            prediction = self.predictor.predict(data)
+        if predict is not None:
+            prediction = predict(data)
+        else:
+            with self._network:
+                prediction = self.predictor.predict(data)
         if self.preview_side:
             prediction = dataclasses.replace(prediction, grey=shrink_grey(prediction.grey, self.preview_side))
         with self._lock:

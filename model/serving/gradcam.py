@@ -21,23 +21,26 @@ def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np
     """A compiled function mapping a batch of network inputs to (probabilities (n,), heatmaps (n, h, w) in [0, 1]).
 
     The heatmap is Grad-CAM on the deepest convolution the head reads, for the positive class's logit, so a
-    saturated sigmoid still gives a map; map and probability come from one forward pass.
+    saturated sigmoid still gives a map; map and probability come from one forward pass. In a bfloat16
+    network the logit and the map are computed in float32.
     """
     base = model.get_layer(BASE_NAME)
     both = keras.Model(base.input, [last_conv(base).output, base.output])
     head = model.layers[model.layers.index(base) + 1 :]
     preds = head[-1]
 
-    @tf.function(reduce_retracing=True)
+    size = int(model.input_shape[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
     def run(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             conv, x = both(images, training=False)
             for layer in head[:-1]:
                 x = layer(x, training=False)
-            logit = tf.matmul(x, preds.kernel) + preds.bias
-        grads = tape.gradient(logit, conv)
+            logit = tf.matmul(tf.cast(x, preds.kernel.dtype), preds.kernel) + preds.bias
+        grads = tf.cast(tape.gradient(logit, conv), tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))
+        cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(conv, tf.float32), axis=-1))
         cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-8)
         return tf.sigmoid(logit)[:, 0], cam
 

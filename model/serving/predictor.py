@@ -1,9 +1,10 @@
-"""The predictor the app and the predict CLI use: probability, decision and Grad-CAM of one image."""
+"""The predictor the app and the predict CLI use: probability, decision and Grad-CAM of one image or a batch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -11,9 +12,12 @@ from model.artifact import DEFAULT_ARTIFACT, load_artifact
 from model.calibration import calibrate
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
-from model.images import Source, read_grey
+from model.images import ImageError, Source, read_grey
+from model.precision import resolve
 from model.preprocessing import preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
+
+Input = Union[Source, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Prediction:
     threshold: float
     heatmap: np.ndarray
     grey: np.ndarray
+    precision: str = "float32"
 
 
 @dataclass
@@ -34,6 +39,7 @@ class Predictor:
 
     card: ModelCard
     run: Runtime
+    precision: str = "float32"
 
     @property
     def input_size(self) -> int:
@@ -47,26 +53,59 @@ class Predictor:
     def version(self) -> str:
         return self.card.version
 
-    def predict(self, source: Source) -> Prediction:
+    def predict(self, source: Input) -> Prediction:
         """Raises model.images.ImageError for unusable files."""
-        grey = read_grey(source)
-        probs, cams = self.run(to_network_input(grey, preprocessing_of(self.card.config))[None])
-        probability = calibrate(float(probs[0]), self.card.calibration)
+        return self.predict_greys([_grey(source)])[0]
+
+    def predict_many(self, sources: Sequence[Input]) -> list[Prediction | ImageError]:
+        """One result per source in one network pass: a Prediction, or the ImageError of an unusable file.
+
+        A source is a file path, its bytes, or a grey uint8 image already decoded.
+        """
+        results: list[Prediction | ImageError] = []
+        for source in sources:
+            try:
+                results.append(_grey(source))
+            except ImageError as error:
+                results.append(error)
+        good = [i for i, item in enumerate(results) if isinstance(item, np.ndarray)]
+        for i, prediction in zip(good, self.predict_greys([results[i] for i in good])):
+            results[i] = prediction
+        return results
+
+    def predict_greys(self, greys: Sequence[np.ndarray]) -> list[Prediction]:
+        """Predictions of decoded grey images, all through the network together."""
+        if not greys:
+            return []
+        preprocessing = preprocessing_of(self.card.config)
+        probs, cams = self.run(np.stack([to_network_input(grey, preprocessing) for grey in greys]))
+        return [self._prediction(float(p), cam, grey) for p, cam, grey in zip(probs, cams, greys)]
+
+    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray) -> Prediction:
+        """The decision on the card-calibrated probability of the network's raw output."""
+        probability = calibrate(raw, self.card.calibration)
         positive = probability >= self.threshold
         return Prediction(
             probability=probability,
             positive=positive,
             label=POSITIVE_NAME if positive else NEGATIVE_NAME,
             threshold=self.threshold,
-            heatmap=cams[0],
+            heatmap=heatmap,
             grey=grey,
+            precision=self.precision,
         )
 
 
-def predictor_from_model(model, card: ModelCard) -> Predictor:
-    return Predictor(card=card, run=keras_runtime(model))
+def _grey(source: Input) -> np.ndarray:
+    return source if isinstance(source, np.ndarray) else read_grey(source)
 
 
-def load_predictor(path: Path = DEFAULT_ARTIFACT) -> Predictor:
+def predictor_from_model(model, card: ModelCard, precision: str = "float32") -> Predictor:
+    """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision)."""
+    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision)
+
+
+def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) -> Predictor:
+    """The artifact's predictor; precision None means $XRAY_PRECISION, else auto (see model.precision.resolve)."""
     model, card = load_artifact(path)
-    return predictor_from_model(model, card)
+    return predictor_from_model(model, card, resolve(precision))

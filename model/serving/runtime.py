@@ -12,8 +12,9 @@ import numpy as np
 Runtime = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def keras_runtime(model) -> Runtime:
-    """The Keras model itself, probability and Grad-CAM from one forward pass (see model.serving.gradcam)."""
+def keras_runtime(model, precision: str = "float32") -> Runtime:
+    """The Keras model in `precision` (float32 or bfloat16); probability and Grad-CAM from one forward pass."""
+    from model.precision import in_precision
     from model.serving.gradcam import explainer
 
-    return explainer(model)
+    return explainer(in_precision(model, precision))

@@ -7,6 +7,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from model.config import ModelConfig
 from model.features import Features
+from model.progress import Progress
 from model.training.evaluation import Evaluation, evaluate, pick_threshold
 from model.training.head import probabilities, train_head
 
@@ -34,8 +35,10 @@ def run_fold(name: str, features: Features, train_idx, test_idx, config: ModelCo
 def cross_validate(features: Features, config: ModelConfig, folds: int, seed: int,
                    extra: Features | None = None) -> list[Evaluation]:
     """One evaluation per held-out fold, each scored by a head that never saw its patients (`extra`: more
-    training examples for every fold, never held out)."""
-    return [
-        run_fold(f"fold{k}", features, train_idx, test_idx, config, seed + k, extra)
-        for k, (train_idx, test_idx) in enumerate(grouped_folds(features, folds, seed), start=1)
-    ]
+    training examples for every fold, never held out); progress is logged."""
+    progress = Progress("cross-validation", folds, unit="folds", every_s=0)
+    evaluations = []
+    for k, (train_idx, test_idx) in enumerate(grouped_folds(features, folds, seed), start=1):
+        evaluations.append(run_fold(f"fold{k}", features, train_idx, test_idx, config, seed + k, extra))
+        progress.advance()
+    return evaluations

@@ -18,7 +18,7 @@ from model.features import (
     DEFAULT_CACHE,
     Features,
     SplitFeatures,
-    base_key,
+    feature_network,
     featurize,
     featurizer,
 )
@@ -35,14 +35,14 @@ from model.training.report import write_report
 from model.training.shortcut import shortcut_audit
 
 
-def prepare(split: Split, config: ModelConfig, views: int = 2,
-            cache_dir: Path | None = DEFAULT_CACHE) -> tuple[object, SplitFeatures]:
+def prepare(split: Split, config: ModelConfig, views: int = 2, cache_dir: Path | None = DEFAULT_CACHE,
+            precision: str = "float32") -> tuple[object, SplitFeatures]:
     """The base a model of `config` runs, and the features of each part of the split (views for training only).
 
     Features come from the cache of every pooled block (or block 5's map) under the config's preprocessing,
-    sliced to the blocks and pooling the config reads.
+    sliced to the blocks and pooling the config reads, computed in `precision`; the base returned is float32.
     """
-    features = featurizer(config, cache_dir)
+    features = featurizer(config, cache_dir, precision)
     sets = SplitFeatures(features(split.train, views), features(split.validation), features(split.test))
     return build_config_base(config), sets
 
@@ -57,10 +57,12 @@ def evaluate_features(name: str, head, features: Features, threshold: float,
 
 
 def score_saved(model, card: ModelCard, examples: Sequence[Example], cache_dir: Path | None = DEFAULT_CACHE,
-                ) -> tuple[Features, np.ndarray]:
-    """A saved model's features (through its own base and preprocessing, cached) and calibrated probabilities."""
-    base, preprocessing = model.get_layer(BASE_NAME), preprocessing_of(card.config)
-    scored = featurize(base, base_key(base, preprocessing), examples, 0, cache_dir, 0, preprocessing)
+                precision: str = "float32") -> tuple[Features, np.ndarray]:
+    """A saved model's features (through its own base and preprocessing, in `precision`, cached) and
+    calibrated probabilities."""
+    preprocessing = preprocessing_of(card.config)
+    network, key = feature_network(model.get_layer(BASE_NAME), precision, preprocessing)
+    scored = featurize(network, key, examples, 0, cache_dir, 0, preprocessing)
     return scored, calibrate(probabilities(head_of(model), scored), card.calibration)
 
 

@@ -1,0 +1,85 @@
+"""Which floating-point precision runs the network: float32, or bfloat16 where the CPU computes it natively.
+
+`auto` reads the CPU's flags from /proc/cpuinfo and picks bfloat16 only where it pays: with AMX (3.5x faster
+than float32 on the shipped model). With AVX512-BF16 alone bfloat16 measured 0.7x float32 (slower:
+benchmarks/bench_precision.py, README), so `auto` keeps float32 there and says so; XRAY_PRECISION=bfloat16 forces it.
+The bfloat16 network is a copy of the float32 one under Keras' "mixed_bfloat16" policy (bfloat16 compute,
+float32 weights), built in its own scope so the global policy is left as it was; its final sigmoid stays float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+AUTO_BF16_FLAGS = ("amx_bf16",)
+SLOW_BF16_FLAGS = ("avx512_bf16",)
+ENV_VAR = "XRAY_PRECISION"
+CPUINFO = Path("/proc/cpuinfo")
+OUTPUT_LAYER = "preds"
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The feature flags of the first processor in /proc/cpuinfo text (x86 `flags`, Arm `Features`)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def choose(requested: str, flags: set[str]) -> tuple[str, str]:
+    """(precision, reason) for a requested precision on a CPU with these flags."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested, f"{requested} as requested"
+    found = [flag for flag in AUTO_BF16_FLAGS if flag in flags]
+    if found:
+        return "bfloat16", f"auto: the CPU reports {', '.join(found)}"
+    slow = [flag for flag in SLOW_BF16_FLAGS if flag in flags]
+    if slow:
+        return "float32", f"auto: the CPU reports {', '.join(slow)} but not AMX, where bfloat16 ran slower than float32"
+    return "float32", "auto: the CPU reports neither AMX nor AVX512-BF16"
+
+
+def resolve(requested: str | None = None, cpuinfo: Path = CPUINFO) -> str:
+    """The precision to use (default: $XRAY_PRECISION, else auto), with the reason logged."""
+    requested = (requested or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    try:
+        text = cpuinfo.read_text(errors="replace") if requested == "auto" else ""
+    except OSError:
+        text = ""
+    precision, reason = choose(requested, cpu_flags(text))
+    log.info("precision %s (%s)", precision, reason)
+    return precision
+
+
+def _policy_clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh copy of one layer under mixed_bfloat16, the output layer kept in float32."""
+    config = layer.get_config()
+    if not isinstance(layer, keras.layers.InputLayer):
+        config["dtype"] = "float32" if layer.name == OUTPUT_LAYER else "mixed_bfloat16"
+    return layer.__class__.from_config(config)
+
+
+def in_precision(model: keras.Model, precision: str) -> keras.Model:
+    """The model itself for float32; for bfloat16 a copy with the same weights computing in bfloat16."""
+    if precision == "float32":
+        return model
+    if precision != "bfloat16":
+        raise ValueError(f"cannot build a {precision!r} network; use float32 or bfloat16")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        copy = keras.models.clone_model(model, clone_function=_policy_clone, recursive=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,73 @@
+"""Concurrent predictions served together: callers that arrive while the network runs form its next batch."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.images import Source, read_grey
+from model.serving.predictor import Prediction, Predictor
+
+MAX_BATCH_SIZE = max(1, int(os.environ.get("XRAY_MAX_BATCH_SIZE") or 8))
+
+
+@dataclass
+class _Slot:
+    """One caller's image and, once its batch has run, its outcome."""
+
+    grey: np.ndarray
+    outcome: Prediction | BaseException | None = None
+    done: bool = False
+
+    def result(self) -> Prediction:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+@dataclass
+class BatchingPredictor:
+    """`predict` as Predictor's, but concurrent calls share forward passes of up to `max_batch_size` images.
+
+    No thread of its own: a caller that finds the network idle runs everything waiting (itself included);
+    the others wait for their result. Each caller decodes its own file first, so decoding runs in parallel.
+    """
+
+    predictor: Predictor
+    max_batch_size: int = MAX_BATCH_SIZE
+    _pending: list[_Slot] = field(default_factory=list)
+    _running: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def predict(self, source: Source) -> Prediction:
+        """Raises model.images.ImageError for unusable files (only this caller's)."""
+        slot = _Slot(read_grey(source))
+        with self._changed:
+            self._pending.append(slot)
+        while True:
+            with self._changed:
+                while self._running and not slot.done:
+                    self._changed.wait()
+                if slot.done:
+                    return slot.result()
+                self._running = True
+                batch = self._pending[: self.max_batch_size]
+                del self._pending[: self.max_batch_size]
+            self._run(batch)
+
+    def _run(self, batch: list[_Slot]) -> None:
+        """Predict a batch and hand each caller its outcome; a failure is every caller's failure."""
+        outcomes: list[Prediction | BaseException]
+        try:
+            outcomes = list(self.predictor.predict_many([slot.grey for slot in batch]))
+        except BaseException as error:
+            outcomes = [error] * len(batch)
+        with self._changed:
+            for slot, outcome in zip(batch, outcomes):
+                slot.outcome, slot.done = outcome, True
+            self._running = False
+            self._changed.notify_all()
+

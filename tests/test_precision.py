@@ -1,0 +1,155 @@
+"""Precision: the CPU check behind `auto`, the bfloat16 network, and concurrent predictions served in batches."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from model.config import ModelConfig
+from model.images import ImageError
+from model.precision import choose, cpu_flags, in_precision, resolve
+from model.serving.batching import BatchingPredictor
+from model.serving.predictor import Prediction, load_predictor
+from tests.server import make_model
+
+SAPPHIRE_RAPIDS = "flags\t\t: fpu vme sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 avx512_fp16\n"
+COOPER_LAKE = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\nbugs\t\t: spectre_v1\n"
+SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n"
+GRAVITON = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    (SAPPHIRE_RAPIDS, "bfloat16"), (COOPER_LAKE, "float32"), (SKYLAKE, "float32"), (GRAVITON, "float32"),
+    ("", "float32"),
+])
+def test_auto_picks_bfloat16_only_where_the_cpu_reports_amx(cpuinfo, expected):
+    precision, reason = choose("auto", cpu_flags(cpuinfo))
+    assert precision == expected
+    assert reason.startswith("auto:") and ("amx_bf16" in reason) == ("amx_bf16" in cpuinfo)
+    assert ("avx512_bf16 but not AMX" in reason) == (cpuinfo == COOPER_LAKE)
+
+
+def test_a_requested_precision_is_kept_and_an_unknown_one_refused(tmp_path, monkeypatch):
+    assert choose("float32", cpu_flags(SAPPHIRE_RAPIDS))[0] == "float32"
+    assert choose("bfloat16", cpu_flags(SKYLAKE))[0] == "bfloat16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        choose("float16", set())
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(SKYLAKE)
+    monkeypatch.setenv("XRAY_PRECISION", "auto")
+    assert resolve(cpuinfo=cpuinfo) == "float32"
+    assert resolve(cpuinfo=tmp_path / "missing") == "float32"
+    monkeypatch.setenv("XRAY_PRECISION", "BFloat16")
+    assert resolve(cpuinfo=cpuinfo) == "bfloat16"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_model(tmp_path_factory.mktemp("model"), ModelConfig(weights="none", input_size=32, pooling="avg",
+                                                                      dense=(8,)))
+
+
+def test_bfloat16_network_leaves_the_global_policy_and_keeps_a_float32_sigmoid(tiny_model):
+    model = keras.models.load_model(tiny_model / "model.keras", compile=False)
+    copy = in_precision(model, "bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert copy.get_layer("vgg16").get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert copy.get_layer("preds").dtype_policy.name == "float32"
+    assert in_precision(model, "float32") is model
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert copy(x).dtype.name == "float32"
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), atol=0.03)
+
+
+def test_each_precision_gives_probability_and_grad_cam_from_one_pass(tiny_model, fixture_dir):
+    files = sorted(fixture_dir.glob("covid/*"))[:3]
+    for precision in ("float32", "bfloat16"):
+        predictor = load_predictor(tiny_model, precision)
+        many = predictor.predict_many(files)
+        assert [p.precision for p in many] == [precision] * 3
+        for path, prediction in zip(files, many):
+            single = predictor.predict(path)
+            assert prediction.probability == pytest.approx(single.probability, abs=1e-2)
+            assert prediction.heatmap.shape == single.heatmap.shape and 0 <= prediction.heatmap.min()
+            assert prediction.heatmap.max() <= 1
+
+
+def test_predict_many_returns_the_error_of_a_bad_file_in_its_place(tiny_model, fixture_dir, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    good = sorted(fixture_dir.glob("normal/*"))[0]
+    results = load_predictor(tiny_model, "float32").predict_many([good, bad, good])
+    assert isinstance(results[0], Prediction) and isinstance(results[1], ImageError)
+    assert results[2].probability == results[0].probability
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_answers(tiny_model, fixture_dir, tmp_path):
+    predictor = load_predictor(tiny_model, "float32")
+    sizes: list[int] = []
+    run = predictor.run
+    predictor.run = lambda x: (sizes.append(len(x)), run(x))[1]
+    batched = BatchingPredictor(predictor, max_batch_size=4)
+    files = sorted(fixture_dir.glob("*/*.png"))[:12]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    start = threading.Barrier(len(files) + 1)
+
+    def call(path: Path):
+        start.wait()
+        try:
+            return batched.predict(path)
+        except ImageError as error:
+            return error
+
+    with ThreadPoolExecutor(len(files) + 1) as pool:
+        results = list(pool.map(call, [*files, bad]))
+    assert isinstance(results[-1], ImageError)
+    for path, result in zip(files, results):
+        assert result.probability == pytest.approx(predictor.predict(path).probability, abs=1e-5)
+    assert max(sizes[: len(sizes) - len(files)]) <= 4 and len(sizes) - len(files) < len(files)
+
+
+def test_progress_line_gives_done_rate_and_time_left(caplog):
+    from model.progress import Progress, duration
+
+    now = [0.0]
+    progress = Progress("base features", 100, every_s=10, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="model.progress"):
+        now[0] = 5.0
+        progress.advance(10)
+        now[0] = 20.0
+        progress.advance(30)
+    assert [r.getMessage() for r in caplog.records] == ["base features: 40/100 images, 2.00/s, 30 s left"]
+    assert duration(185) == "3 min 05 s" and duration(3720) == "1 h 02 min"
+
+
+def test_feature_cache_key_names_the_precision_and_keeps_float32_keys(tiny_model):
+    from model.features import feature_network
+
+    base = keras.models.load_model(tiny_model / "model.keras", compile=False).get_layer("vgg16")
+    network, key = feature_network(base, "float32")
+    bf16_network, bf16_key = feature_network(base, "bfloat16")
+    assert network is base and key.endswith("-32px")
+    assert bf16_key == key + "-bfloat16"
+    assert bf16_network.get_layer("block1_conv1").compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_predict_command_takes_the_precision_flag(tiny_model, fixture_dir, precision, capsys):
+    from model.predict import main
+
+    files = [str(p) for p in sorted(fixture_dir.glob("normal/*"))[:3]]
+    assert main([*files, "--model", str(tiny_model), "--precision", precision]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_the_answer_says_which_precision_computed_it():
+    from space.presentation import served_in
+
+    assert served_in("float32") == "Computed in float32."
+    assert "bfloat16" in served_in("bfloat16") and "threshold was chosen in float32" in served_in("bfloat16")
