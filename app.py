@@ -52,11 +52,8 @@ def build_demo(
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
     the cache runs unbatched, at most network_slots() at once).
     """
-    slots = network_slots()
-    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=slots)
-
-    title = "xray-covid: COVID-19 from a chest X-ray (research demo)"
-    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
+    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=network_slots())
+    with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         if predictor is None:
             gr.Markdown(show.missing_model_notice(model_path))

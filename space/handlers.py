@@ -104,7 +104,7 @@ class Handlers:
         self.count_prediction()
         return (
             show.label_scores(prediction),
-            show.decision_text(prediction),
+            show.decision_text(prediction, self.predictor.card.threshold_rule),
             overlay(show.preview(prediction.grey), prediction.heatmap),
             show.corrections_table(corrections_for(self.feedback_root, sha256)),
         )

@@ -22,7 +22,8 @@ LIMITATIONS = (
     "Developed on a small public collection: COVID-19 images mostly come from journal figures and ICU films, "
     "negatives largely from one hospital archive already resized to 224 px, so the model may recognise an "
     "image's source (resolution, compression, markers, tubes) rather than the disease.",
-    "Not validated on any external hospital's data; performance on your images is unknown.",
+    "Checked outside its training sources on one hospital's COVID-19 films against NIH normals only (that set also "
+    "chose the model); it does not tell COVID-19 from other pneumonias well, and performance on your images is unknown.",
     "Meant for frontal (PA/AP) chest radiographs; a lateral view, a CT slice or a photo of a screen gets a "
     "meaningless answer.",
     "Negative means \"not COVID-19 by this model\", not \"normal\": the development data counts other "
@@ -45,12 +46,14 @@ def label_scores(prediction: Prediction) -> dict[str, float]:
     return {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
 
 
-def decision_text(prediction: Prediction) -> str:
-    """The decision in words, with the probability, the threshold it was compared with and the precision."""
+def decision_text(prediction: Prediction, rule: str = "") -> str:
+    """The decision in words: the probability, the threshold it was compared with and the operating point that
+    chose it (the card's threshold rule), and the precision."""
     relation = "at or above" if prediction.positive else "below"
+    chosen = f" (operating point: {rule})" if rule else ""
     return (
         f"**{prediction.label}**: the model's probability of COVID-19 is {prediction.probability:.2f}, "
-        f"{relation} its decision threshold of {prediction.threshold:.2f}. {served_in(prediction.precision)}"
+        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision)}"
     )
 
 

@@ -366,8 +366,8 @@ def test_uploads_are_deleted_from_gradios_cache_and_predictions_share_one_queue(
     demo = app.build_demo(predictor, tmp_path / "feedback", {})
     assert demo.delete_cache == app.DELETE_CACHE
     by_name = {f.name: f for f in demo.fns.values()}
-    assert by_name["predict"].concurrency_id == by_name["predict_new_file"].concurrency_id == "network"
-    assert by_name["flag"].concurrency_id != "network"
+    assert by_name["predict"].concurrency_id == by_name["predict_new_file"].concurrency_id == "predict"
+    assert by_name["flag"].concurrency_id != "predict"
 
 
 def test_prediction_cache_keeps_preview_size_images_within_its_byte_limit(predictor):

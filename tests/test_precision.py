@@ -134,9 +134,11 @@ def test_feature_cache_key_names_the_precision_and_keeps_float32_keys(tiny_model
     base = keras.models.load_model(tiny_model / "model.keras", compile=False).get_layer("vgg16")
     network, key = feature_network(base, "float32")
     bf16_network, bf16_key = feature_network(base, "bfloat16")
-    assert network is base and key.endswith("-32px")
+    assert network is base and key.endswith("-32px-crop0-harm0-eqnone")
     assert bf16_key == key + "-bfloat16"
     assert bf16_network.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert all(layer.compute_dtype == "float32" for layer in bf16_network.layers
+               if not isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.InputLayer)))
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

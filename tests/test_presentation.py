@@ -60,6 +60,8 @@ def test_decision_text_names_the_class_and_compares_with_the_threshold(probabili
     text = show.decision_text(prediction(probability, threshold))
     assert text.startswith(f"**{label}**")
     assert f"{probability:.2f}, {relation} its decision threshold of {threshold:.2f}" in text
+    ruled = show.decision_text(prediction(probability, threshold), "sensitivity >= 0.9 on validation")
+    assert f"threshold of {threshold:.2f} (operating point: sensitivity >= 0.9 on validation)." in ruled
 
 
 def test_card_summary_shows_identity_data_test_metrics_and_limitations(card):
