@@ -38,14 +38,14 @@ def forward_ms(network, size: int, batch: int, runs: int) -> float:
     return statistics.median(times) * 1000 / batch
 
 
-def folder_probabilities(predictor, files: list[Path]) -> dict[Path, float]:
-    """Each readable file's probability, in batches as the app runs them."""
-    out: dict[Path, float] = {}
+def folder_probabilities(predictor, files: list[Path]) -> dict[Path, tuple[float, str]]:
+    """Each readable file's probability and the precision that answered, in batches as the app runs them."""
+    out: dict[Path, tuple[float, str]] = {}
     for start in range(0, len(files), BATCH):
         chunk = files[start : start + BATCH]
         for path, result in zip(chunk, predictor.predict_many(chunk)):
             if hasattr(result, "probability"):
-                out[path] = result.probability
+                out[path] = (result.probability, result.precision)
     return out
 
 
@@ -56,12 +56,15 @@ def agreement(model, card, folder: Path) -> str:
 
     files = [example.path for example in scan_folder(folder)]
     start = time.perf_counter()
-    probs = {p: folder_probabilities(predictor_from_model(model, card, p), files) for p in PRECISIONS}
+    answers = {p: folder_probabilities(predictor_from_model(model, card, p), files) for p in PRECISIONS}
+    probs = {p: {f: prob for f, (prob, _) in found.items()} for p, found in answers.items()}
+    recomputed = sum(served == "float32" for _, served in answers["bfloat16"].values())
     common = sorted(set(probs["float32"]) & set(probs["bfloat16"]))
     differences = [abs(probs["float32"][f] - probs["bfloat16"][f]) for f in common]
     changed = sum((probs["float32"][f] >= card.threshold) != (probs["bfloat16"][f] >= card.threshold) for f in common)
     return (f"{folder}: {len(common)} images, largest probability difference {max(differences):.4f}, "
-            f"mean {statistics.mean(differences):.4f}, decisions changed {changed} "
+            f"mean {statistics.mean(differences):.4f}, decisions changed {changed}, {recomputed} near the threshold "
+            "recomputed in float32 "
             f"(threshold {card.threshold:.3f}; {time.perf_counter() - start:.0f} s)")
 
 

@@ -61,7 +61,8 @@ def served_in(precision: str) -> str:
     """Which precision computed the answer, against the float32 the threshold was chosen in."""
     if precision == "float32":
         return "Computed in float32."
-    return f"Computed in {precision} (the threshold was chosen in float32; probabilities differ by at most about 0.03)."
+    return (f"Computed in {precision} (the threshold was chosen in float32; answers within 0.03 of it are "
+            "recomputed in float32, so the precision never changes a decision).")
 
 
 def preview(grey: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_bfloat16_network_leaves_the_global_policy_and_keeps_a_float32_sigmoid(t
 def test_each_precision_gives_probability_and_grad_cam_from_one_pass(tiny_model, fixture_dir):
     files = sorted(fixture_dir.glob("covid/*"))[:3]
     for precision in ("float32", "bfloat16"):
-        predictor = load_predictor(tiny_model, precision)
+        predictor = dataclasses.replace(load_predictor(tiny_model, precision), exact=None)
         many = predictor.predict_many(files)
         assert [p.precision for p in many] == [precision] * 3
         for path, prediction in zip(files, many):
@@ -155,3 +156,26 @@ def test_the_answer_says_which_precision_computed_it():
 
     assert served_in("float32") == "Computed in float32."
     assert "bfloat16" in served_in("bfloat16") and "threshold was chosen in float32" in served_in("bfloat16")
+
+
+def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32():
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving.predictor import MARGIN, Predictor
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    calls = []
+
+    def runtime(probabilities):
+        def run(batch):
+            calls.append((probabilities, len(batch)))
+            return np.array(probabilities[: len(batch)]), np.zeros((len(batch), 2, 2))
+        return run
+
+    near, far = 0.5 + MARGIN / 2, 0.9
+    predictor = Predictor(card, runtime([near, far]), "bfloat16", exact=runtime([0.49]))
+    grey = np.tile(np.arange(64, dtype=np.uint8), (64, 1))
+    first, second = predictor.predict_many([grey, grey])
+    assert (first.probability, first.positive, first.precision) == (0.49, False, "float32")
+    assert (second.probability, second.precision) == (far, "bfloat16")
+    assert [n for _, n in calls] == [2, 1]

@@ -33,13 +33,23 @@ class Prediction:
     precision: str = "float32"
 
 
+MARGIN = 0.03
+"""A reduced-precision answer this close to the threshold is recomputed in float32 (bfloat16 moved dev and
+external probabilities by at most 0.011), so a precision never changes a decision."""
+
+
 @dataclass
 class Predictor:
-    """Probability, decision and Grad-CAM heatmap of one image from one forward pass."""
+    """Probability, decision and Grad-CAM heatmap of one image from one forward pass.
+
+    `exact` is the float32 runtime of a reduced-precision predictor: images whose probability falls within
+    MARGIN of the threshold are run through it again, and their answer says float32.
+    """
 
     card: ModelCard
     run: Runtime
     precision: str = "float32"
+    exact: Runtime | None = None
 
     @property
     def input_size(self) -> int:
@@ -78,10 +88,17 @@ class Predictor:
         if not greys:
             return []
         preprocessing = preprocessing_of(self.card.config)
-        probs, cams = self.run(np.stack([to_network_input(grey, preprocessing) for grey in greys]))
-        return [self._prediction(float(p), cam, grey) for p, cam, grey in zip(probs, cams, greys)]
+        inputs = np.stack([to_network_input(grey, preprocessing) for grey in greys])
+        probs, cams = self.run(inputs)
+        results = [self._prediction(float(p), cam, grey, self.precision) for p, cam, grey in zip(probs, cams, greys)]
+        close = [i for i, r in enumerate(results) if self.exact and abs(r.probability - self.threshold) < MARGIN]
+        if close:
+            exact_probs, exact_cams = self.exact(inputs[close])
+            for i, p, cam in zip(close, exact_probs, exact_cams):
+                results[i] = self._prediction(float(p), cam, greys[i], "float32")
+        return results
 
-    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray) -> Prediction:
+    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, precision: str) -> Prediction:
         """The decision on the card-calibrated probability of the network's raw output."""
         probability = calibrate(raw, self.card.calibration)
         positive = probability >= self.threshold
@@ -92,7 +109,7 @@ class Predictor:
             threshold=self.threshold,
             heatmap=heatmap,
             grey=grey,
-            precision=self.precision,
+            precision=precision,
         )
 
 
@@ -101,8 +118,10 @@ def _grey(source: Input) -> np.ndarray:
 
 
 def predictor_from_model(model, card: ModelCard, precision: str = "float32") -> Predictor:
-    """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision)."""
-    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision)
+    """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision), with a float32
+    runtime for answers near the threshold when the precision is reduced."""
+    exact = keras_runtime(model, "float32") if precision != "float32" else None
+    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact)
 
 
 def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) -> Predictor:
