@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import keras
@@ -51,13 +52,20 @@ def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np
     return explain
 
 
+@functools.cache
+def _jet(alpha: float) -> np.ndarray:
+    """alpha times matplotlib's jet colormap as a 256 x 3 float32 table (a lookup is 4x faster than the colormap)."""
+    from matplotlib import colormaps
+
+    return (alpha * 255.0 * colormaps["jet"](np.linspace(0, 1, 256))[:, :3]).astype("float32")
+
+
 def overlay(grey: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
     """Blend a [0, 1] heatmap (any resolution) over a uint8 grey image as an RGB uint8 picture."""
-    from matplotlib import colormaps
     from PIL import Image
 
     h, w = grey.shape
-    heat = np.asarray(Image.fromarray(heatmap.astype("float32"), mode="F").resize((w, h), Image.Resampling.BILINEAR))
-    colour = colormaps["jet"](np.clip(heat, 0, 1))[:, :, :3] * 255.0
-    base = np.repeat(grey[:, :, None].astype("float32"), 3, axis=2)
-    return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype("uint8")
+    small = Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype("uint8"), mode="L")
+    heat = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+    blended = (1 - alpha) * grey[:, :, None].astype("float32") + _jet(alpha)[heat]
+    return np.clip(blended, 0, 255).astype("uint8")
