@@ -70,7 +70,7 @@ def build_demo(
                 scores = gr.Label(label="Probability", show_heading=False)
                 decision = gr.Markdown(label="Decision")
                 heatmap = gr.Image(
-                    label="Grad-CAM overlay (regions that drove the score)", format="png", interactive=False, height=320
+                    label="Grad-CAM overlay (regions that drove the score)", format="jpeg", interactive=False, height=320
                 )
                 earlier = gr.Dataframe(
                     show.corrections_table([]), label="Earlier radiologist corrections of this image",
