@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from feedback import Login, LoginFailed, LoginGuard, QuotaExceeded, Quotas, add_correction, check_login, corrections_for
+from feedback import (
+    Login,
+    LoginFailed,
+    LoginGuard,
+    QuotaExceeded,
+    Quotas,
+    add_correction,
+    check_login,
+    corrections_for,
+)
 from feedback.export import export_corrections
 from feedback.review import filter_corrections
 from feedback.review import summary as review_summary
-from feedback.store import Correction, all_corrections, count_prediction, prediction_counts
+from feedback.store import (
+    Correction,
+    all_corrections,
+    count_prediction,
+    prediction_counts,
+)
 from model.images import ImageError, load_bytes, lossless_png, read_grey
 from model.serving.batching import BatchingPredictor
 from model.serving.cache import PredictionCache
@@ -52,13 +68,24 @@ def thumbnails(corrections: list[Correction]) -> list[tuple[np.ndarray, str]]:
     return [(made[c.image_sha256], f"#{c.id}") for c in corrections if made[c.image_sha256] is not None]
 
 
-def client_key(request: gr.Request | None) -> str | None:
-    """Who is asking, for sign-in lockouts: the first X-Forwarded-For entry when present, else the peer's address."""
+def trusted_proxies(environ: Mapping[str, str] = os.environ) -> int:
+    """Proxies in front of the app that append to X-Forwarded-For: $XRAY_TRUSTED_PROXIES, else 1 on a Hugging
+    Face Space (SPACE_ID set), else 0 (the header is then ignored: a client could write anything in it)."""
+    text = environ.get("XRAY_TRUSTED_PROXIES", "").strip()
+    if text.isdigit():
+        return int(text)
+    return 1 if environ.get("SPACE_ID") else 0
+
+
+def client_key(request: gr.Request | None, proxies: int | None = None) -> str | None:
+    """Who is asking, for sign-in lockouts: the X-Forwarded-For entry the nearest trusted proxy wrote (counted
+    from the right, where a client cannot forge it), else the peer's address."""
     if request is None:
         return None
-    forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
-    if forwarded:
-        return forwarded[:100]
+    proxies = trusted_proxies() if proxies is None else proxies
+    entries = [e.strip() for e in (request.headers.get("x-forwarded-for") or "").split(",") if e.strip()]
+    if proxies and len(entries) >= proxies:
+        return entries[-proxies][:100]
     return getattr(request.client, "host", None)
 
 

@@ -350,16 +350,19 @@ def test_in_open_mode_a_flag_is_unverified_says_so_and_is_left_out_of_the_defaul
     assert row.image_sha256 in (tmp_path / "all" / "MANIFEST.csv").read_text()
 
 
-def test_the_client_key_is_the_first_forwarded_address_else_the_peer():
+def test_the_client_key_is_what_the_trusted_proxy_saw_else_the_peer():
     from types import SimpleNamespace
 
-    from space.handlers import client_key
+    from space.handlers import client_key, trusted_proxies
 
     peer = SimpleNamespace(host="10.0.0.9")
-    forwarded = SimpleNamespace(headers={"x-forwarded-for": " 203.0.113.7, 10.0.0.1"}, client=peer)
-    assert client_key(forwarded) == "203.0.113.7"
-    assert client_key(SimpleNamespace(headers={}, client=peer)) == "10.0.0.9"
+    forged = SimpleNamespace(headers={"x-forwarded-for": " 6.6.6.6, 203.0.113.7"}, client=peer)
+    assert client_key(forged, proxies=1) == "203.0.113.7", "the entry the proxy appended, not the forged first one"
+    assert client_key(forged, proxies=0) == "10.0.0.9", "without a trusted proxy the header is ignored"
+    assert client_key(SimpleNamespace(headers={}, client=peer), proxies=1) == "10.0.0.9"
     assert client_key(None) is None
+    assert trusted_proxies({}) == 0 and trusted_proxies({"SPACE_ID": "me/xray"}) == 1
+    assert trusted_proxies({"SPACE_ID": "me/xray", "XRAY_TRUSTED_PROXIES": "2"}) == 2
 
 
 def test_uploads_are_deleted_from_gradios_cache_and_predictions_share_one_queue(predictor, tmp_path):
