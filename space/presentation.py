@@ -88,6 +88,24 @@ def _metrics_table(metrics: dict) -> list[str]:
                  [[metrics.get("n", "n/a"), *(_with_interval(metrics, key) for key, _ in _METRICS)]])
 
 
+def _features(hp) -> str:
+    if hp.pooling == "flatten":
+        return "block 5's map, flattened"
+    return f"{'+'.join(hp.feature_layers)} pooled ({hp.pooling})"
+
+
+def _head(hp) -> str:
+    if not hp.hidden:
+        return f"logistic (L2 {hp.l2:g})"
+    return f"dense layers {list(hp.hidden)}"
+
+
+def _input(hp) -> str:
+    steps = ([f"border crop {hp.crop:g}"] if hp.crop else []) + ([f"brought to {hp.harmonize} px"] if hp.harmonize else [])
+    steps += [f"{hp.equalize} histogram equalization"] if hp.equalize != "none" else []
+    return ", ".join([*steps, f"{hp.input_size} px square, grey stacked to three channels"])
+
+
 def card_summary(card: ModelCard | None) -> str:
     """The model card as Markdown: identity, decision rule, training data, test metrics and limitations."""
     if card is None:
@@ -97,9 +115,8 @@ def card_summary(card: ModelCard | None) -> str:
         "### Model card",
         f"**{card.name}**, version `{card.version}`, created {card.created or 'at an unknown time'}.",
         "",
-        f"- Base: VGG-16, weights from {card.base_weights_origin}; head: "
-        f"{hp.pooling} pooling, dense layers {list(hp.dense)}.",
-        f"- Input: {card.input_size} px square, grey stacked to three channels.",
+        f"- Base: VGG-16, weights from {card.base_weights_origin}; features: {_features(hp)}; head: {_head(hp)}.",
+        f"- Input: {_input(hp)}.",
         f"- Decision threshold: {card.threshold:.2f} ({card.threshold_rule}).",
     ]
     data = _data_table(card.training_data)
@@ -110,6 +127,13 @@ def card_summary(card: ModelCard | None) -> str:
         lines += ["", "**Held-out test set** (95% intervals in brackets)", "", *_metrics_table(test)]
     else:
         lines += ["", "**Held-out test set**: no test metrics recorded."]
+    external = card.metrics.get("external")
+    if isinstance(external, dict):
+        lines += ["", "**External hospital** (COVID-19 films of one hospital against NIH normals; this set chose the "
+                  "model, so its figures are optimistic)", "", *_metrics_table(external)]
+    if card.calibration.get("method", "none") != "none":
+        lines += ["", f"Probabilities are calibrated ({card.calibration['method']} scaling fitted on validation "
+                  "patients)."]
     lines += ["", "**Limitations**", "", *(f"- {text}" for text in LIMITATIONS)]
     if card.notes:
         lines.append(f"- {card.notes}")

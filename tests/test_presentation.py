@@ -122,3 +122,17 @@ def test_preview_keeps_the_aspect_ratio_and_caps_the_long_side():
     small = show.preview(grey, max_side=300)
     assert small.shape == (150, 300) and small.dtype == np.uint8
     assert show.preview(grey[:100, :80]).shape == (100, 80)
+
+
+def test_card_summary_names_preprocessing_features_head_external_figures_and_calibration(card):
+    config = ModelConfig(weights="none", input_size=64, harmonize=48, equalize="global", feature_layers=("block4",),
+                         pooling="avgmax", head="logistic", l2=1.0)
+    external = {"n": 30, "auc": 0.95, "auc_ci95": [0.9, 0.99], "sensitivity": 0.9, "specificity": 0.8, "accuracy": 0.85}
+    shipped = dataclasses.replace(card, config=config, metrics={**card.metrics, "external": external},
+                                  calibration={"method": "platt", "a": 1.0, "b": 0.0})
+    text = show.card_summary(shipped)
+    assert "features: block4 pooled (avgmax); head: logistic (L2 1)" in text
+    assert "brought to 48 px, global histogram equalization, 64 px square" in text
+    assert "**External hospital**" in text and "| 30 | 0.95 (0.90-0.99) |" in text
+    assert "calibrated (platt scaling" in text
+    assert "External hospital" not in show.card_summary(card) and "calibrated" not in show.card_summary(card)
