@@ -12,9 +12,19 @@ from feedback.readers import DEFAULT_ITERATIONS, hash_password
 from feedback.store import DB_NAME, all_corrections, clean_reader, default_root, integrity_check
 
 
+USAGE_ERROR = 2
+"""The exit status of a user error, as for every command of the project (model.cli)."""
+
+
+def _fail(message: str) -> None:
+    """One line on stderr and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
 def _existing_store(root: Path) -> Path:
     if not (root / DB_NAME).is_file():
-        sys.exit(f"error: no feedback store at {root} (expected {root / DB_NAME})")
+        _fail(f"no feedback store at {root} (expected {root / DB_NAME})")
     return root
 
 
@@ -30,7 +40,7 @@ def _hash_password(args: argparse.Namespace) -> None:
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat: ") != password:
-            sys.exit("error: passwords differ")
+            _fail("passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\n")
     hashed = hash_password(password, args.iterations)
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        _fail(str(e))
 
 
 if __name__ == "__main__":

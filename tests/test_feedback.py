@@ -278,4 +278,4 @@ def test_cli_export_and_list(tmp_path):
     listed = subprocess.run(run + ["list", "--root", str(root)], cwd=REPO, capture_output=True, text=True, check=True)
     assert "alice" in listed.stdout and "integrity: ok" in listed.stdout
     missing = subprocess.run(run + ["list", "--root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
-    assert missing.returncode != 0 and "no feedback store" in missing.stderr
+    assert missing.returncode == 2 and "no feedback store" in missing.stderr
