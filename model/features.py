@@ -203,7 +203,8 @@ def featurize(
     x, kept = extract_features(base, [e.path for e in examples], key, views, cache_dir, seed,
                                preprocessing=preprocessing)
     kept_examples = [examples[i] for i in kept]
-    skipped = [e.path for i, e in enumerate(examples) if i not in set(kept)]
+    loaded = set(kept)
+    skipped = [e.path for i, e in enumerate(examples) if i not in loaded]
     return Features(x, np.array([e.label for e in kept_examples], dtype="float32"), kept_examples, skipped)
 
 

@@ -47,10 +47,8 @@ def prepare(split: Split, config: ModelConfig, views: int = 2, cache_dir: Path |
     return build_config_base(config), sets
 
 
-def evaluate_features(name: str, head, features: Features, threshold: float,
-                      calibration: dict | None = None) -> Evaluation:
-    """Metrics of the head's (calibrated) probabilities at the threshold, with the shortcut audit beside them."""
-    probs = calibrate(probabilities(head, features), calibration)
+def evaluate_features(name: str, features: Features, probs: np.ndarray, threshold: float) -> Evaluation:
+    """Metrics of these probabilities of the features' examples at the threshold, with the shortcut audit."""
     evaluation = evaluate(name, features.y, probs, threshold, [e.source for e in features.examples])
     evaluation.metrics["shortcut_audit"] = shortcut_audit(features.examples, probs)
     return evaluation
@@ -81,15 +79,15 @@ def finish(
 
     The card also gets the operating points of OPERATING_RULES on validation and external.
     """
-    raw = probabilities(head, sets.validation)
-    calibration = choose_calibration(sets.validation.y, raw)
-    val_probs = calibrate(raw, calibration)
-    threshold, rule = pick_threshold(sets.validation.y, val_probs, config.target_sensitivity)
     scored = {"validation": sets.validation, "test": sets.test, **({"external": external} if external else {})}
-    evaluations = [evaluate_features(name, head, features, threshold, calibration) for name, features in scored.items()]
+    raw = {name: probabilities(head, features) for name, features in scored.items()}
+    calibration = choose_calibration(sets.validation.y, raw["validation"])
+    probs = {name: calibrate(p, calibration) for name, p in raw.items()}
+    threshold, rule = pick_threshold(sets.validation.y, probs["validation"], config.target_sensitivity)
+    evaluations = [evaluate_features(name, features, probs[name], threshold) for name, features in scored.items()]
     metrics = {e.name: e.metrics for e in evaluations}
     others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}
-    metrics["operating_points"] = operating_points((sets.validation.y, val_probs), others)
+    metrics["operating_points"] = operating_points((sets.validation.y, probs["validation"]), others)
     training_data = {name: dataset_summary(part.examples) for name, part in sets.parts().items() if part.examples}
     card = dataclasses.replace(new_card(config, threshold, rule, training_data, metrics, notes), calibration=calibration)
     path = save_artifact(assemble(base, head, trainable_base=False), Path(out_dir), card)
