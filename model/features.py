@@ -223,15 +223,15 @@ def columns_for(config: ModelConfig) -> np.ndarray | None:
     return None if config.pooling == "flatten" else feature_columns(config)
 
 
-def featurizer(config: ModelConfig, cache_dir: Path | None = DEFAULT_CACHE,
-               precision: str = "float32") -> Callable[[Sequence[Example], int], Features]:
+def featurizer(config: ModelConfig, cache_dir: Path | None = DEFAULT_CACHE, precision: str = "float32",
+               sliced: bool = True) -> Callable[[Sequence[Example], int], Features]:
     """A function from (examples, views) to their features for `config`: its preprocessing, its blocks, in
-    `precision`, cached."""
+    `precision`, cached. Unsliced, pooled features keep every block and pooling (as the tuner's bank does)."""
     from model.preprocessing import preprocessing_of
 
     preprocessing = preprocessing_of(config)
     extractor, key = feature_network(extractor_for(config), precision, preprocessing)
-    columns = columns_for(config)
+    columns = columns_for(config) if sliced else None
 
     def features(examples: Sequence[Example], views: int = 0) -> Features:
         return featurize(extractor, key, examples, views, cache_dir, config.seed, preprocessing).columns(columns)

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> str | None:
     base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed,
                               target_sensitivity=args.target_sensitivity)
     external = scan_folder(args.external, positive=args.positive) if args.external else []
-    bank = FeatureBank(split_from_args(args), base_config, args.views, cache_from_args(args), external,
+    bank = FeatureBank(split_from_args(args), args.views, cache_from_args(args), external,
                        precision_from_args(args))
     tuner = make_tuner(args.tuner, bank, base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)

@@ -13,9 +13,7 @@ from model.features import (
     Features,
     SplitFeatures,
     columns_for,
-    extractor_for,
-    feature_network,
-    featurize,
+    featurizer,
 )
 from model.preprocessing import preprocessing_of
 
@@ -31,7 +29,6 @@ class FeatureBank:
     """
 
     split: Split
-    base: ModelConfig
     views: int = 2
     cache_dir: Path | None = DEFAULT_CACHE
     external_examples: list[Example] = field(default_factory=list)
@@ -50,12 +47,7 @@ class FeatureBank:
         variant = self._variant(config)
         if variant not in self._memory:
             log.info("features for %s", variant)
-            preprocessing = preprocessing_of(config)
-            extractor, key = feature_network(extractor_for(config), self.precision, preprocessing)
-
-            def part(examples: list[Example], views: int) -> Features:
-                return featurize(extractor, key, examples, views, self.cache_dir, config.seed, preprocessing)
-
+            part = featurizer(config, self.cache_dir, self.precision, sliced=False)
             sets = SplitFeatures(part(self.split.train, self.views), part(self.split.validation, 0),
                                  part(self.split.test, 0))
             external = part(self.external_examples, 0) if self.has_external else None
@@ -70,4 +62,4 @@ class FeatureBank:
         return None if external is None else external.columns(columns_for(config))
 
     def feature_shape(self, config: ModelConfig) -> tuple[int, ...]:
-        return tuple(self.sets(config).validation.x.shape[2:])
+        return tuple(self._full(config)[0].validation.columns(columns_for(config)).x.shape[2:])
