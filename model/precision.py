@@ -3,8 +3,9 @@
 `auto` reads the CPU's flags from /proc/cpuinfo and picks bfloat16 only where it pays: with AMX (3.5x faster
 than float32 on the shipped model). With AVX512-BF16 alone bfloat16 measured 0.7x float32 (slower:
 benchmarks/bench_precision.py, README), so `auto` keeps float32 there and says so; XRAY_PRECISION=bfloat16 forces it.
-The bfloat16 network is a copy of the float32 one under Keras' "mixed_bfloat16" policy (bfloat16 compute,
-float32 weights), built in its own scope so the global policy is left as it was; its final sigmoid stays float32.
+The bfloat16 network is a copy of the float32 one whose convolutions and max-pooling run under Keras'
+"mixed_bfloat16" policy (bfloat16 compute, float32 weights) and everything after them in float32, built in
+its own scope so the global policy is left as it was.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def resolve(requested: str | None = None, cpuinfo: Path = CPUINFO) -> str:
     return precision
 
 
+BFLOAT16_LAYERS = (keras.layers.Conv2D, keras.layers.MaxPooling2D)
+
+
 def _policy_clone(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A fresh copy of one layer: convolutions and their max-pooling under mixed_bfloat16 (where the time goes),
     everything after them (global pooling, normalization, the head, the output) in float32, which costs
@@ -68,9 +72,6 @@ def _policy_clone(layer: keras.layers.Layer) -> keras.layers.Layer:
     if not isinstance(layer, keras.layers.InputLayer):
         config["dtype"] = "mixed_bfloat16" if isinstance(layer, BFLOAT16_LAYERS) else "float32"
     return layer.__class__.from_config(config)
-
-
-BFLOAT16_LAYERS = (keras.layers.Conv2D, keras.layers.MaxPooling2D)
 
 
 def in_precision(model: keras.Model, precision: str) -> keras.Model:
