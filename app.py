@@ -44,15 +44,17 @@ def build_demo(
     feedback_root: Path,
     readers: dict[str, str],
     model_path: Path = DEFAULT_ARTIFACT,
+    watch: bool = False,
 ) -> gr.Blocks:
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
     Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Up to MAX_BATCH_SIZE predictions
     are let in at once and go through the network together (model.serving.batching, one pass at a time); flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
-    the cache runs unbatched, at most network_slots() at once).
+    the cache runs unbatched, at most network_slots() at once). With `watch`, a model promoted into model_path
+    replaces the loaded one between requests, without a restart.
     """
-    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=network_slots())
+    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=network_slots(), watch=watch)
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         if predictor is None:
@@ -158,7 +160,7 @@ def configured_demo() -> tuple[gr.Blocks, Path]:
         print(f"Starting without a model: {error}", file=sys.stderr)
         predictor = None
     feedback_root = default_root()
-    return build_demo(predictor, feedback_root, load_readers(), model_path), feedback_root
+    return build_demo(predictor, feedback_root, load_readers(), model_path, watch=True), feedback_root
 
 
 def __getattr__(name: str):

@@ -10,7 +10,9 @@ from pathlib import Path
 from feedback.store import Correction, all_corrections
 
 FOLDERS = {"positive": "covid", "negative": "not_covid"}
-MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "readers", "n_corrections")
+MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "pixel_sha256", "readers", "n_corrections")
+RULE = ("each reader's latest correction of an image is their verdict (none once they withdraw it); the majority "
+        "of verdicts wins, a tie goes to the most recent; an image whose result is uncertain keeps its label")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -33,16 +35,18 @@ def _recency(c: Correction) -> tuple[str, int]:
 
 
 def latest_by_reader(corrections: list[Correction]) -> dict[str, Correction]:
-    """Each reader's latest correction among these (of one image)."""
+    """Each reader's latest correction among these (of one image), left out where that latest one is withdrawn."""
     latest: dict[str, Correction] = {}
     for c in sorted(corrections, key=_recency):
         latest[c.reader] = c
-    return latest
+    return {reader: c for reader, c in latest.items() if not c.withdrawn_at}
 
 
-def consensus_label(corrections: list[Correction]) -> str:
-    """One image's label: each reader's latest verdict is a vote, the majority wins, a tie goes to the most recent."""
+def consensus_label(corrections: list[Correction]) -> str | None:
+    """One image's label by RULE; None when every reader has withdrawn their verdict."""
     latest = latest_by_reader(corrections)
+    if not latest:
+        return None
     votes = Counter(c.correct_label for c in latest.values())
     top = max(votes.values())
     return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label
@@ -51,8 +55,8 @@ def consensus_label(corrections: list[Correction]) -> str:
 def export_corrections(root: str | Path, out: str | Path, include_unverified: bool = False) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 
-    Images whose consensus is "uncertain" are skipped, and unverified flags (made without signing in) are left out
-    unless `include_unverified`. `out` must be missing or empty.
+    Images whose consensus is "uncertain" (or whose every verdict is withdrawn) are skipped, and unverified flags
+    (made without signing in) are left out unless `include_unverified`. `out` must be missing or empty.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -61,17 +65,19 @@ def export_corrections(root: str | Path, out: str | Path, include_unverified: bo
     by_image: dict[str, list[Correction]] = {}
     for c in stored:
         if c.verified or include_unverified:
-            by_image.setdefault(c.image_sha256, []).append(c)
+            by_image.setdefault(c.identity, []).append(c)
 
     used = sum(len(cs) for cs in by_image.values())
     counts = {"corrections": used, "images": len(by_image), "covid": 0, "not_covid": 0, "skipped_uncertain": 0,
-              "left_out_unverified": len(stored) - used}
+              "skipped_withdrawn": 0, "left_out_unverified": len(stored) - used}
     rows = []
-    for sha256, corrections in sorted(by_image.items()):
+    for identity, corrections in sorted(by_image.items()):
         label = consensus_label(corrections)
         if label not in FOLDERS:
-            counts["skipped_uncertain"] += 1
+            counts["skipped_withdrawn" if label is None else "skipped_uncertain"] += 1
             continue
+        standing = list(latest_by_reader(corrections).values())
+        sha256 = corrections[0].image_sha256
         source = Path(corrections[0].image_path)
         if not source.is_file():
             raise FileNotFoundError(f"stored image for {sha256} is missing: {source}")
@@ -85,7 +91,8 @@ def export_corrections(root: str | Path, out: str | Path, include_unverified: bo
             "patient_id": f"feedback:{sha256}",
             "source": "feedback",
             "sha256": sha256,
-            "readers": ";".join(sorted({c.reader for c in corrections})),
+            "pixel_sha256": next((c.pixel_sha256 for c in corrections if c.pixel_sha256), ""),
+            "readers": ";".join(sorted(c.reader for c in standing)),
             "n_corrections": len(corrections),
         })
 

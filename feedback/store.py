@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS corrections (
     model_version TEXT NOT NULL,
     created_at TEXT NOT NULL,
     verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
-    UNIQUE (image_sha256, reader, correct_label)
+    pixel_sha256 TEXT NOT NULL DEFAULT '',
+    withdrawn_at TEXT
 )
 """
 _PREDICTIONS_SCHEMA = """
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS predictions (
 """
 _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
-    " predicted_label, probability, model_version, created_at, verified"
+    " predicted_label, probability, model_version, created_at, verified, pixel_sha256, withdrawn_at"
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
@@ -97,7 +98,12 @@ def _env_count(environ: Mapping[str, str], key: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Correction:
-    """One radiologist's verdict on one image; `image_path` is absolute; `verified` when made by a signed-in reader."""
+    """One radiologist's verdict on one image; `image_path` is absolute; `verified` when made by a signed-in reader.
+
+    `pixel_sha256` is the image's identity (the hash of its decoded pixels, model.images.pixel_sha256) as the app
+    recorded it at flag time ("" for records made before it was recorded); `withdrawn_at` is when the reader
+    withdrew it ("" while it stands).
+    """
 
     id: int
     image_sha256: str
@@ -111,6 +117,13 @@ class Correction:
     model_version: str
     created_at: str
     verified: bool = False
+    pixel_sha256: str = ""
+    withdrawn_at: str = ""
+
+    @property
+    def identity(self) -> str:
+        """What the correction is about: the decoded pixels' hash where recorded, else the stored file's bytes' hash."""
+        return self.pixel_sha256 or self.image_sha256
 
 
 def default_root() -> Path:
@@ -201,8 +214,27 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute(
             "ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))"
         )
+    (table,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'corrections'").fetchone()
+    if "UNIQUE" in table:
+        _rebuild(conn, columns | {"verified"})
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
     conn.execute(_PREDICTIONS_SCHEMA)
+
+
+def _rebuild(conn: sqlite3.Connection, columns: set[str]) -> None:
+    """Copy every row into a table of the current schema, in one transaction: an earlier schema's unique key
+    (image, reader, label) kept a reader's repeated verdict from being their latest."""
+    kept = ", ".join(c for c in _COLUMNS.replace(" ", "").split(",") if c in columns)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE corrections RENAME TO corrections_before_rebuild")
+        conn.execute(_SCHEMA)
+        conn.execute(f"INSERT INTO corrections ({kept}) SELECT {kept} FROM corrections_before_rebuild")
+        conn.execute("DROP TABLE corrections_before_rebuild")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
@@ -214,7 +246,8 @@ def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correct
         rows = conn.execute(f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id", params).fetchall()
     finally:
         conn.close()
-    return [Correction(*row[:2], str(root / row[2]), *row[3:-1], verified=bool(row[-1])) for row in rows]
+    return [Correction(*row[:2], str(root / row[2]), *row[3:-3], verified=bool(row[-3]), pixel_sha256=row[-2],
+                       withdrawn_at=row[-1] or "") for row in rows]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -304,8 +337,14 @@ def add_correction(
     image_sha256: str | None = None,
     extension: str | None = None,
     quotas: Quotas | None = None,
+    pixel_sha256: str = "",
 ) -> tuple[int, bool]:
-    """Record a correction durably; return (record id, created). A repeat of (image, reader, label) is not stored twice."""
+    """Record a correction durably; return (record id, created).
+
+    A reader's verdict that repeats their latest standing one of the image is not stored twice; any other is stored
+    and becomes their latest (positive, negative, positive again ends at positive). `pixel_sha256` is the image's
+    identity computed by the caller (model.images.pixel_sha256), recorded with it and written into exports.
+    """
     _validate(image_bytes, correct_label, predicted_label, probability, model_version)
     if not isinstance(verified, bool):
         raise ValueError(f"verified must be True or False, got {verified!r}")
@@ -317,7 +356,7 @@ def add_correction(
         "image_sha256": sha256, "original_filename": _clean_filename(filename),
         "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
         "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
-        "verified": int(verified),
+        "verified": int(verified), "pixel_sha256": _digest(pixel_sha256) if pixel_sha256 else "",
     }
     conn = _connect(root)
     try:
@@ -349,10 +388,11 @@ def _insert_once(
     """In one write transaction: the id of the same earlier flag, else check quotas, store and insert; (id, created)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute(
-            "SELECT id FROM corrections WHERE image_sha256 = ? AND reader = ? AND correct_label = ?",
-            (record["image_sha256"], record["reader"], record["correct_label"]),
+        latest = conn.execute(
+            "SELECT id, correct_label, withdrawn_at FROM corrections WHERE image_sha256 = ? AND reader = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (record["image_sha256"], record["reader"]),
         ).fetchone()
+        found = latest if latest and latest[1] == record["correct_label"] and latest[2] is None else None
         if found is None:
             now = _utc_now()
             _check_daily(conn, record["reader"], quotas.daily_flags, now)
@@ -368,6 +408,34 @@ def _insert_once(
             conn.execute("ROLLBACK")
         raise
     return (found[0], False) if found else (cursor.lastrowid, True)
+
+
+def withdraw_correction(root: str | Path, record_id: int, reader: str) -> Correction:
+    """Withdraw a reader's own correction: it stays in the store's history but no longer counts or is exported.
+
+    ValueError when there is no such record or it is another reader's; withdrawing twice changes nothing.
+    """
+    reader = clean_reader(reader)
+    root = Path(root)
+    if not (root / DB_NAME).exists():
+        raise ValueError(f"no feedback store at {root}")
+    conn = _connect(root)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT reader FROM corrections WHERE id = ?", (int(record_id),)).fetchone()
+            if row is None or row[0] != reader:
+                raise ValueError(f"record #{record_id} is not a correction of reader {reader!r}; "
+                                 "a reader can withdraw only their own")
+            conn.execute("UPDATE corrections SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL",
+                         (_utc_now().isoformat(timespec="microseconds"), int(record_id)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return _read(root, "WHERE id = ?", (int(record_id),))[0]
 
 
 def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:

@@ -76,6 +76,21 @@ def file_sha256(source: Source) -> str:
     return hashlib.sha256(load_bytes(source)).hexdigest()
 
 
+def pixel_sha256(grey: np.ndarray) -> str:
+    """The identity of an image: hex SHA-256 of its decoded grey pixels (read_grey's uint8) and their shape.
+
+    The same picture re-encoded (a JPEG stored as lossless PNG, a PNG saved again) keeps it, unlike the file's
+    bytes; the app records it at flag time and model.data computes it for every data folder.
+    """
+    pixels = np.ascontiguousarray(grey, dtype=np.uint8)
+    return hashlib.sha256(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode() + pixels.tobytes()).hexdigest()
+
+
+def image_identity(source: Source) -> str:
+    """pixel_sha256 of the decoded file; ImageError for unusable files."""
+    return pixel_sha256(read_grey(source))
+
+
 def read_grey(source: Source) -> np.ndarray:
     """Decode a file to a 2-D uint8 grey image at its native size, upright, with DICOM LUTs applied."""
     pixels, invert = _decode(load_bytes(source))

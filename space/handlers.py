@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ from feedback.store import (
     count_prediction,
     prediction_counts,
 )
-from model.images import ImageError, load_bytes, lossless_png, read_grey
+from model.images import ImageError, image_identity, load_bytes, lossless_png, read_grey
 from model.serving.batching import BatchingPredictor
 from model.serving.cache import PredictionCache
 from model.serving.gradcam import overlay
 from model.serving.predictor import Prediction, Predictor
+from model.serving.reload import ModelWatch
 from space import presentation as show
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,11 @@ def client_key(request: gr.Request | None, proxies: int | None = None) -> str | 
 
 @dataclass
 class Handlers:
-    """What each button and upload of the Space does; predictor None means no model is available."""
+    """What each button and upload of the Space does; predictor None means no model is available.
+
+    With `watch`, a model newly installed at model_path (python -m model.promote) replaces the loaded one between
+    requests, with a prediction cache of its own (cached predictions are per model version).
+    """
 
     predictor: Predictor | None
     feedback_root: Path
@@ -100,25 +106,44 @@ class Handlers:
     network_slots: int = 1
     quotas: Quotas | None = None
     guard: LoginGuard = field(default_factory=LoginGuard)
+    watch: bool = False
     cached: PredictionCache | None = field(init=False)
     batched: BatchingPredictor | None = field(init=False)
+    watcher: ModelWatch | None = field(init=False, default=None)
+    _swap: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.cached = (
-            PredictionCache(self.predictor, preview_side=show.PREVIEW_SIDE, slots=self.network_slots)
-            if self.predictor else None
-        )
-        self.batched = BatchingPredictor(self.predictor) if self.predictor else None
+        self.serve(self.predictor)
+        if self.watch:
+            self.watcher = ModelWatch(self.model_path, self.predictor.version if self.predictor else "")
+
+    def serve(self, predictor: Predictor | None) -> None:
+        """Answer from now on with this predictor, through a prediction cache and a batcher of its own."""
+        cached = batched = None
+        if predictor:
+            cached = PredictionCache(predictor, preview_side=show.PREVIEW_SIDE, slots=self.network_slots)
+            batched = BatchingPredictor(predictor)
+        with self._swap:
+            self.predictor, self.cached, self.batched = predictor, cached, batched
+
+    def serving(self) -> tuple[PredictionCache | None, BatchingPredictor | None]:
+        """The cache and batcher for this request, after swapping in a newly installed model if one is ready."""
+        fresh = self.watcher.poll() if self.watcher else None
+        if fresh is not None:
+            self.serve(fresh)
+        with self._swap:
+            return self.cached, self.batched
 
     def read_and_predict(self, path: str | None, batched: bool = False) -> tuple[bytes, str, Prediction]:
         """The upload's bytes, SHA-256 and prediction (with concurrent predictions when batched); gr.Error if none."""
-        if self.cached is None:
+        cached, batcher = self.serving()
+        if cached is None:
             raise gr.Error(f"No model is loaded. Create one with: {show.train_command(self.model_path)}")
         if not path:
             raise gr.Error("Upload a chest X-ray first.")
         try:
             data = load_bytes(path)
-            return data, *self.cached(data, self.batched.predict if batched else None)
+            return data, *cached(data, batcher.predict if batched else None)
         except ImageError as error:
             raise gr.Error(f"Cannot use {Path(path).name}: {error}") from None
 
@@ -128,7 +153,7 @@ class Handlers:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
         data, sha256, prediction = self.read_and_predict(path, batched=True)
-        self.count_prediction()
+        self.count_prediction(prediction.model_version)
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
@@ -163,8 +188,9 @@ class Handlers:
         try:
             record_id, created = add_correction(
                 self.feedback_root, lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
-                "positive" if prediction.positive else "negative", prediction.probability, self.predictor.version,
+                "positive" if prediction.positive else "negative", prediction.probability, prediction.model_version,
                 verified=login.verified, image_sha256=sha256, extension=".png", quotas=self.quotas,
+                pixel_sha256=image_identity(data),
             )
         except ImageError as error:
             raise gr.Error(f"Cannot use {Path(path).name}: {error}") from None
@@ -175,10 +201,10 @@ class Handlers:
         return (show.flag_confirmation(record_id, created, correct_label, login.verified),
                 show.corrections_table(corrections_for(self.feedback_root, sha256)))
 
-    def count_prediction(self) -> None:
-        """Count one prediction shown for the loaded model's version; a store that cannot be written is only logged."""
+    def count_prediction(self, model_version: str) -> None:
+        """Count one prediction shown for this model version; a store that cannot be written is only logged."""
         try:
-            count_prediction(self.feedback_root, self.predictor.version)
+            count_prediction(self.feedback_root, model_version)
         except (OSError, sqlite3.Error, ValueError) as error:
             log.warning("prediction not counted in %s: %s", self.feedback_root, error)
 

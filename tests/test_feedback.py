@@ -28,7 +28,8 @@ from feedback import (
     integrity_check,
     load_readers,
 )
-from feedback.store import _connect
+from feedback.export import consensus_label
+from feedback.store import _connect, withdraw_correction
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,7 +253,7 @@ def test_export_majority_tie_and_uncertain(tmp_path):
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in
            [("majority", majority), ("tie", tie), ("uncertain", uncertain), ("changed", changed)]}
     assert counts == {"corrections": 9, "images": 4, "covid": 1, "not_covid": 2, "skipped_uncertain": 1,
-                      "left_out_unverified": 0}
+                      "skipped_withdrawn": 0, "left_out_unverified": 0}
     assert (out / "covid" / f"{sha['majority']}.png").read_bytes() == majority
     assert (out / "not_covid" / f"{sha['tie']}.png").read_bytes() == tie
     assert (out / "not_covid" / f"{sha['changed']}.png").read_bytes() == changed
@@ -261,7 +262,8 @@ def test_export_majority_tie_and_uncertain(tmp_path):
     assert set(rows) == {sha["majority"], sha["tie"], sha["changed"]}
     assert rows[sha["majority"]] == {
         "file": f"covid/{sha['majority']}.png", "label": "covid", "patient_id": f"feedback:{sha['majority']}",
-        "source": "feedback", "sha256": sha["majority"], "readers": "alice;bob;carol", "n_corrections": "3",
+        "source": "feedback", "sha256": sha["majority"], "pixel_sha256": "", "readers": "alice;bob;carol",
+        "n_corrections": "3",
     }
     assert rows[sha["changed"]]["readers"] == "alice;bob"
     with pytest.raises(ValueError, match="not empty"):
@@ -279,3 +281,33 @@ def test_cli_export_and_list(tmp_path):
     assert "alice" in listed.stdout and "integrity: ok" in listed.stdout
     missing = subprocess.run(run + ["list", "--root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 2 and "no feedback store" in missing.stderr
+
+
+def test_a_readers_latest_verdict_is_the_one_that_counts_and_a_withdrawn_one_counts_no_more(tmp_path):
+    root, image = tmp_path / "store", png_bytes(500)
+    ids = [flag(root, image, label)[0] for label in ("positive", "negative", "positive")]
+    assert ids == [1, 2, 3]
+    assert flag(root, image, "positive") == (3, False)
+    assert consensus_label(all_corrections(root)) == "positive"
+    flag(root, image, "negative", "bob")
+    with pytest.raises(ValueError, match="only their own"):
+        withdraw_correction(root, 4, "alice")
+    withdrawn = withdraw_correction(root, 3, "alice")
+    assert withdrawn.withdrawn_at and withdraw_correction(root, 3, "alice") == withdrawn
+    assert [c.id for c in all_corrections(root)] == [1, 2, 3, 4]
+    assert consensus_label(all_corrections(root)) == "negative"
+    withdraw_correction(root, 4, "bob")
+    counts = export_corrections(root, tmp_path / "out")
+    assert (counts["skipped_withdrawn"], counts["covid"], counts["not_covid"]) == (1, 0, 0)
+    assert flag(root, image, "positive") == (5, True)
+
+
+def test_the_export_groups_by_the_recorded_pixel_identity_and_writes_it(tmp_path):
+    root, identity = tmp_path / "store", "ab" * 32
+    flag(root, png_bytes(501), "positive", "alice", pixel_sha256=identity)
+    flag(root, png_bytes(502), "negative", "alice", pixel_sha256=identity)
+    counts = export_corrections(root, tmp_path / "out")
+    assert (counts["images"], counts["covid"], counts["not_covid"]) == (1, 0, 1)
+    with open(tmp_path / "out" / "MANIFEST.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["pixel_sha256"] == identity and row["readers"] == "alice"

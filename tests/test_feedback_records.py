@@ -98,3 +98,5 @@ def test_old_store_is_migrated_and_its_rows_count_as_unverified(tmp_path):
     assert flag(tmp_path, image, verified=True) == (2, False)
     assert [c.verified for c in all_corrections(tmp_path)] == [False, True]
     assert integrity_check(tmp_path) == "ok"
+    flag(tmp_path, image, "negative", verified=True)
+    assert flag(tmp_path, image, verified=True) == (4, True), "the old unique key (image, reader, label) is gone"

@@ -31,6 +31,7 @@ class Prediction:
     heatmap: np.ndarray
     grey: np.ndarray
     precision: str = "float32"
+    model_version: str = ""
 
 
 MARGIN = 0.03
@@ -110,6 +111,7 @@ class Predictor:
             heatmap=heatmap,
             grey=grey,
             precision=precision,
+            model_version=self.card.version,
         )
 
 
