@@ -26,8 +26,8 @@ from model.config import (
 from model.data import (
     Example,
     Split,
-    apply_corrections,
     describe_split,
+    merge_corrections,
     scan_folder,
     split_by_patient,
 )
@@ -110,20 +110,27 @@ def precision_from_args(args: argparse.Namespace) -> str:
     return resolve(args.precision)
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The flags that decide the examples and their split (python -m model.data shows the result); the group."""
     group = parser.add_argument_group("data")
     group.add_argument("--data", type=Path, required=True, help="folder with one sub-folder per class")
     add_positive_argument(group)
     group.add_argument("--feedback", type=Path, default=None,
-                       help="exported corrections folder (python -m feedback export); a correction overrides the label")
+                       help="exported corrections folder (python -m feedback export): a correction replaces the label "
+                            "of the same image in place (see python -m model.data)")
     group.add_argument("--val-fraction", type=float, default=0.15, help="patients held out for validation")
     group.add_argument("--test-fraction", type=float, default=0.15, help="patients held out for the final test")
     group.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and initialisation")
-    group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
     group.add_argument("--extra-train", type=Path, default=None, metavar="DIR",
                        help="a labelled folder (one class is enough, e.g. more normals) added to the training part only")
     group.add_argument("--extra-limit", type=int, default=None, metavar="N",
                        help="take only the first N images of --extra-train, in file-name order")
+    return group
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = add_split_arguments(parser)
+    group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
     add_cache_arguments(group)
     base = parser.add_argument_group("base")
     base.add_argument("--weights", default="imagenet",
@@ -145,19 +152,31 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def examples_from_args(args: argparse.Namespace) -> list[Example]:
-    """Scan the data folder and merge exported corrections, a correction overriding the label."""
+    """Scan the data folder and merge exported corrections (model.data.merge_corrections) into one list."""
     examples = scan_folder(args.data, positive=args.positive)
-    return apply_corrections(examples, args.feedback) if args.feedback else examples
+    return merge_corrections(Split(examples, [], []), args.feedback).train if args.feedback else examples
 
 
-def split_from_args(args: argparse.Namespace) -> Split:
-    """The examples split by patient, with the counts printed."""
-    split = split_by_patient(examples_from_args(args), args.val_fraction, args.test_fraction, args.seed)
+def split_from_args(args: argparse.Namespace, evaluation: Sequence[Example] = ()) -> Split:
+    """The examples split by patient on their own labels, --extra-train added to train, then the --feedback
+    corrections merged (none of an `evaluation` image trains), with the counts logged; training, the search and
+    python -m model.data all take their examples from here."""
+    split = split_by_patient(scan_folder(args.data, positive=args.positive), args.val_fraction, args.test_fraction,
+                             args.seed)
     if args.extra_train:
         extra = scan_folder(args.extra_train, positive=args.positive, require_both=False)[: args.extra_limit]
         split = Split(split.train + extra, split.validation, split.test)
+    if args.feedback:
+        split = merge_corrections(split, args.feedback, evaluation)
     log.info(describe_split(split))
+    if split.corrections:
+        log.info(split.corrections.describe())
     return split
+
+
+def corrections_meta(split: Split) -> dict[str, str]:
+    """The report line saying what merging corrections did ({} when none were merged)."""
+    return {"corrections": split.corrections.describe()} if split.corrections else {}
 
 
 def cache_from_args(args: argparse.Namespace) -> Path | None:

@@ -20,6 +20,7 @@ from model.cli import (
     add_data_arguments,
     add_head_arguments,
     cache_from_args,
+    corrections_meta,
     config_from_args,
     log,
     precision_from_args,
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args)
     start = time.time()
-    base, sets = prepare(split_from_args(args), config, args.views, cache_from_args(args), precision_from_args(args))
+    split = split_from_args(args)
+    base, sets = prepare(split, config, args.views, cache_from_args(args), precision_from_args(args))
     log.info("features ready in %.0f s", time.time() - start)
     head, history = train_head(base.output_shape[1:], sets.train, sets.validation, config, verbose=2)
     if not np.isfinite(history["loss"][-1]):
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         sets, tuned = fine_tune(base, head, sets, config, args.fine_tune_epochs)
         history = {**history, **tuned}
     path, evaluations = finish(base, head, config, sets, args.out, history,
-                               meta={"command": "python -m model.train", "data": str(args.data)})
+                               meta={"command": "python -m model.train", "data": str(args.data),
+                                     **corrections_meta(split)})
     for evaluation in evaluations:
         print(f"{evaluation.name}: {json.dumps({k: evaluation.metrics[k] for k in SHOWN})}")
     print(f"wrote {path} and {args.out / 'report.md'} in {time.time() - start:.0f} s")

@@ -7,14 +7,17 @@ import pytest
 from PIL import Image
 
 from model.data import (
+    EXCLUDED,
+    CorrectionCounts,
     Example,
-    apply_corrections,
     dataset_summary,
     describe_split,
     make_dataset,
+    merge_corrections,
     scan_folder,
     split_by_patient,
 )
+from model.images import image_identity, read_grey
 
 
 def write_png(path: Path, seed: int = 0) -> Path:
@@ -181,38 +184,62 @@ def test_describe_split_counts(fixture_dir):
         assert covid[0][2] == str(sum(e.label for e in part))
 
 
-def test_apply_corrections_overrides_and_appends(fixture_dir, tmp_path):
-    examples = scan_folder(fixture_dir)
-    covid_image = next(e for e in examples if e.class_name == "covid")
-    normal_image = next(e for e in examples if e.class_name == "normal")
+def reencoded(source: Path, path: Path) -> Path:
+    """The image's decoded grey saved as PNG, as the feedback store keeps a flagged upload: other bytes, same pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(read_grey(source)).save(path)
+    return path
+
+
+def test_a_correction_replaces_the_label_of_the_same_picture_in_place_even_re_encoded(fixture_dir, tmp_path):
+    split = split_by_patient(scan_folder(fixture_dir), 0.25, 0.25, seed=0)
+    target = next(e for e in split.test if e.class_name == "covid")
+    other = next(e for e in split.train if e.class_name == "normal")
     corrections = tmp_path / "export"
-    (corrections / "not_covid").mkdir(parents=True)
-    (corrections / "covid").mkdir()
-    shutil.copy(covid_image.path, corrections / "not_covid" / "upload-1.png")
-    shutil.copy(normal_image.path, corrections / "covid" / "upload-2.png")
+    reencoded(target.path, corrections / "not_covid" / "a.png")
+    reencoded(other.path, corrections / "not_covid" / "b.png")
     write_png(corrections / "covid" / "new-1.png", 11)
     write_png(corrections / "not_covid" / "new-2.png", 12)
-    (corrections / "MANIFEST.csv").write_text("file,patient_id\nnot_covid/new-2.png,hospital:42\n")
+    (corrections / "MANIFEST.csv").write_text(
+        "file,patient_id,readers,pixel_sha256\n"
+        "not_covid/a.png,,dr_a;dr_b,\n"
+        f"not_covid/new-2.png,hospital:42,dr_c,{image_identity(corrections / 'not_covid' / 'new-2.png')}\n"
+    )
 
-    merged = apply_corrections(examples, corrections)
+    merged = merge_corrections(split, corrections)
 
-    assert len(merged) == len(examples) + 2
-    untouched = [(m, e) for m, e in zip(merged, examples) if e not in (covid_image, normal_image)]
-    assert len(untouched) == len(examples) - 2 and all(m == e for m, e in untouched)
-    corrected = {e.path: e for e in merged}
-    assert (corrected[covid_image.path].label, corrected[covid_image.path].class_name) == (0, "not_covid")
-    assert corrected[normal_image.path].label == 1
-    assert corrected[covid_image.path].patient_id == covid_image.patient_id
-    new = merged[len(examples):]
+    assert merged.corrections == CorrectionCounts(relabelled=1, confirmed=1, added=2, excluded=0)
+    [corrected] = [e for part in merged.parts().values() for e in part if e.path == target.path]
+    assert corrected in merged.test and (corrected.label, corrected.class_name) == (0, "not_covid")
+    assert (corrected.patient_id, corrected.corrected_by) == (target.patient_id, ("dr_a", "dr_b"))
+    assert len(merged.validation) == len(split.validation) and len(merged.test) == len(split.test)
+    new = merged.train[len(split.train):]
     assert [(e.path.name, e.label, e.source, e.patient_id) for e in new] == [
         ("new-1.png", 1, "feedback", "feedback:covid/new-1.png"),
         ("new-2.png", 0, "feedback", "hospital:42"),
     ]
+    assert "1 relabelled in place" in merged.corrections.describe()
 
 
-def test_apply_corrections_rejects_missing_folder(fixture_dir, tmp_path):
+def test_a_correction_of_an_evaluation_image_is_excluded_and_trains_nowhere(fixture_dir, tmp_path):
+    external = tmp_path / "external"
+    write_png(external / "covid" / "e1.png", 21)
+    write_png(external / "normal" / "e2.png", 22)
+    corrections = tmp_path / "export"
+    reencoded(external / "covid" / "e1.png", corrections / "not_covid" / "x.png")
+    split = split_by_patient(scan_folder(fixture_dir), 0.25, 0.25, seed=0)
+
+    merged = merge_corrections(split, corrections, scan_folder(external))
+
+    [kept_out] = merged.excluded
+    assert (kept_out.path, kept_out.label) == (external / "covid" / "e1.png", 0)
+    assert merged.corrections == CorrectionCounts(excluded=1)
+    assert merged.parts() == split.parts() and EXCLUDED == "excluded"
+
+
+def test_merge_corrections_rejects_missing_folder(fixture_dir, tmp_path):
     with pytest.raises(ValueError, match="no such folder"):
-        apply_corrections(scan_folder(fixture_dir), tmp_path / "missing")
+        merge_corrections(split_by_patient(scan_folder(fixture_dir)), tmp_path / "missing")
 
 
 def test_dataset_summary(fixture_dir):

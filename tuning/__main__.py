@@ -27,6 +27,7 @@ from model.cli import (
     UsageError,
     add_data_arguments,
     cache_from_args,
+    corrections_meta,
     log,
     precision_from_args,
     run,
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> str | None:
     base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed,
                               target_sensitivity=args.target_sensitivity)
     external = scan_folder(args.external, positive=args.positive) if args.external else []
-    bank = FeatureBank(split_from_args(args), args.views, cache_from_args(args), external,
-                       precision_from_args(args))
+    split = split_from_args(args, external)
+    bank = FeatureBank(split, args.views, cache_from_args(args), external, precision_from_args(args))
     tuner = make_tuner(args.tuner, bank, base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)
     try:
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> str | None:
     else:
         artifact, evaluations, config = export_best(
             tuner, bank, base_config, args.export, args.fine_tune_epochs, chosen=chosen,
-            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective},
+            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective,
+                  **corrections_meta(split)},
         )
         test = next(e.metrics for e in evaluations if e.name == "test")
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> str | None:
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.export / "model.keras",
             "exported trial": f"{chosen[0]}: {chosen[1]}",
-            "exported configuration": json.dumps(done.get("config"))}
+            "exported configuration": json.dumps(done.get("config")),
+            **corrections_meta(split)}
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
                                 done.get("test"), exported=chosen)
     log.info("wrote %s in %.0f s", paths["markdown"], time.time() - start)

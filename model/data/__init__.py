@@ -1,4 +1,7 @@
-"""Labelled examples from an image folder: scanning, patient-grouped splits, corrections and a tf.data pipeline."""
+"""Labelled examples from an image folder: scanning, patient-grouped splits, corrections and a tf.data pipeline.
+
+`python -m model.data` (model/data/__main__.py) writes the examples as training will use them.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,23 @@ import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 from model.config import DEFAULT_POSITIVE_FOLDERS
-from model.images import EXTENSIONS, file_sha256
+from model.images import EXTENSIONS, ImageError, file_sha256, image_identity
 from model.preprocessing import Preprocessing, to_network_input
 
 SKIPPED_FOLDERS = frozenset({"masks"})
 MANIFEST_NAME = "MANIFEST.csv"
 SOURCE_COLUMNS = ("source", "source_repo", "origin")
 FEEDBACK_SOURCE = "feedback"
+EXCLUDED = "excluded"
+IDENTITY_COLUMN = "pixel_sha256"
+READERS_COLUMN = "readers"
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,36 @@ class Example:
     class_name: str
     patient_id: str
     source: str
+    corrected_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorrectionCounts:
+    """What merging a corrections folder did to a split."""
+
+    relabelled: int = 0
+    confirmed: int = 0
+    added: int = 0
+    excluded: int = 0
+
+    def describe(self) -> str:
+        """The counts in one sentence."""
+        return (f"corrections: {self.relabelled} relabelled in place and {self.confirmed} confirmed (same patient, "
+                f"same split), {self.added} of images found nowhere in the data added to train as their own "
+                f"patients, {self.excluded} excluded (they correct images of an evaluation folder, which never "
+                "trains)")
 
 
 @dataclass(frozen=True)
 class Split:
+    """Train, validation and test examples; `excluded` are corrections kept out of training, with what merging
+    corrections did in `corrections` (None when no corrections folder was merged)."""
+
     train: list[Example]
     validation: list[Example]
     test: list[Example]
+    excluded: list[Example] = field(default_factory=list)
+    corrections: CorrectionCounts | None = None
 
     def parts(self) -> dict[str, list[Example]]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -181,27 +210,71 @@ def describe_split(split: Split) -> str:
     return "\n".join(lines)
 
 
-def apply_corrections(examples: Iterable[Example], corrections_root: str | Path) -> list[Example]:
-    """Merge an exported corrections folder: a labelled folder like any other (covid/ positive, optional MANIFEST.csv).
+def merge_corrections(split: Split, corrections_root: str | Path, evaluation: Sequence[Example] = ()) -> Split:
+    """Merge an exported corrections folder (a labelled folder: covid/ positive, MANIFEST.csv) into a split drawn
+    from the uncorrected labels.
 
-    A corrected image with the same bytes (SHA-256) as an existing example overrides that example's
-    label; any other corrected image is appended with source "feedback".
+    A correction is matched to examples by image identity (model.images.image_identity: the manifest's
+    pixel_sha256, else computed from the file). A correction of an `evaluation` image (e.g. the --external folder)
+    never enters training: it is listed in `excluded`. One of an example of the split replaces that example's label
+    in place (same patient, same split, once). Any other is added to train as a new example, its own patient.
     """
     root = Path(corrections_root)
-    corrections = {file_sha256(c.path): c for c in _scan(root, DEFAULT_POSITIVE_FOLDERS, None)}
-    merged, matched = [], set()
+    corrections = _scan_corrections(root)
+    evaluated = _by_identity(list(evaluation))
+    parts = {name: list(part) for name, part in split.parts().items()}
+    where = {identity: [(name, i) for name, i, _ in places]
+             for identity, places in _by_identity_in(parts).items()}
+    excluded, added, counts = list(split.excluded), [], Counter()
+    for identity, correction in corrections.items():
+        if identity in evaluated:
+            excluded += [_relabel(e, correction) for e in evaluated[identity]]
+            counts["excluded"] += 1
+        elif identity in where:
+            for name, i in where[identity]:
+                counts["relabelled" if parts[name][i].label != correction.label else "confirmed"] += 1
+                parts[name][i] = _relabel(parts[name][i], correction)
+        else:
+            own_patient = correction.patient_id == correction.path.relative_to(root).as_posix()
+            patient_id = f"{FEEDBACK_SOURCE}:{correction.patient_id}" if own_patient else correction.patient_id
+            added.append(dataclasses.replace(correction, source=FEEDBACK_SOURCE, patient_id=patient_id))
+            counts["added"] += 1
+    return Split(parts["train"] + added, parts["validation"], parts["test"], excluded, CorrectionCounts(**counts))
+
+
+def _relabel(example: Example, correction: Example) -> Example:
+    return dataclasses.replace(example, label=correction.label, class_name=correction.class_name,
+                               corrected_by=correction.corrected_by)
+
+
+def _scan_corrections(root: Path) -> dict[str, Example]:
+    """The corrections folder's examples by image identity, each with the readers its manifest names."""
+    examples = _scan(root, DEFAULT_POSITIVE_FOLDERS, None)
+    rows, _ = _read_manifest(root, None)
+    corrections = {}
     for example in examples:
-        digest = file_sha256(example.path)
-        if digest in corrections:
-            matched.add(digest)
-            correction = corrections[digest]
-            example = dataclasses.replace(example, label=correction.label, class_name=correction.class_name)
-        merged.append(example)
-    for correction in (c for digest, c in corrections.items() if digest not in matched):
-        own_patient = correction.patient_id == correction.path.relative_to(root).as_posix()
-        patient_id = f"{FEEDBACK_SOURCE}:{correction.patient_id}" if own_patient else correction.patient_id
-        merged.append(dataclasses.replace(correction, source=FEEDBACK_SOURCE, patient_id=patient_id))
-    return merged
+        row = rows.get(example.path.relative_to(root).as_posix(), {})
+        readers = tuple(r for r in (row.get(READERS_COLUMN) or "").split(";") if r)
+        identity = row.get(IDENTITY_COLUMN) or image_identity(example.path)
+        corrections[identity] = dataclasses.replace(example, corrected_by=readers)
+    return corrections
+
+
+def _by_identity(examples: list[Example]) -> dict[str, list[Example]]:
+    """Examples by image identity; files that cannot be decoded have none (training reports them)."""
+    return {identity: [e for _, _, e in places] for identity, places in _by_identity_in({"": examples}).items()}
+
+
+def _by_identity_in(parts: dict[str, list[Example]]) -> dict[str, list[tuple[str, int, Example]]]:
+    """(part name, index, example) of every decodable example of the parts, by image identity."""
+    found: dict[str, list[tuple[str, int, Example]]] = {}
+    for name, part in parts.items():
+        for i, example in enumerate(part):
+            try:
+                found.setdefault(image_identity(example.path), []).append((name, i, example))
+            except ImageError:
+                continue
+    return found
 
 
 def dataset_summary(examples: Sequence[Example]) -> dict:
