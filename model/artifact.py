@@ -78,8 +78,10 @@ def _current_card(target: Path) -> ModelCard | None:
     return ModelCard.read(card_path) if model_path.is_file() and card_path.is_file() else None
 
 
-def install_artifact(candidate: Path, target: Path, verdict: str, data: str = "") -> ModelCard:
-    """Copy the candidate's model and card into `target`, the replaced model into TARGET.previous; the new card.
+def install_artifact(candidate: Path, target: Path, verdict: str, data: str = "",
+                     reports: dict[str, str] | None = None) -> ModelCard:
+    """Install the candidate's whole folder (model, card, reports) as `target`, with `reports` (file name -> text)
+    written beside them; the replaced folder, reports included, goes whole to TARGET.previous. The new card.
 
     The new card's history is the replaced card's history plus one promotion entry naming both versions.
     """
@@ -93,8 +95,13 @@ def install_artifact(candidate: Path, target: Path, verdict: str, data: str = ""
                                history=[*(current.history if current else []), entry])
     staging = target.with_name(target.name + ".incoming")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copy2(model_path, staging / MODEL_FILE)
+    if Path(candidate).is_dir():
+        shutil.copytree(candidate, staging, symlinks=False)
+    else:
+        staging.mkdir(parents=True)
+        shutil.copy2(model_path, staging / MODEL_FILE)
+    for name, text in (reports or {}).items():
+        (staging / name).write_text(text)
     (staging / CARD_FILE).write_text(card.to_json())
     if target.exists():
         shutil.rmtree(previous_of(target), ignore_errors=True)

@@ -1,8 +1,8 @@
 """Compare a candidate model with the app's model on the same images: python -m model.compare CANDIDATE --data DIR.
 
-Prints each model's AUC with a 95% interval, the paired AUC difference (candidate - current) with a 95%
-paired bootstrap interval over patients, sensitivity and specificity at each model's own card threshold,
-and a verdict: better (interval above 0), not distinguishable (contains 0) or worse (below 0).
+Prints each model's AUC with a 95% interval, sensitivity and specificity at each model's own card threshold, the
+paired differences (candidate - current) of all three with 95% paired bootstrap intervals over patients, and a
+verdict: worse (any difference's interval below 0), better (the AUC's above 0, none below) or not distinguishable.
 """
 
 from __future__ import annotations
@@ -55,12 +55,16 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     rows = [[name, s.path, s.version or "n/a", s.threshold, s.auc, s.auc_ci95, s.sensitivity, s.sensitivity_ci95,
              s.specificity, s.specificity_ci95]
             for name, s in (("candidate", comparison.candidate), ("current", comparison.current))]
-    difference = "n/a" if comparison.difference is None else f"{comparison.difference:+.3f}"
+    differences = [("AUC", comparison.difference, comparison.difference_ci95),
+                   ("sensitivity", comparison.sensitivity_difference, comparison.sensitivity_difference_ci95),
+                   ("specificity", comparison.specificity_difference, comparison.specificity_difference_ci95)]
     return [
         f"{comparison.n} images of {comparison.n_patients} patients in {comparison.data}", "", *table(header, rows), "",
-        (f"AUC difference (candidate - current): {difference}, 95% CI {fmt(comparison.difference_ci95)} "
-         f"({comparison.method}, {comparison.resamples} resamples)"),
-        f"verdict: {comparison.verdict}",
+        *(f"{name} difference (candidate - current): {'n/a' if value is None else f'{value:+.3f}'}, "
+          f"95% CI {fmt(ci)}" for name, value, ci in differences),
+        f"({comparison.method}, {comparison.resamples} resamples; sensitivity and specificity at each model's own "
+        "threshold)",
+        f"verdict: {comparison.verdict} ({comparison.reason})",
     ]
 
 

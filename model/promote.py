@@ -1,14 +1,18 @@
 """Install a candidate as the app's model when it is not worse: python -m model.promote CANDIDATE --data DIR.
 
 The candidate is compared with the installed model on --data (as python -m model.compare does) and is
-refused (exit 2) when its paired AUC difference interval lies below 0; --force installs it regardless.
-The replaced model is kept in TARGET.previous, and --rollback swaps it back. The installed card's
-`history` records every promotion and rollback with both versions.
+refused (exit 2) when it is worse: the paired difference interval of its AUC, or of its sensitivity or
+specificity at its own threshold, lies below 0; --force installs it regardless. The candidate's whole folder
+is installed, with the comparison (promotion.md, promotion.json, and report.md where the candidate has none);
+the replaced folder is kept whole in TARGET.previous, and --rollback swaps it back. The installed card's
+`history` records every promotion and rollback with both versions. A running app serves the new model from
+its next requests, without a restart.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from model.artifact import (
 )
 from model.card import ModelCard
 from model.cli import UsageError, run, setup_logging
-from model.compare import add_comparison_arguments, compare_from_args
+from model.compare import add_comparison_arguments, compare_from_args, comparison_lines
 from model.training.compare import WORSE
 
 
@@ -38,19 +42,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _verdict(args: argparse.Namespace) -> tuple[str, int]:
-    """The comparison's verdict (or why none was made) and the exit status for unusable files."""
+def _verdict(args: argparse.Namespace) -> tuple[str, int, dict[str, str]]:
+    """The comparison's verdict (or why none was made), the exit status for unusable files, and the reports
+    describing the comparison to install with the candidate."""
     if not artifact_paths(args.target)[0].is_file():
-        return "first install", 0
+        return "first install", 0, {}
     if args.data is None:
         if not args.force:
             raise UsageError("give --data DIR to compare the candidate with the installed model, or --force")
-        return "forced without comparison", 0
+        return "forced without comparison", 0, {}
     comparison, status = compare_from_args(args.candidate, args.target, args)
     if comparison.verdict == WORSE and not args.force:
         raise UsageError(f"not installed: the candidate is worse than {args.target} on {args.data} "
-                         "(AUC difference interval below 0); --force installs it anyway")
-    return comparison.verdict + (" (forced)" if comparison.verdict == WORSE else ""), status
+                         f"({comparison.reason}); --force installs it anyway")
+    text = "\n".join(["# Promotion comparison", "", *comparison_lines(comparison)]) + "\n"
+    reports = {"promotion.md": text, "promotion.json": json.dumps(comparison.to_dict(), indent=2)}
+    if args.candidate.is_dir() and not (args.candidate / "report.md").is_file():
+        reports["report.md"] = text
+    return comparison.verdict + (" (forced)" if comparison.verdict == WORSE else ""), status, reports
 
 
 def _say(what: str, card: ModelCard, target: Path) -> None:
@@ -73,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("give the CANDIDATE artifact folder to promote, or --rollback")
     if args.candidate.resolve() == args.target.resolve():
         raise UsageError(f"the candidate {args.candidate} is already the target")
-    verdict, status = _verdict(args)
-    _say("installed", install_artifact(args.candidate, args.target, verdict, str(args.data or "")), args.target)
+    verdict, status, reports = _verdict(args)
+    _say("installed", install_artifact(args.candidate, args.target, verdict, str(args.data or ""), reports),
+         args.target)
     return status
 
 

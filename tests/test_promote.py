@@ -89,3 +89,30 @@ def test_promote_needs_data_or_force_once_a_model_is_installed(models, tmp_path,
     assert "--data" in capsys.readouterr().err
     assert run(promote.main, [str(worse), "--target", str(target), "--force"]) == 0
     assert load_card(target).history[-1]["verdict"] == "forced without comparison"
+
+
+def test_promote_refuses_a_candidate_with_worse_specificity_and_installs_it_whole_with_force(models, tmp_path, capsys):
+    good, _, cache = models
+    target, lenient = tmp_path / "default", tmp_path / "lenient"
+    model, card = load_artifact(good)
+    save_artifact(model, lenient, dataclasses.replace(card, threshold=0.0))
+    (lenient / "report.md").write_text("the lenient model's own report\n")
+    assert run(promote.main, [str(good), "--target", str(target)]) == 0
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+
+    assert run(promote.main, [str(lenient), "--target", str(target), *flags(cache)]) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "not installed" in err and "specificity lower beyond noise" in err
+    assert load_card(target).version == load_card(good).version
+
+    assert run(promote.main, [str(lenient), "--target", str(target), *flags(cache), "--force"]) == 0
+    assert "verdict: worse (specificity lower" in capsys.readouterr().out
+    assert (target / "report.md").read_text() == "the lenient model's own report\n"
+    assert "specificity difference (candidate - current): -" in (target / "promotion.md").read_text()
+    assert json.loads((target / "promotion.json").read_text())["specificity_difference_ci95"][1] < 0
+    assert sorted(p.relative_to(previous_of(target)) for p in previous_of(target).rglob("*")) == before
+    assert load_card(target).history[-1]["verdict"] == "worse (forced)"
+
+    assert run(promote.main, ["--rollback", "--target", str(target)]) == 0
+    assert load_card(target).version == load_card(good).version
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before

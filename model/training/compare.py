@@ -1,6 +1,8 @@
-"""Two saved models on the same images: each one's AUC, the paired AUC difference with a bootstrap interval, a verdict.
+"""Two saved models on the same images: each one's AUC, the paired differences with bootstrap intervals, a verdict.
 
-The bootstrap resamples patients (MANIFEST.csv `patient_id`; an image without one is its own patient),
+The differences are the AUC's and, at each model's own card threshold, the sensitivity's and specificity's; the
+verdict is worse when any of them lies below 0 beyond noise (its 95% interval below 0), better when the AUC's lies
+above 0 and none is worse. The bootstrap resamples patients (MANIFEST.csv `patient_id`; an image without one is its own patient),
 positives and negatives separately, and scores both models on each resample, so the difference keeps its
 pairing and images of one patient move together.
 """
@@ -56,6 +58,11 @@ class Comparison:
     verdict: str
     resamples: int
     method: str = METHOD
+    sensitivity_difference: float | None = None
+    sensitivity_difference_ci95: list[float] | None = None
+    specificity_difference: float | None = None
+    specificity_difference_ci95: list[float] | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict:
         """Plain data for JSON."""
@@ -72,9 +79,11 @@ def _clusters(y: np.ndarray, patients: Sequence[str]) -> tuple[list[np.ndarray],
     return positives, negatives
 
 
-def paired_auc_bootstrap(y: np.ndarray, p_candidate: np.ndarray, p_current: np.ndarray, patients: Sequence[str],
-                         n_boot: int = 1000, seed: int = 0) -> np.ndarray | None:
-    """95% intervals (rows: candidate AUC, current AUC, difference; columns: low, high), or None.
+def paired_bootstrap(y: np.ndarray, p_candidate: np.ndarray, p_current: np.ndarray, patients: Sequence[str],
+                     thresholds: tuple[float, float] = (0.5, 0.5), n_boot: int = 1000,
+                     seed: int = 0) -> np.ndarray | None:
+    """95% intervals (columns: low, high) of the candidate's AUC, the current's AUC, and the candidate - current
+    differences of AUC, sensitivity and specificity (each model at its own threshold), or None.
 
     None when a class has fewer than two patients, too few to resample.
     """
@@ -83,23 +92,40 @@ def paired_auc_bootstrap(y: np.ndarray, p_candidate: np.ndarray, p_current: np.n
         return None
 
     def statistic(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-        """Both AUCs and their difference on the images of the resampled patient clusters."""
+        """Both AUCs and the three differences on the images of the resampled patient clusters."""
         pos_index = np.concatenate([positives[i] for i in pos])
         neg_index = np.concatenate([negatives[i] for i in neg])
         index, labels = np.r_[pos_index, neg_index], np.r_[np.ones(len(pos_index)), np.zeros(len(neg_index))]
         a, b = roc_auc_score(labels, p_candidate[index]), roc_auc_score(labels, p_current[index])
-        return np.array([a, b, a - b])
+        sensitivity, specificity = _rate_differences(p_candidate, p_current, thresholds, pos_index, neg_index)
+        return np.array([a, b, a - b, sensitivity, specificity])
 
     result = bootstrap((np.arange(len(positives)), np.arange(len(negatives))), statistic, n_resamples=n_boot,
                        vectorized=False, method="percentile", rng=np.random.default_rng(seed))
     return np.column_stack([result.confidence_interval.low, result.confidence_interval.high])
 
 
-def verdict(interval: Sequence[float] | None) -> str:
-    """better when the difference's interval lies above 0, worse when below, else not distinguishable."""
-    if interval is None:
-        return SAME
-    return BETTER if interval[0] > 0 else WORSE if interval[1] < 0 else SAME
+def _rate_differences(p_candidate: np.ndarray, p_current: np.ndarray, thresholds: tuple[float, float],
+                      positives: np.ndarray, negatives: np.ndarray) -> tuple[float, float]:
+    """Candidate - current sensitivity (on the positives) and specificity (on the negatives), each at its threshold."""
+    (a, b), (ta, tb) = (p_candidate, p_current), thresholds
+    sensitivity = np.mean(a[positives] >= ta) - np.mean(b[positives] >= tb)
+    specificity = np.mean(a[negatives] < ta) - np.mean(b[negatives] < tb)
+    return float(sensitivity), float(specificity)
+
+
+def verdict(intervals: dict[str, Sequence[float] | None]) -> tuple[str, str]:
+    """(verdict, why) from the differences' intervals by name (AUC, sensitivity, specificity): worse when any lies
+    below 0, better when the AUC's lies above 0, else not distinguishable."""
+    below = [name for name, ci in intervals.items() if ci is not None and ci[1] < 0]
+    if below:
+        return WORSE, f"{' and '.join(below)} lower beyond noise (95% interval of the difference below 0)"
+    auc = intervals.get("AUC")
+    if auc is not None and auc[0] > 0:
+        return BETTER, "AUC higher beyond noise and nothing lower"
+    if all(ci is None for ci in intervals.values()):
+        return SAME, "too few patients of a class to resample"
+    return SAME, "every difference's 95% interval reaches 0 or above"
 
 
 def _score(path: Path, version: str, threshold: float, y: np.ndarray, probs: np.ndarray,
@@ -129,11 +155,16 @@ def compare_models(candidate: Path, current: Path, examples: Sequence[Example], 
         raise ValueError(f"{data or 'the data'}: no image could be scored by both models")
     y = np.array([e.label for e in kept])
     p_a, p_b = np.array([probs_a[e.path] for e in kept]), np.array([probs_b[e.path] for e in kept])
-    intervals = paired_auc_bootstrap(y, p_a, p_b, [e.patient_id for e in kept], n_boot, seed)
-    ci = [None] * 3 if intervals is None else [[float(v) for v in row] for row in intervals]
+    thresholds = (card_a.threshold, card_b.threshold)
+    intervals = paired_bootstrap(y, p_a, p_b, [e.patient_id for e in kept], thresholds, n_boot, seed)
+    ci = [None] * 5 if intervals is None else [[float(v) for v in row] for row in intervals]
     a = _score(Path(candidate), card_a.version, card_a.threshold, y, p_a, ci[0])
     b = _score(Path(current), card_b.version, card_b.threshold, y, p_b, ci[1])
     difference = None if a.auc is None or b.auc is None else a.auc - b.auc
+    sensitivity, specificity = _rate_differences(p_a, p_b, thresholds, np.flatnonzero(y == 1), np.flatnonzero(y == 0))
+    said, why = verdict({"AUC": ci[2], "sensitivity": ci[3], "specificity": ci[4]})
     comparison = Comparison(data, len(kept), len({e.patient_id for e in kept}), a, b, difference, ci[2],
-                            verdict(ci[2]), n_boot if intervals is not None else 0)
+                            said, n_boot if intervals is not None else 0, METHOD,
+                            sensitivity if (y == 1).any() else None, ci[3],
+                            specificity if (y == 0).any() else None, ci[4], why)
     return comparison, sorted(set(skipped_a) | set(skipped_b))
