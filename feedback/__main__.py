@@ -1,4 +1,4 @@
-"""Command line: export corrections for training, hash a reader password, list corrections."""
+"""Command line: export corrections for training, hash a reader password, list or withdraw corrections."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from pathlib import Path
 
 from feedback.export import export_corrections
 from feedback.readers import DEFAULT_ITERATIONS, hash_password
-from feedback.store import DB_NAME, all_corrections, clean_reader, default_root, integrity_check
+from feedback.store import (
+    DB_NAME,
+    all_corrections,
+    clean_reader,
+    default_root,
+    integrity_check,
+    withdraw_correction,
+)
 
 
+ROOT_HELP = ("the app's feedback store folder (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
+             "/data/xray-covid-feedback where /data is writable, else ./feedback_data)")
 USAGE_ERROR = 2
 """The exit status of a user error, as for every command of the project (model.cli)."""
 
@@ -24,14 +33,16 @@ def _fail(message: str) -> None:
 
 def _existing_store(root: Path) -> Path:
     if not (root / DB_NAME).is_file():
-        _fail(f"no feedback store at {root} (expected {root / DB_NAME})")
+        _fail(f"no feedback store at {root} (expected {root / DB_NAME}); give the folder the app stored corrections "
+              "in with --root DIR, or set XRAY_FEEDBACK_DIR as it was for the app")
     return root
 
 
 def _export(args: argparse.Namespace) -> None:
     counts = export_corrections(_existing_store(args.root), args.out, include_unverified=args.include_unverified)
     print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
-    print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  skipped (uncertain): {counts['skipped_uncertain']}")
+    print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  "
+          f"skipped (uncertain): {counts['skipped_uncertain']}  skipped (withdrawn): {counts['skipped_withdrawn']}")
     if counts["left_out_unverified"]:
         print(f"left out: {counts['left_out_unverified']} unverified corrections (--include-unverified uses them)")
 
@@ -53,10 +64,17 @@ def _list(args: argparse.Namespace) -> None:
     for c in corrections:
         note = f"  {c.note!r}" if c.note else ""
         status = "verified" if c.verified else "unverified"
+        status += f" withdrawn {c.withdrawn_at[:19]}" if c.withdrawn_at else ""
         print(f"{c.id:>5}  {c.created_at}  {status:<10}  {c.reader!r:<14} {c.correct_label:<9} "
               f"(model: {c.predicted_label!r} p={c.probability:.3f} {c.model_version!r})  "
               f"{c.image_sha256[:12]}  {c.original_filename!r}{note}")
     print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
+
+
+def _withdraw(args: argparse.Namespace) -> None:
+    c = withdraw_correction(_existing_store(args.root), args.record, args.reader)
+    print(f"record #{c.id} ({c.reader!r}: {c.correct_label}) withdrawn at {c.withdrawn_at}; kept in the history, "
+          "left out of exports")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
-    export.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
+    export.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
     export.add_argument("--include-unverified", action="store_true",
                         help="also use corrections made without signing in (open mode, or from before accounts)")
@@ -77,8 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")
-    listing.add_argument("--root", type=Path, default=default_root(), help="feedback store folder (default: %(default)s)")
+    listing.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
     listing.set_defaults(run=_list)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw a reader's own correction (kept, no longer exported)")
+    withdraw.add_argument("record", type=int, help="the record number (python -m feedback list)")
+    withdraw.add_argument("--reader", required=True, help="the reader who made it")
+    withdraw.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
+    withdraw.set_defaults(run=_withdraw)
 
     args = parser.parse_args(argv)
     try:
