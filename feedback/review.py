@@ -27,17 +27,20 @@ class Agreement:
 
 @dataclass(frozen=True)
 class VersionShare:
-    """One model version: predictions shown, corrections of its answers and the distinct images they concern."""
+    """One model version: predictions shown, the distinct images it predicted and how many of them were corrected,
+    and the corrections of its answers with the distinct images they concern (predicted here or not)."""
 
     model_version: str
     predictions: int
     corrections: int
     corrected_images: int
+    predicted_images: int = 0
+    corrected_predicted_images: int = 0
 
     @property
     def share(self) -> float | None:
-        """Corrected images per prediction shown; None before any prediction was counted."""
-        return self.corrected_images / self.predictions if self.predictions else None
+        """Corrected predicted images / predicted images; None before any predicted image was noted."""
+        return self.corrected_predicted_images / self.predicted_images if self.predicted_images else None
 
 
 @dataclass(frozen=True)
@@ -109,25 +112,31 @@ def agreement(corrections: Iterable[Correction]) -> Agreement | None:
     return Agreement("Fleiss' kappa", fleiss_kappa(counts), len(verdicts), len(readers))
 
 
-def version_shares(corrections: list[Correction], prediction_counts: Mapping[str, int]) -> tuple[VersionShare, ...]:
-    """Each model version with predictions counted or corrections made, in version order."""
-    versions = sorted(set(prediction_counts) | {c.model_version for c in corrections})
-    return tuple(
-        VersionShare(version, int(prediction_counts.get(version, 0)),
-                     sum(c.model_version == version for c in corrections),
-                     len({c.image_sha256 for c in corrections if c.model_version == version}))
-        for version in versions
-    )
+def version_shares(corrections: list[Correction], prediction_counts: Mapping[str, int],
+                   predicted: Mapping[str, set[str]] | None = None) -> tuple[VersionShare, ...]:
+    """Each model version with predictions counted or corrections made, in version order; `predicted` holds the
+    SHA-256 of the images each version predicted (feedback.store.predicted_images)."""
+    predicted = predicted or {}
+    versions = sorted(set(prediction_counts) | set(predicted) | {c.model_version for c in corrections})
+    shares = []
+    for version in versions:
+        corrected = {c.image_sha256 for c in corrections if c.model_version == version}
+        seen = predicted.get(version, set())
+        shares.append(VersionShare(version, int(prediction_counts.get(version, 0)),
+                                   sum(c.model_version == version for c in corrections), len(corrected),
+                                   len(seen), len(corrected & seen)))
+    return tuple(shares)
 
 
-def summary(corrections: Iterable[Correction], prediction_counts: Mapping[str, int]) -> Summary:
-    """Counts, share of predictions corrected per model version, model-vs-reader confusion and reader agreement."""
+def summary(corrections: Iterable[Correction], prediction_counts: Mapping[str, int],
+            predicted: Mapping[str, set[str]] | None = None) -> Summary:
+    """Counts, share of predicted images corrected per model version, model-vs-reader confusion, reader agreement."""
     corrections = list(corrections)
     return Summary(
         corrections=len(corrections),
         images=len({c.image_sha256 for c in corrections}),
         readers=len({c.reader for c in corrections}),
-        versions=version_shares(corrections, prediction_counts),
+        versions=version_shares(corrections, prediction_counts, predicted),
         confusion=confusion(corrections),
         agreement=agreement(corrections),
     )

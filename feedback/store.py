@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     count INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0)
 )
 """
+_PREDICTED_IMAGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predicted_images (
+    model_version TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    PRIMARY KEY (model_version, image_sha256)
+)
+"""
 _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
     " predicted_label, probability, model_version, created_at, verified, pixel_sha256, withdrawn_at"
@@ -219,6 +226,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         _rebuild(conn, columns | {"verified"})
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
     conn.execute(_PREDICTIONS_SCHEMA)
+    conn.execute(_PREDICTED_IMAGES_SCHEMA)
 
 
 def _rebuild(conn: sqlite3.Connection, columns: set[str]) -> None:
@@ -448,14 +456,20 @@ def all_corrections(root: str | Path) -> list[Correction]:
     return _read(root)
 
 
-def count_prediction(root: str | Path, model_version: str) -> None:
-    """Add one to the number of predictions shown for this model version (no image data is kept)."""
+def count_prediction(root: str | Path, model_version: str, image_sha256: str | None = None) -> None:
+    """Add one to the number of predictions shown for this model version and note the image's SHA-256 as predicted
+    by it (no image data is kept)."""
     if not isinstance(model_version, str) or not model_version:
         raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
+    sha256 = None if image_sha256 is None else _digest(image_sha256)
     conn = _connect(Path(root))
     try:
+        conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
                      "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
+        if sha256:
+            conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
+        conn.execute("COMMIT")
     finally:
         conn.close()
 
@@ -470,6 +484,22 @@ def prediction_counts(root: str | Path) -> dict[str, int]:
         return dict(conn.execute("SELECT model_version, count FROM predictions ORDER BY model_version").fetchall())
     finally:
         conn.close()
+
+
+def predicted_images(root: str | Path) -> dict[str, set[str]]:
+    """Model version -> SHA-256 of each image it predicted; empty when the store does not exist yet."""
+    root = Path(root)
+    if not (root / DB_NAME).exists():
+        return {}
+    conn = _connect(root)
+    try:
+        rows = conn.execute("SELECT model_version, image_sha256 FROM predicted_images").fetchall()
+    finally:
+        conn.close()
+    found: dict[str, set[str]] = {}
+    for version, sha256 in rows:
+        found.setdefault(version, set()).add(sha256)
+    return found
 
 
 def integrity_check(root: str | Path) -> str:

@@ -33,6 +33,7 @@ from feedback.store import (
     Correction,
     all_corrections,
     count_prediction,
+    predicted_images,
     prediction_counts,
 )
 from model.images import ImageError, image_identity, load_bytes, lossless_png, read_grey
@@ -153,7 +154,7 @@ class Handlers:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
         data, sha256, prediction = self.read_and_predict(path, batched=True)
-        self.count_prediction(prediction.model_version)
+        self.count_prediction(prediction.model_version, sha256)
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
@@ -201,10 +202,11 @@ class Handlers:
         return (show.flag_confirmation(record_id, created, correct_label, login.verified),
                 show.corrections_table(corrections_for(self.feedback_root, sha256)))
 
-    def count_prediction(self, model_version: str) -> None:
-        """Count one prediction shown for this model version; a store that cannot be written is only logged."""
+    def count_prediction(self, model_version: str, image_sha256: str) -> None:
+        """Count one prediction of this image shown for this model version; a store that cannot be written is only
+        logged, so counting never fails a prediction."""
         try:
-            count_prediction(self.feedback_root, model_version)
+            count_prediction(self.feedback_root, model_version, image_sha256)
         except (OSError, sqlite3.Error, ValueError) as error:
             log.warning("prediction not counted in %s: %s", self.feedback_root, error)
 
@@ -222,7 +224,7 @@ class Handlers:
         filters = (None if value in (None, "", show.ALL) else value for value in (label, by_reader, version))
         chosen = filter_corrections(stored, *filters)
         newest = chosen[::-1][: show.MAX_REVIEW_ROWS]
-        summary = review_summary(chosen, prediction_counts(self.feedback_root))
+        summary = review_summary(chosen, prediction_counts(self.feedback_root), predicted_images(self.feedback_root))
         return (
             show.review_status(len(newest), len(chosen)), show.review_table(newest), thumbnails(newest),
             show.review_counts(summary), show.version_table(summary), show.confusion_table(summary),

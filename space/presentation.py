@@ -189,7 +189,7 @@ REVIEW_NEEDS_ACCOUNTS = (
 REVIEW_SIGN_IN = "Sign in with your reader name and password to see the corrections; nothing is shown before."
 REVIEW_COLUMNS = ("record", "time (UTC)", "model probability", "model said", "model version", "reader",
                   "reader's label", "note", "verified")
-VERSION_COLUMNS = ("model version", "predictions", "corrections", "corrected images", "share corrected")
+VERSION_COLUMNS = ("version", "predictions", "images", "corrected", "share", "flags")
 CONFUSION_COLUMNS = ("reader's label \\ model said", LABEL_WORDS["positive"], LABEL_WORDS["negative"])
 ALL = "(all)"
 THUMBNAIL_SIDE = 96
@@ -207,15 +207,23 @@ def review_table(corrections: Sequence[Any]) -> dict[str, list]:
     return {"headers": list(REVIEW_COLUMNS), "data": rows}
 
 
+def counted(n: int, noun: str) -> str:
+    """'**1** correction', '**2** corrections': the count in bold and the noun in the right number."""
+    return f"**{n}** {noun}{'' if n == 1 else 's'}"
+
+
 def review_status(shown: int, matching: int) -> str:
     """What the tab says after loading: who is signed in and how many corrections are shown."""
     more = f" (the newest {shown})" if shown < matching else ""
-    return f"Signed in as a reader. {matching} corrections match the filters{more}; thumbnails are numbered by record."
+    match = "matches" if matching == 1 else "match"
+    return (f"Signed in as a reader. {counted(matching, 'correction')} {match} the filters{more}; thumbnails are "
+            "numbered by record.")
 
 
 def review_counts(summary: Any) -> str:
     """The summary's counts and the readers' agreement in words (numbers only, no reader-typed text)."""
-    lines = [f"**{summary.corrections}** corrections of **{summary.images}** images by **{summary.readers}** readers."]
+    lines = [f"{counted(summary.corrections, 'correction')} of {counted(summary.images, 'image')} by "
+             f"{counted(summary.readers, 'reader')}."]
     agreement = summary.agreement
     if agreement is None:
         lines.append("Agreement between readers: no image was labelled by two or more readers.")
@@ -227,9 +235,10 @@ def review_counts(summary: Any) -> str:
 
 
 def version_table(summary: Any) -> dict[str, list]:
-    """Predictions, corrections and the share of predictions corrected, per model version."""
-    rows = [[v.model_version, v.predictions, v.corrections, v.corrected_images,
-             "n/a" if v.share is None else f"{v.share:.1%}"] for v in summary.versions]
+    """Per model version: predictions shown, images predicted, how many of them were corrected and their share,
+    and the corrections (flags) of its answers."""
+    rows = [[v.model_version, v.predictions, v.predicted_images, v.corrected_predicted_images,
+             "n/a" if v.share is None else f"{v.share:.1%}", v.corrections] for v in summary.versions]
     return {"headers": list(VERSION_COLUMNS), "data": rows}
 
 

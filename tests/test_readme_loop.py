@@ -32,7 +32,8 @@ README = REPO / "README.md"
 SMALL = {
     "tuning": ["--size", "32", "--max-trials", "1", "--tuner", "random", "--restart-growth", "0", "--space",
                "harmonize=0", "equalize=none", "crop=0.0", "feature_layers=block5", "pooling=avg", "head=logistic",
-               "l2=0.01", "optimizer=adam", "learning_rate=1e-2:2e-2", "epochs=5", "batch_size=32", "class_weight=true"],
+               "l2=0.01", "optimizer=adam", "learning_rate=1e-2:2e-2", "epochs=5", "batch_size=32",
+               "class_weight=true"],
     "model.compare": ["--resamples", "200"],
     "model.promote": ["--resamples", "200"],
 }
@@ -162,7 +163,8 @@ def test_the_readme_loop_runs_as_written_and_corrections_really_correct(tmp_path
     dev_image = data["dev"] / "covid" / "cohen__covid-19-pneumonia-22-day1-pa.png"
     external_image = next((data["external"] / "covid").iterdir())
     before = tmp_path / "before.csv"
-    assert run_command([a for a in examples if a not in ("--feedback", "runs/corrections")], ["--csv", str(before)]) == 0
+    uncorrected = [a for a in examples if a not in ("--feedback", "runs/corrections")]
+    assert run_command(uncorrected, ["--csv", str(before)]) == 0
     [(dev_key, dev_row)] = [(k, r) for k, r in examples_csv(before).items() if k[0] == dev_image]
 
     with running_server(app_model, store, tmp_path / "app.log", {"XRAY_READERS": f"{READER}:{PASSWORD}"}) as server:

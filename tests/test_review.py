@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from feedback.review import agreement, cohen_kappa, confusion, filter_corrections, fleiss_kappa, summary
-from feedback.store import add_correction, all_corrections, count_prediction, prediction_counts
+from feedback.store import add_correction, all_corrections, count_prediction, predicted_images, prediction_counts
 from space import presentation as show
 
 # image -> model decision and version, then (reader, label) in the order they were flagged
@@ -80,19 +80,30 @@ def test_confusion_of_reader_label_against_model_decision_is_the_hand_counted_ma
 
 def test_summary_shares_of_predictions_corrected_by_model_version(tmp_path):
     stored = make_store(tmp_path, TWO_READERS)
-    for version, times in (("v1", 4), ("v2", 10), ("v3", 3)):
-        for _ in range(times):
-            count_prediction(tmp_path, version)
+    sha = {c.original_filename.removesuffix(".png"): c.image_sha256 for c in stored}
+    # v1 predicted i1 twice and two images nobody flagged; i2 was flagged under v1 but never predicted here.
+    for version, images in (("v1", ["i1", "i1", "a" * 64, "b" * 64]), ("v2", ["i3", "i4", *("c" * 64,) * 8]),
+                            ("v3", ["d" * 64] * 3)):
+        for image in images:
+            count_prediction(tmp_path, version, sha.get(image, image))
     assert prediction_counts(tmp_path) == {"v1": 4, "v2": 10, "v3": 3}
 
-    found = summary(stored, prediction_counts(tmp_path))
+    found = summary(stored, prediction_counts(tmp_path), predicted_images(tmp_path))
     assert (found.corrections, found.images, found.readers) == (8, 4, 2)
-    shares = {v.model_version: (v.predictions, v.corrections, v.corrected_images, v.share) for v in found.versions}
-    assert shares == {"v1": (4, 4, 2, 0.5), "v2": (10, 4, 2, 0.2), "v3": (3, 0, 0, 0.0)}
-    assert show.version_table(found)["data"][0] == ["v1", 4, 4, 2, "50.0%"]
+    shares = {v.model_version: (v.predictions, v.predicted_images, v.corrected_predicted_images, v.corrections,
+                                v.share) for v in found.versions}
+    assert shares == {"v1": (4, 3, 1, 4, 1 / 3), "v2": (10, 3, 2, 4, 2 / 3), "v3": (3, 1, 0, 0, 0.0)}
+    assert show.version_table(found)["data"][0] == ["v1", 4, 3, 1, "33.3%", 4]
     assert show.confusion_table(found)["data"] == [["COVID-19 positive", 1, 2], ["COVID-19 negative", 4, 0],
                                                    ["Uncertain", 1, 0]]
     assert "Cohen's kappa **0.20**" in show.review_counts(found)
+
+
+def test_counts_are_in_correct_english(tmp_path):
+    one = summary(make_store(tmp_path, {"k1": ("positive", "v1", [("dr_a", "negative")])}), {})
+    assert show.review_counts(one).startswith("**1** correction of **1** image by **1** reader.")
+    assert "**1** correction matches the filters" in show.review_status(1, 1)
+    assert "**3** corrections match" in show.review_status(3, 3)
 
 
 def test_filters_by_label_reader_and_model_version(tmp_path):

@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> str | None:
     else:
         artifact, evaluations, config = export_best(
             tuner, bank, base_config, args.export, args.fine_tune_epochs, chosen=chosen,
-            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner, "objective": args.objective,
-                  **corrections_meta(split)},
+            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
+                  "objective": args.objective, **corrections_meta(split)},
         )
         test = next(e.metrics for e in evaluations if e.name == "test")
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
