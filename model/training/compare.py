@@ -3,8 +3,8 @@
 The differences are the AUC's and, at each model's own card threshold, the sensitivity's and specificity's; the
 verdict is worse when any of them lies below 0 beyond noise (its 95% interval below 0), better when the AUC's lies
 above 0 and none is worse. The bootstrap resamples patients (MANIFEST.csv `patient_id`; an image without one is
-its own patient), positives and negatives separately, and scores both models on each resample, so the difference keeps its
-pairing and images of one patient move together.
+its own patient), positives and negatives separately, and scores both models on each resample, so the differences
+keep their pairing and images of one patient move together.
 """
 
 from __future__ import annotations
