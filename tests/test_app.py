@@ -408,7 +408,7 @@ def test_corrections_tab_shows_nothing_without_a_valid_sign_in_and_everything_wi
     (row,) = [cells for cells in table["data"] if cells[-2] == "<b>not</b> covid"]
     assert row[5:7] == ["dr_plain", "COVID-19 negative"] and row[-1] == "yes"
     assert f"#{row[0].lstrip('#')}" in [picture["caption"] for picture in pictures]
-    assert "corrections match" in status and "**" in counts and versions["data"] and len(matrix["data"]) == 3
+    assert "**1** correction matches" in status and "**" in counts and versions["data"] and len(matrix["data"]) == 3
     assert max(Image.open(pictures[0]["image"]).size) <= show.THUMBNAIL_SIDE
 
     archive = client.predict("dr_plain", "opensesame", api_name="/review_export")
