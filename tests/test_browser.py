@@ -170,7 +170,7 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         expect(panel.get_by_text(REVIEW_NOTE)).to_have_count(0)
         panel.get_by_label("Filter: label").click()
         page.get_by_role("option", name=f"COVID-19 {right}").click()
-        expect(panel.get_by_text("1 corrections match")).to_be_visible()
+        expect(panel.get_by_text("1 correction matches")).to_be_visible()
         expect(note).to_have_text(REVIEW_NOTE)
         expect(thumbnail).to_be_visible()
         assert thumbnail.evaluate("img => Math.max(img.naturalWidth, img.naturalHeight)") == 96
