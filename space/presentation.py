@@ -189,7 +189,7 @@ REVIEW_NEEDS_ACCOUNTS = (
 REVIEW_SIGN_IN = "Sign in with your reader name and password to see the corrections; nothing is shown before."
 REVIEW_COLUMNS = ("record", "time (UTC)", "model probability", "model said", "model version", "reader",
                   "reader's label", "note", "verified")
-VERSION_COLUMNS = ("version", "predictions", "images", "corrected", "share", "flags")
+VERSION_COLUMNS = ("version", "predictions", "images", "corrected", "share")
 CONFUSION_COLUMNS = ("reader's label \\ model said", LABEL_WORDS["positive"], LABEL_WORDS["negative"])
 ALL = "(all)"
 THUMBNAIL_SIDE = 96
@@ -235,10 +235,9 @@ def review_counts(summary: Any) -> str:
 
 
 def version_table(summary: Any) -> dict[str, list]:
-    """Per model version: predictions shown, images predicted, how many of them were corrected and their share,
-    and the corrections (flags) of its answers."""
+    """Per model version: predictions shown, images predicted, how many of them were corrected and their share."""
     rows = [[v.model_version, v.predictions, v.predicted_images, v.corrected_predicted_images,
-             "n/a" if v.share is None else f"{v.share:.1%}", v.corrections] for v in summary.versions]
+             "n/a" if v.share is None else f"{v.share:.1%}"] for v in summary.versions]
     return {"headers": list(VERSION_COLUMNS), "data": rows}
 
 
