@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 
 from model.card import ModelCard
@@ -17,6 +18,10 @@ from model.card import ModelCard
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+class ArtifactError(ValueError):
+    """An artifact's model file exists but cannot be loaded; the message says which file and why."""
 
 
 def save_artifact(model, out_dir: Path, card: ModelCard) -> Path:
@@ -58,7 +63,12 @@ def load_artifact(path: Path):
     if not model_path.is_file():
         raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
     card = load_card(path)
-    return keras.models.load_model(model_path, compile=False), card
+    try:
+        return keras.models.load_model(model_path, compile=False), card
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # Keras says "File not found" for a file that is there but is no .keras zip: name the real problem.
+        raise ArtifactError(f"{model_path} is not a readable Keras model (corrupt, cut short or another format; "
+                            f"{type(error).__name__})") from None
 
 
 def previous_of(target: Path) -> Path:

@@ -156,6 +156,27 @@ def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
     return {"headers": list(CORRECTION_COLUMNS), "data": rows}
 
 
+PUBLIC_CORRECTION_COLUMNS = ("earlier corrections",)
+REVIEWED = ("Radiologists have reviewed this image. What they said is shown only to signed-in readers "
+            "(after flagging, or in the Corrections tab).")
+
+
+def public_corrections(corrections: Sequence[Any]) -> dict[str, list]:
+    """What anyone who predicts an image sees of its earlier corrections: at most that readers reviewed it."""
+    return {"headers": list(PUBLIC_CORRECTION_COLUMNS), "data": [[REVIEWED]] if corrections else []}
+
+
+def flagging_unavailable(reason: str) -> str:
+    """The page's notice while the corrections store cannot be written; predicting works as usual."""
+    return (f"**Flagging is unavailable right now**: the corrections store cannot be written ({reason}). Predictions "
+            "work as usual; a correction sent now is refused with this reason, not lost silently.")
+
+
+def not_stored(reason: str) -> str:
+    """The error a reader gets when a correction could not be stored."""
+    return f"Your correction was NOT stored: {reason}. Nothing was recorded; please try again later."
+
+
 def flag_confirmation(record_id: int, created: bool, correct_label: str, verified: bool = True) -> str:
     """The message after a flag, with the record id, and whether the flag counts as verified."""
     if created:
