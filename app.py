@@ -1,6 +1,7 @@
 """The Space: upload a chest X-ray, see the model's probability, decision and Grad-CAM, and flag wrong answers.
 
-Run with `python app.py` (port 7860; PORT or GRADIO_SERVER_PORT override it). MODEL_PATH picks the model,
+Run with `python app.py` (127.0.0.1:7860; on a Space every interface; GRADIO_SERVER_NAME and PORT or
+GRADIO_SERVER_PORT override them). MODEL_PATH picks the model,
 XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
 the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together.
 """
