@@ -89,6 +89,13 @@ def client_key(request: gr.Request | None, proxies: int | None = None) -> str | 
     return getattr(request.client, "host", None)
 
 
+def model_said(prediction: Prediction) -> str:
+    """What a correction records as the model's answer: positive, negative, or out_of_scope (no decision given)."""
+    if not prediction.answered:
+        return prediction.status
+    return "positive" if prediction.positive else "negative"
+
+
 @dataclass
 class Handlers:
     """What each button and upload of the Space does; predictor None means no model is available."""
@@ -123,7 +130,9 @@ class Handlers:
             raise gr.Error(f"Cannot use {Path(path).name}: {error}") from None
 
     def predict(self, path: str | None):
-        """COVID-19 probability, the decision at the model's threshold, a Grad-CAM overlay and earlier corrections."""
+        """COVID-19 probability, the decision at the model's threshold, a Grad-CAM overlay and earlier corrections,
+        then the input gate's status and reason and the model version; a refused input gets no probability, decision
+        or overlay."""
         if not path:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
@@ -132,8 +141,11 @@ class Handlers:
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
-            overlay(show.preview(prediction.grey), prediction.heatmap),
+            overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None,
             show.corrections_table(corrections_for(self.feedback_root, sha256)),
+            prediction.status,
+            prediction.reason,
+            prediction.model_version,
         )
 
     def predict_new_file(self, path: str | None):
@@ -145,7 +157,7 @@ class Handlers:
             image = show.preview(read_grey(path)) if path else None
         except ImageError:
             image = None
-        return image, {}, "", None, show.corrections_table([]), ""
+        return image, {}, "", None, show.corrections_table([]), "", "", "", ""
 
     def sign_in(self, reader: str, password: str, request: gr.Request | None) -> Login:
         """The reader allowed to flag (verified with accounts, unverified in open mode); a gr.Error otherwise."""
@@ -163,7 +175,7 @@ class Handlers:
         try:
             record_id, created = add_correction(
                 self.feedback_root, lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
-                "positive" if prediction.positive else "negative", prediction.probability, self.predictor.version,
+                model_said(prediction), prediction.probability if prediction.answered else 0.0, prediction.model_version,
                 verified=login.verified, image_sha256=sha256, extension=".png", quotas=self.quotas,
             )
         except ImageError as error:

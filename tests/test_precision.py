@@ -169,7 +169,7 @@ def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32(
     def runtime(probabilities):
         def run(batch):
             calls.append((probabilities, len(batch)))
-            return np.array(probabilities[: len(batch)]), np.zeros((len(batch), 2, 2))
+            return np.array(probabilities[: len(batch)]), np.zeros((len(batch), 2, 2)), np.zeros((len(batch), 2))
         return run
 
     near, far = 0.5 + MARGIN / 2, 0.9
@@ -179,3 +179,25 @@ def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32(
     assert (first.probability, first.positive, first.precision) == (0.49, False, "float32")
     assert (second.probability, second.precision) == (far, "bfloat16")
     assert [n for _, n in calls] == [2, 1]
+
+
+def test_a_reduced_precision_answer_near_the_gates_threshold_is_recomputed_in_float32():
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving.predictor import Predictor
+    from tests.test_gate import tiny_gate
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    gate = tiny_gate(threshold=0.5)
+
+    def runtime(first_feature):
+        def run(batch):
+            features = np.array([[f, 0.0] for f in first_feature[: len(batch)]])
+            return np.full(len(batch), 0.9), np.zeros((len(batch), 2, 2)), features
+        return run
+
+    predictor = Predictor(card, runtime([-0.01, 2.0]), "bfloat16", exact=runtime([0.02]), gate=gate)
+    grey = np.tile(np.arange(64, dtype=np.uint8), (64, 1))
+    near, far = predictor.predict_many([grey, grey])
+    assert (near.status, near.precision, near.label) == ("answered", "float32", "COVID-19 positive")
+    assert (far.status, far.precision) == ("answered", "bfloat16")
