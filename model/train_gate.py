@@ -11,12 +11,11 @@ DIR/reports/gate/report.md. The model's version (its network file) does not chan
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from model.artifact import CARD_FILE, DEFAULT_ARTIFACT, artifact_paths, load_artifact
+from model.artifact import CARD_FILE, DEFAULT_ARTIFACT
 from model.cli import (
     add_data_arguments,
     cache_from_args,
@@ -25,8 +24,7 @@ from model.cli import (
     setup_logging,
     split_from_args,
 )
-from model.data import scan_folder
-from model.training.gate import VIEWS, gate_record, train_gate, write_gate_report
+from model.training.gate import VIEWS, gate_artifact
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,17 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.model.is_dir():
         raise NotADirectoryError(f"--model must be an artifact folder (with {CARD_FILE}), got {args.model}")
-    model, card = load_artifact(args.model)
-    split = split_from_args(args)
-    external = scan_folder(args.external, positive=args.positive) if args.external else []
-    precision = precision_from_args(args)
-    result = train_gate(model, card, split, args.ood, external, args.model, cache_from_args(args), precision, args.views)
-    record = gate_record(result, split, args.ood, args.external, precision)
-    card_path = artifact_paths(args.model)[1]
-    card_path.write_text(dataclasses.replace(card, gate=record).to_json())
-    report = write_gate_report(args.model / "reports" / "gate", record)
+    record = gate_artifact(args.model, split_from_args(args), args.ood, args.external, args.positive,
+                           cache_from_args(args), precision_from_args(args), args.views)
     print(json.dumps({name: round(row["share"], 3) for name, row in record["refused"].items()}))
-    print(f"wrote {args.model / 'gate.npz'}, the gate in {card_path} and {report}")
+    print(f"wrote {args.model / 'gate.npz'}, the gate in {args.model / CARD_FILE} and {args.model / 'reports/gate'}")
     return 0
 
 

@@ -112,20 +112,19 @@ def rendered_items(folder: Path, part: str) -> list[Item]:
     return items
 
 
-def gate_extractor(model, precision: str = "float32") -> tuple[object, str]:
+def gate_extractor(model, preprocessing, precision: str = "float32") -> tuple[object, str]:
     """The network from image to gate features, in `precision`, and its feature-cache key."""
     base = model.get_layer(BASE_NAME)
     network = gate_network(in_precision(model, precision).get_layer(BASE_NAME) if precision != "float32" else base)
-    return network, f"gate{GATE_GRID}-{base_key(base, None, precision)}"
+    return network, f"gate{GATE_GRID}-{base_key(base, preprocessing, precision)}"
 
 
 def features_of(model, card, items: Sequence[Item], views: int, cache_dir: Path | None = DEFAULT_CACHE,
                 precision: str = "float32") -> tuple[np.ndarray, list[Item]]:
     """Gate features (n, views + 1, d) of the items that decode, through the model's own preprocessing."""
-    network, key = gate_extractor(model, precision)
     preprocessing = preprocessing_of(card.config)
-    x, kept = extract_features(network, [i.path for i in items], f"{key}-{preprocessing.key}", views, cache_dir,
-                               preprocessing=preprocessing)
+    network, key = gate_extractor(model, preprocessing, precision)
+    x, kept = extract_features(network, [i.path for i in items], key, views, cache_dir, preprocessing=preprocessing)
     return x, [items[i] for i in kept]
 
 
@@ -133,7 +132,8 @@ def _fit(x: np.ndarray, kinds: np.ndarray, c: float = C) -> tuple[StandardScaler
     scaler = StandardScaler().fit(x)
     z = scaler.transform(x)
     classifier = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(z, kinds)
-    novelty = PCA(NOVELTY_COMPONENTS, random_state=0).fit(z[kinds == IN_SCOPE])
+    inside = z[kinds == IN_SCOPE]
+    novelty = PCA(min(NOVELTY_COMPONENTS, len(inside) - 1, z.shape[1]), random_state=0).fit(inside)
     return scaler, classifier, novelty
 
 
@@ -313,3 +313,22 @@ def write_gate_report(out_dir: Path, record: dict) -> Path:
              *gate_table(record["refused"]), ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
+
+
+def gate_artifact(folder: Path, split, ood_root: Path, external_root: Path | None = None,
+                  positive: Sequence[str] | None = None, cache_dir: Path | None = DEFAULT_CACHE,
+                  precision: str = "float32", views: int = VIEWS) -> dict:
+    """Train the input gate of the artifact in `folder` (its final network), save it there, record it in the card
+    and write folder/reports/gate/report.md; returns the card's new `gate` record."""
+    import dataclasses
+
+    from model.artifact import artifact_paths, load_artifact
+    from model.data import scan_folder
+
+    model, card = load_artifact(folder)
+    external = scan_folder(external_root, **({"positive": positive} if positive else {})) if external_root else []
+    result = train_gate(model, card, split, ood_root, external, folder, cache_dir, precision, views)
+    record = gate_record(result, split, ood_root, external_root, precision)
+    artifact_paths(folder)[1].write_text(dataclasses.replace(card, gate=record).to_json())
+    write_gate_report(Path(folder) / "reports" / "gate", record)
+    return record
