@@ -4,7 +4,7 @@ Run from the repository root: `python -m benchmarks.bench_gate [--runs 20] [--mo
 Three variants run interleaved at the same batch on one fixture film: the network with Grad-CAM alone (what a
 prediction cost before the gate), the same pass that also returns the gate's features, and the whole predictor
 with its gate (features, header check, scoring, decision). Prints each median in ms and the ratio of the whole
-predictor to the first; the target is at most 1.05.
+predictor to the first (the target is at most 1.05), and the gate's numpy scoring timed alone.
 """
 
 from __future__ import annotations
@@ -81,6 +81,11 @@ def main() -> None:
         print(f"{name:40s} median {statistics.median(values):7.1f} ms/image (min {min(values):.1f}, max {max(values):.1f})")
     first, last = (statistics.median(times[n]) for n in (next(iter(times)), list(times)[-1]))
     print(f"ratio with gate / without: {last / first:.3f} (target <= {TARGET_RATIO})")
+    features = predictor.run(inputs)[2]
+    start = time.perf_counter()
+    for _ in range(1000):
+        predictor.gate.check(features)
+    print(f"gate scoring alone (numpy, batch {args.batch}): {(time.perf_counter() - start):.3f} ms per call")
     print(f"load average after: {os.getloadavg()}")
 
 

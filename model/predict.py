@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from model.artifact import DEFAULT_ARTIFACT
-from model.cli import add_precision_argument, precision_from_args, report_skipped, run, setup_logging
+from model.cli import add_precision_argument, report_skipped, run, setup_logging
 from model.gate import UNREADABLE
 from model.images import FORMAT_NAMES, ImageError
 from model.progress import Progress
@@ -57,7 +57,7 @@ def row(path: Path, result: Prediction | ImageError, version: str) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
-    predictor = load_predictor(args.model, precision_from_args(args))
+    predictor = load_predictor(args.model, args.precision)
     rows, failed = [], []
     progress = Progress("predict", len(args.files), every_s=10.0)
     for start in range(0, len(args.files), BATCH_SIZE):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -201,3 +202,34 @@ def test_a_reduced_precision_answer_near_the_gates_threshold_is_recomputed_in_fl
     near, far = predictor.predict_many([grey, grey])
     assert (near.status, near.precision, near.label) == ("answered", "float32", "COVID-19 positive")
     assert (far.status, far.precision) == ("answered", "bfloat16")
+
+
+def _measured(f32: tuple[float, float], bf16: tuple[float, float], same: bool = True) -> dict:
+    return {"ms_per_image": {"float32": {"1": f32[0], "8": f32[1]}, "bfloat16": {"1": bf16[0], "8": bf16[1]}},
+            "same_answers": same}
+
+
+def test_auto_picks_bfloat16_only_when_measured_faster_at_every_batch_and_answering_the_same():
+    from model.serving.measure import MARGIN, decide
+
+    assert decide(_measured((90, 86), (47, 38)))[0] == "bfloat16"
+    assert decide(_measured((90, 86), (47, 38), same=False))[0] == "float32"
+    assert decide(_measured((90, 86), (47, 86 / MARGIN + 1)))[0] == "float32"
+    slower = decide(_measured((150, 115), (220, 210)))
+    assert slower[0] == "float32" and "float32 150 ms, bfloat16 220 ms" in slower[1]
+
+
+def test_the_measured_choice_is_cached_per_cpu_model_and_version_and_reused(tmp_path, monkeypatch):
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving import measure
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    built = []
+    monkeypatch.setattr(measure, "measure", lambda fast, exact, greys, batch: _measured((90, 86), (47, 38)))
+    cache = tmp_path / "precision.json"
+    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert built == ["bfloat16", "float32"]
+    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert built == ["bfloat16", "float32"], "the cached choice was not reused"
+    assert measure.cpu_model() in next(iter(json.loads(cache.read_text())))

@@ -14,7 +14,7 @@ from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
 from model.images import ImageError, Source, image_facts, load_bytes, read_grey
-from model.precision import resolve
+from model.precision import requested_precision, resolve
 from model.preprocessing import preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
 
@@ -183,7 +183,14 @@ def predictor_from_model(model, card: ModelCard, precision: str = "float32", gat
 
 
 def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) -> Predictor:
-    """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto (see
-    model.precision.resolve)."""
+    """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto, which
+    times this model in each precision on this CPU (model/serving/measure.py, cached)."""
     model, card = load_artifact(path)
-    return predictor_from_model(model, card, resolve(precision), artifact_gate(path, card))
+    gate = artifact_gate(path, card)
+    if requested_precision(precision) != "auto":
+        return predictor_from_model(model, card, resolve(precision), gate)
+    from model.serving.batching import MAX_BATCH_SIZE
+    from model.serving.measure import measured_precision
+
+    chosen = measured_precision(lambda p: predictor_from_model(model, card, p, gate), card, MAX_BATCH_SIZE)
+    return predictor_from_model(model, card, chosen, gate)
