@@ -80,6 +80,10 @@ def build_demo(
                     show.corrections_table([]), label="Earlier radiologist corrections of this image",
                     datatype="str", interactive=False, wrap=True, show_label=True,
                 )
+                with gr.Row():
+                    status = gr.Textbox(label="Status (input check)", interactive=False, max_lines=1)
+                    reason = gr.Textbox(label="Reason", interactive=False, max_lines=2, scale=3)
+                    version = gr.Textbox(label="Model version", interactive=False, max_lines=1)
         with gr.Accordion("Flag as wrong (radiologists)", open=False):
             correct = gr.Radio(show.LABEL_CHOICES, label="Correct label")
             reader = gr.Textbox(label="Reader name (your account)" if readers else "Your name")
@@ -92,7 +96,7 @@ def build_demo(
         gr.Markdown(show.card_summary(predictor.card if predictor else None))
         corrections_tab(on, readers)
 
-        results = [scores, decision, heatmap, earlier]
+        results = [scores, decision, heatmap, earlier, status, reason, version]
         network = {"concurrency_id": "predict", "concurrency_limit": QUEUE_SIZE}
         upload.change(on.show_file, upload, [preview, *results, confirmation], api_visibility="private").then(
             on.predict_new_file, upload, results, api_visibility="private", **network

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from model.card import ModelCard
+from model.gate import GATE_FILE, Gate, load_gate
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
@@ -55,6 +56,16 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.read(card_path)
 
 
+def artifact_gate(path: Path, card: ModelCard) -> Gate | None:
+    """The input gate the card records (None if it records none); ValueError if its file is missing or broken."""
+    if not card.gate:
+        return None
+    folder = artifact_paths(path)[0].parent
+    if not (folder / GATE_FILE).is_file():
+        raise ValueError(f"the model card records an input gate but {folder / GATE_FILE} is missing")
+    return load_gate(folder)
+
+
 def load_artifact(path: Path):
     """(keras model, ModelCard) from an artifact folder or a .keras file."""
     import keras
@@ -89,7 +100,8 @@ def _current_card(target: Path) -> ModelCard | None:
 
 
 def install_artifact(candidate: Path, target: Path, verdict: str, data: str = "") -> ModelCard:
-    """Copy the candidate's model and card into `target`, the replaced model into TARGET.previous; the new card.
+    """Copy the candidate's model, input gate and card into `target`, the replaced model into TARGET.previous; the
+    new card.
 
     The new card's history is the replaced card's history plus one promotion entry naming both versions.
     """
@@ -105,6 +117,8 @@ def install_artifact(candidate: Path, target: Path, verdict: str, data: str = ""
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copy2(model_path, staging / MODEL_FILE)
+    if card.gate:
+        shutil.copy2(model_path.parent / GATE_FILE, staging / GATE_FILE)
     (staging / CARD_FILE).write_text(card.to_json())
     if target.exists():
         shutil.rmtree(previous_of(target), ignore_errors=True)

@@ -384,3 +384,24 @@ def _decode_dicom(data: bytes) -> tuple[np.ndarray, bool]:
     else:
         grey = _dicom_grey(pixels, ds)
     return grey, str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+
+
+SCOPE_FACTS = ("Modality", "ViewPosition", "BodyPartExamined", "PatientAge")
+
+
+def image_facts(source: Source) -> dict[str, str]:
+    """What a DICOM header says the image is (SCOPE_FACTS present in it, as text); {} for other formats or a
+    header that cannot be read (decoding reports that)."""
+    data = load_bytes(source)
+    if not _is_dicom(data):
+        return {}
+    import pydicom
+
+    try:
+        _check_inflated_size(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            return {name: str(ds.get(name, "")).strip() for name in SCOPE_FACTS if str(ds.get(name, "")).strip()}
+    except Exception:  # a damaged header: read_grey says why
+        return {}

@@ -106,6 +106,13 @@ def client_key(request: gr.Request | None, proxies: int | None = None) -> str | 
     return getattr(request.client, "host", None)
 
 
+def model_said(prediction: Prediction) -> str:
+    """What a correction records as the model's answer: positive, negative, or out_of_scope (no decision given)."""
+    if not prediction.answered:
+        return prediction.status
+    return "positive" if prediction.positive else "negative"
+
+
 @dataclass
 class Handlers:
     """What each button and upload of the Space does; predictor None means no model is available."""
@@ -143,8 +150,9 @@ class Handlers:
 
     def predict(self, path: str | None, request: gr.Request = None):
         """COVID-19 probability, the decision at the model's threshold, a Grad-CAM overlay, and whether readers have
-        reviewed this image (what they said is for signed-in readers only). Each client gets a fair share of the
-        slots; nothing here needs the store to be writable."""
+        reviewed this image (what they said is for signed-in readers only), then the input gate's status and reason
+        and the model version; a refused input gets no probability, decision or overlay. Each client gets a fair
+        share of the slots; nothing here needs the store to be writable."""
         if not path:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
@@ -154,8 +162,11 @@ class Handlers:
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
-            overlay(show.preview(prediction.grey), prediction.heatmap),
+            overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None,
             show.public_corrections(self.stored_corrections(sha256)),
+            prediction.status,
+            prediction.reason,
+            prediction.model_version,
         )
 
     def predict_new_file(self, path: str | None, request: gr.Request = None):
@@ -180,7 +191,7 @@ class Handlers:
             image = show.preview(read_grey(path)) if path else None
         except ImageError:
             image = None
-        return image, {}, "", None, show.corrections_table([]), ""
+        return image, {}, "", None, show.corrections_table([]), "", "", "", ""
 
     def sign_in(self, reader: str, password: str, request: gr.Request | None) -> Login:
         """The reader allowed to flag (verified with accounts, unverified in open mode); a gr.Error otherwise."""
@@ -202,7 +213,7 @@ class Handlers:
         try:
             record_id, created = add_correction(
                 self.feedback_root, lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
-                "positive" if prediction.positive else "negative", prediction.probability, self.predictor.version,
+                model_said(prediction), prediction.probability if prediction.answered else 0.0, prediction.model_version,
                 verified=login.verified, image_sha256=sha256, extension=".png", quotas=self.quotas,
                 client=client_key(request),
             )

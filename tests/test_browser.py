@@ -184,3 +184,25 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         browser.close()
     names = zipfile.ZipFile(browser_zip).namelist()
     assert "MANIFEST.csv" in names and any(name.startswith(f"{FOLDERS[right]}/") for name in names)
+
+
+def test_an_out_of_scope_upload_gets_the_reason_and_no_probability_bar_or_overlay(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from model.artifact import DEFAULT_ARTIFACT
+
+    lateral = REPO / "tests" / "fixtures" / "outofscope" / "lateral.png"
+    with running_server(DEFAULT_ARTIFACT, tmp_path / "feedback", tmp_path / "app.log",
+                        {"XRAY_PRECISION": "float32"}) as running, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(running.url)
+        page.locator("input[type=file]").first.set_input_files(str(lateral))
+        expect(page.get_by_text("Not answered: this input is out of scope")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_text("This looks like a lateral view").first).to_be_visible()
+        page.screenshot(path=str(tmp_path.parent / "xray-covid-out-of-scope.png"), full_page=False)
+        assert page.get_by_role("meter", name="COVID-19 positive").count() == 0
+        overlay = page.locator(".block", has_text="Grad-CAM overlay").locator("img")
+        assert overlay.count() == 0 or not overlay.first.is_visible()
+        browser.close()

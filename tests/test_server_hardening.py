@@ -43,7 +43,7 @@ def flag(client: Client, path: Path, reader: str, password: str = "", note: str 
 
 def assert_unwritable_store_keeps_predict_and_refuses_flags_in_words(server, tmp: Path, reason: str) -> None:
     client = client_for(server, tmp)
-    scores, decision, _, earlier = predict(client, EXAMPLES / "covid-1.jpg")
+    scores, decision, _, earlier, *_ = predict(client, EXAMPLES / "covid-1.jpg")
     assert len(scores["confidences"]) == 2 and "threshold" in decision and earlier["data"] == []
     with pytest.raises(AppError, match=f"NOT stored: the corrections store cannot be written: {reason}"):
         flag(client, EXAMPLES / "covid-1.jpg", "dr_open")
