@@ -1,6 +1,7 @@
 """The Space: upload a chest X-ray, see the model's probability, decision and Grad-CAM, and flag wrong answers.
 
-Run with `python app.py` (port 7860; PORT or GRADIO_SERVER_PORT override it). MODEL_PATH picks the model,
+Run with `python app.py` (127.0.0.1:7860; on a Space every interface; GRADIO_SERVER_NAME and PORT or
+GRADIO_SERVER_PORT override them). MODEL_PATH picks the model,
 XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
 the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together.
 """
@@ -14,12 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import gradio as gr
+from fastapi.responses import JSONResponse
+from gradio.route_utils import FnIndexInferError
 
 from feedback.readers import load_readers
 from feedback.store import default_root
 from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
-from model.serving.batching import MAX_BATCH_SIZE
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
@@ -48,8 +50,9 @@ def build_demo(
 ) -> gr.Blocks:
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
-    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Up to MAX_BATCH_SIZE predictions
-    are let in at once and go through the network together (model.serving.batching, one pass at a time); flags
+    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Every queued prediction is let in;
+    each client gets a fair share of MAX_BATCH_SIZE slots (space.fairness), whose predictions go through the
+    network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
     the cache runs unbatched, at most network_slots() at once). With `watch`, a model promoted into model_path
     replaces the loaded one between requests, without a restart.
@@ -57,6 +60,7 @@ def build_demo(
     on = Handlers(predictor, feedback_root, readers, model_path, network_slots=network_slots(), watch=watch)
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
+        store_notice = gr.Markdown(on.store_notice())
         if predictor is None:
             gr.Markdown(show.missing_model_notice(model_path))
         with gr.Row():
@@ -78,6 +82,10 @@ def build_demo(
                     show.corrections_table([]), label="Earlier radiologist corrections of this image",
                     datatype="str", interactive=False, wrap=True, show_label=True,
                 )
+                with gr.Row():
+                    status = gr.Textbox(label="Status (input check)", interactive=False, max_lines=1)
+                    reason = gr.Textbox(label="Reason", interactive=False, max_lines=2, scale=3)
+                    version = gr.Textbox(label="Model version", interactive=False, max_lines=1)
         with gr.Accordion("Flag as wrong (radiologists)", open=False):
             correct = gr.Radio(show.LABEL_CHOICES, label="Correct label")
             reader = gr.Textbox(label="Reader name (your account)" if readers else "Your name")
@@ -90,14 +98,15 @@ def build_demo(
         gr.Markdown(show.card_summary(predictor.card if predictor else None))
         corrections_tab(on, readers)
 
-        results = [scores, decision, heatmap, earlier]
-        network = {"concurrency_id": "predict", "concurrency_limit": MAX_BATCH_SIZE}
+        results = [scores, decision, heatmap, earlier, status, reason, version]
+        network = {"concurrency_id": "predict", "concurrency_limit": QUEUE_SIZE}
         upload.change(on.show_file, upload, [preview, *results, confirmation], api_visibility="private").then(
             on.predict_new_file, upload, results, api_visibility="private", **network
         )
         analyse.click(on.predict, upload, results, api_name="predict", **network)
         send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag",
                    concurrency_limit=1)
+        demo.load(on.store_notice, None, store_notice, api_visibility="private")
     return demo.queue(max_size=QUEUE_SIZE)
 
 
@@ -135,11 +144,21 @@ def corrections_tab(on: Handlers, readers: dict[str, str]) -> None:
     export.click(on.review_export, [reader, password], archive, api_name="review_export", concurrency_id="review")
 
 
+async def unknown_endpoint(request, error) -> JSONResponse:
+    """An API name this app does not have (e.g. /review in open mode) is 404 Not Found, not a server error."""
+    return JSONResponse({"detail": f"No such endpoint: {request.path_params.get('api_name', '')}"}, status_code=404)
+
+
 def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):
-    """Serve with the upload cap, and with the corrections store blocked from Gradio's file route."""
+    """Serve with the upload cap, the corrections store blocked from Gradio's file route, unknown endpoints as 404,
+    enough threads for every queued prediction to wait its fair turn, and the peer address as uvicorn saw it: uvicorn
+    would otherwise replace it with X-Forwarded-For from loopback peers (space.handlers.client_key reads the header
+    the trusted proxy wrote itself)."""
     blocked = [p for p in os.environ.get("GRADIO_BLOCKED_PATHS", "").split(",") if p.strip()]
     blocked.append(str(Path(feedback_root).resolve()))
-    return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, **kwargs)
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
+    return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
+                       app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint}}, **kwargs)
 
 
 def log_model_lines() -> None:
@@ -159,6 +178,9 @@ def configured_demo() -> tuple[gr.Blocks, Path]:
     except FileNotFoundError as error:
         print(f"Starting without a model: {error}", file=sys.stderr)
         predictor = None
+    except ValueError as error:
+        print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
+        sys.exit(2)
     feedback_root = default_root()
     return build_demo(predictor, feedback_root, load_readers(), model_path, watch=True), feedback_root
 
@@ -171,10 +193,16 @@ def __getattr__(name: str):
     return globals()["demo"]
 
 
+def server_name(environ: Mapping[str, str] = os.environ) -> str:
+    """The address to listen on: $GRADIO_SERVER_NAME, else every interface on a Hugging Face Space (SPACE_ID set),
+    else 127.0.0.1 (this machine only)."""
+    return environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if environ.get("SPACE_ID") else "127.0.0.1")
+
+
 def main() -> None:
     demo, feedback_root = configured_demo()
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
-    launch(demo, feedback_root, server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), server_port=port)
+    launch(demo, feedback_root, server_name=server_name(), server_port=port)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from feedback.store import (
     QuotaExceeded,
     Quotas,
     StoreFull,
+    StoreUnwritable,
     add_correction,
     all_corrections,
     check_note,
@@ -19,6 +20,7 @@ from feedback.store import (
     default_root,
     integrity_check,
     prediction_counts,
+    store_problem,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "QuotaExceeded",
     "Quotas",
     "StoreFull",
+    "StoreUnwritable",
     "TooManyAttempts",
     "add_correction",
     "all_corrections",
@@ -46,4 +49,5 @@ __all__ = [
     "integrity_check",
     "load_readers",
     "prediction_counts",
+    "store_problem",
 ]

@@ -55,7 +55,8 @@ def consensus_label(corrections: list[Correction]) -> str | None:
 def export_corrections(root: str | Path, out: str | Path, include_unverified: bool = False) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 
-    Images whose consensus is "uncertain" (or whose every verdict is withdrawn) are skipped, and unverified flags
+    Images whose consensus is "uncertain" (or whose every verdict is withdrawn) are skipped, and so are images whose
+    stored file is missing (counted in `missing_images`, so one lost file does not stop the export); unverified flags
     (made without signing in) are left out unless `include_unverified`. `out` must be missing or empty.
     """
     out = Path(out)
@@ -69,7 +70,7 @@ def export_corrections(root: str | Path, out: str | Path, include_unverified: bo
 
     used = sum(len(cs) for cs in by_image.values())
     counts = {"corrections": used, "images": len(by_image), "covid": 0, "not_covid": 0, "skipped_uncertain": 0,
-              "skipped_withdrawn": 0, "left_out_unverified": len(stored) - used}
+              "skipped_withdrawn": 0, "left_out_unverified": len(stored) - used, "missing_images": 0}
     rows = []
     for identity, corrections in sorted(by_image.items()):
         label = consensus_label(corrections)
@@ -80,7 +81,8 @@ def export_corrections(root: str | Path, out: str | Path, include_unverified: bo
         sha256 = corrections[0].image_sha256
         source = Path(corrections[0].image_path)
         if not source.is_file():
-            raise FileNotFoundError(f"stored image for {sha256} is missing: {source}")
+            counts["missing_images"] += 1
+            continue
         folder = FOLDERS[label]
         (out / folder).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out / folder / source.name)

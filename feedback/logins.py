@@ -40,7 +40,13 @@ class Login:
 
 @dataclass
 class LoginGuard:
-    """Failed sign-ins per reader name and per client; too many within `window_s` lock that one out for `lockout_s`."""
+    """Failed sign-ins within `window_s`, counted per reader name, per client and per (reader, client).
+
+    `per_client` failures from one client lock that client out of every name for `lockout_s`. `per_reader` failures
+    for one name, from anywhere, lock that name for `lockout_s`, but only against clients that failed for it within
+    the window (or are unknown): the reader, from a client with no failures for that name, still signs in with the
+    right password, so an outsider cannot lock a reader out.
+    """
 
     per_reader: int = 5
     per_client: int = 20
@@ -56,35 +62,48 @@ class LoginGuard:
         keys = [(f"reader:{reader}", self.per_reader, f"reader {reader!r}")] if reader else []
         return keys + ([(f"client:{client}", self.per_client, "this client")] if client else [])
 
+    def _recent(self, key: str, now: float) -> list[float]:
+        return [t for t in self._failures.get(key, []) if now - t < self.window_s]
+
+    def _applies(self, key: str, reader: str | None, client: str | None, now: float) -> bool:
+        """Whether a lock on `key` refuses this attempt: a reader's lock spares a client with no failures for it."""
+        if not key.startswith("reader:") or client is None:
+            return True
+        return bool(self._recent(f"pair:{reader}|{client}", now))
+
     def check(self, reader: str | None, client: str | None) -> None:
-        """Raise TooManyAttempts while the reader name or the client is locked out."""
+        """Raise TooManyAttempts while the client, or the reader name against this client, is locked out."""
         with self._lock:
             now = self.clock()
             for key, _, who in self._keys(reader, client):
                 until = self._locked_until.get(key)
-                if until is not None and now < until:
-                    raise TooManyAttempts(who, until - now)
-                if until is not None:
+                if until is not None and now >= until:
                     del self._locked_until[key]
+                elif until is not None and self._applies(key, reader, client, now):
+                    raise TooManyAttempts(who, until - now)
 
     def failed(self, reader: str | None, client: str | None) -> None:
         """Count a failed sign-in; the one that reaches a limit starts that name's or client's lockout."""
         with self._lock:
             now = self.clock()
+            if reader and client:
+                key = f"pair:{reader}|{client}"
+                self._failures[key] = self._recent(key, now) + [now]
             for key, limit, _ in self._keys(reader, client):
-                recent = [t for t in self._failures.get(key, []) if now - t < self.window_s] + [now]
+                recent = self._recent(key, now) + [now]
                 if len(recent) >= limit:
-                    self._locked_until[key] = now + self.lockout_s
+                    self._locked_until[key] = max(self._locked_until.get(key, now), now + self.lockout_s)
                     self._failures.pop(key, None)
                 else:
                     self._failures[key] = recent
             if len(self._failures) + len(self._locked_until) > MAX_TRACKED_KEYS:
                 self._forget_expired(now)
 
-    def succeeded(self, reader: str) -> None:
-        """Forget the reader's earlier failures (the client's still count)."""
+    def succeeded(self, reader: str, client: str | None = None) -> None:
+        """Forget the reader's earlier failures and this client's for the reader (the client's own still count)."""
         with self._lock:
             self._failures.pop(f"reader:{reader}", None)
+            self._failures.pop(f"pair:{reader}|{client}", None)
 
     def _forget_expired(self, now: float) -> None:
         """Drop failures older than the window and lockouts that have ended, so memory stays bounded."""
@@ -111,7 +130,7 @@ def check_login(
         log.warning("sign-in refused (locked out) for reader %r from client %r", (name or "")[:80], client)
         raise
     if reader is not None and check_reader(readers, reader, password or ""):
-        guard.succeeded(reader)
+        guard.succeeded(reader, client)
         return Login(reader, verified=True)
     guard.failed(reader, client)
     log.warning("failed sign-in for reader %r from client %r", (name or "")[:80], client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from feedback.export import latest_by_reader
 from feedback.store import LABELS, Correction
 
 MODEL_LABELS = ("positive", "negative")
+UNVERIFIED_MARK = " (unverified)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class Summary:
     versions: tuple[VersionShare, ...]
     confusion: np.ndarray
     agreement: Agreement | None
+
+
+def apart_by_verification(corrections: Iterable[Correction]) -> list[Correction]:
+    """The corrections with each unverified one's reader marked " (unverified)" (a reader name cannot hold
+    parentheses), so an open-mode flag under a reader's name is never counted, filtered or compared as theirs."""
+    return [c if c.verified else dataclasses.replace(c, reader=c.reader + UNVERIFIED_MARK) for c in corrections]
 
 
 def filter_corrections(corrections: Iterable[Correction], label: str | None = None, reader: str | None = None,

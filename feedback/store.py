@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import math
@@ -10,7 +11,8 @@ import re
 import sqlite3
 import tempfile
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,6 +27,8 @@ IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
 DEFAULT_QUOTA_MB = 2048
 DEFAULT_DAILY_FLAGS = 200
+DEFAULT_MAX_RECORDS = 100_000
+MIN_FREE_BYTES = 8 * 2**20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corrections (
@@ -65,6 +69,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 _READER = re.compile(r"[\w .-]+")
 _NOTE_CONTROLS_ALLOWED = "\n\r\t"
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class QuotaExceeded(ValueError):
@@ -76,21 +81,31 @@ class StoreFull(QuotaExceeded):
 
 
 class DailyLimitReached(QuotaExceeded):
-    """The reader has already made the allowed number of flags this UTC day."""
+    """The reader (or the client) has already made the allowed number of flags this UTC day."""
+
+
+class StoreUnwritable(OSError):
+    """The store cannot be written (read-only file system, full disk, a path that is not a folder); nothing was stored."""
 
 
 @dataclass(frozen=True)
 class Quotas:
-    """Limits on the store: total bytes of stored images, and flags per reader per UTC day."""
+    """Limits on the store: total bytes of stored images, total records, and flags per reader and per client per UTC
+    day."""
 
     store_bytes: int = DEFAULT_QUOTA_MB * 2**20
     daily_flags: int = DEFAULT_DAILY_FLAGS
+    records: int = DEFAULT_MAX_RECORDS
+    daily_flags_per_client: int = DEFAULT_DAILY_FLAGS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Quotas:
-        """Quotas from XRAY_FEEDBACK_QUOTA_MB and XRAY_FEEDBACK_DAILY_FLAGS, with the defaults where unset."""
+        """Quotas from XRAY_FEEDBACK_QUOTA_MB, XRAY_FEEDBACK_DAILY_FLAGS, XRAY_FEEDBACK_MAX_RECORDS and
+        XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT, with the defaults where unset."""
         return cls(_env_count(environ, "XRAY_FEEDBACK_QUOTA_MB", DEFAULT_QUOTA_MB) * 2**20,
-                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS", DEFAULT_DAILY_FLAGS))
+                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS", DEFAULT_DAILY_FLAGS),
+                   _env_count(environ, "XRAY_FEEDBACK_MAX_RECORDS", DEFAULT_MAX_RECORDS),
+                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT", DEFAULT_DAILY_FLAGS))
 
 
 def _env_count(environ: Mapping[str, str], key: str, default: int) -> int:
@@ -160,6 +175,9 @@ def check_note(note: str) -> str:
         raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
     if any(unicodedata.category(ch) == "Cc" and ch not in _NOTE_CONTROLS_ALLOWED for ch in note):
         raise ValueError("note may not contain control characters (newlines and tabs are fine)")
+    if any(ch in _BIDI_CONTROLS for ch in note):
+        raise ValueError("note may not contain text-direction control characters (such as U+202E), which would "
+                         "reorder how it is displayed")
     return note
 
 
@@ -224,7 +242,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
     (table,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'corrections'").fetchone()
     if "UNIQUE" in table:
         _rebuild(conn, columns | {"verified"})
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
+    if "client" not in columns:
+        conn.execute("ALTER TABLE corrections ADD COLUMN client TEXT NOT NULL DEFAULT ''")
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
+    conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_client_time ON corrections (client, created_at)")
     conn.execute(_PREDICTIONS_SCHEMA)
     conn.execute(_PREDICTED_IMAGES_SCHEMA)
 
@@ -245,17 +267,82 @@ def _rebuild(conn: sqlite3.Connection, columns: set[str]) -> None:
         raise
 
 
+def _connect_read(root: Path) -> sqlite3.Connection:
+    """A read-only connection that writes nothing (no lock file, no schema change); immutable where SQLite cannot
+    create the WAL index beside the database (a read-only folder)."""
+    uri = (root / DB_NAME).absolute().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
     root = Path(root).absolute()
     if not (root / DB_NAME).exists():
         return []
-    conn = _connect(root)
+    conn = _connect_read(root)
     try:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id", params).fetchall()
+        if "corrections" not in _tables(conn):
+            return []
+        # A store made before the verified column (not migrated yet, as reading never writes) counts as unverified.
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
+        selected = _COLUMNS if "verified" in columns else _COLUMNS.replace("verified", "0")
+        rows = conn.execute(f"SELECT {selected} FROM corrections {where} ORDER BY id", params).fetchall()
     finally:
         conn.close()
     return [Correction(*row[:2], str(root / row[2]), *row[3:-3], verified=bool(row[-3]), pixel_sha256=row[-2],
                        withdrawn_at=row[-1] or "") for row in rows]
+
+
+def _reason(error: BaseException) -> str:
+    """Why writing the store failed, in words for the person flagging (no server paths)."""
+    code, text = getattr(error, "errno", None), str(error).lower()
+    if code == errno.EROFS or "readonly" in text or "read-only" in text:
+        return "its file system is read-only"
+    if code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text:
+        return "the disk is full"
+    if code in (errno.EACCES, errno.EPERM):
+        return "the app is not allowed to write there"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return "its path is not a folder"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """Turn the operating system's and SQLite's write failures into StoreUnwritable with the reason in words."""
+    try:
+        yield
+    except StoreUnwritable:
+        raise
+    except (OSError, sqlite3.OperationalError) as error:
+        raise StoreUnwritable(f"the corrections store cannot be written: {_reason(error)}") from error
+
+
+def store_problem(root: str | Path) -> str | None:
+    """Why the store cannot take a correction now (read-only, full disk, not a folder), or None; writes nothing."""
+    existing = Path(root).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return _reason(OSError(errno.ENOTDIR, "not a folder"))
+    usage = os.statvfs(existing)
+    if usage.f_flag & os.ST_RDONLY:
+        return _reason(OSError(errno.EROFS, "read-only"))
+    database = Path(root) / DB_NAME
+    if not os.access(existing, os.W_OK) or (database.exists() and not os.access(database, os.W_OK)):
+        return _reason(OSError(errno.EACCES, "permission denied"))
+    if usage.f_bavail * usage.f_frsize < MIN_FREE_BYTES:
+        return _reason(OSError(errno.ENOSPC, "no space"))
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -346,12 +433,15 @@ def add_correction(
     extension: str | None = None,
     quotas: Quotas | None = None,
     pixel_sha256: str = "",
+    client: str | None = None,
 ) -> tuple[int, bool]:
     """Record a correction durably; return (record id, created).
 
     A reader's verdict that repeats their latest standing one of the image is not stored twice; any other is stored
     and becomes their latest (positive, negative, positive again ends at positive). `pixel_sha256` is the image's
     identity computed by the caller (model.images.pixel_sha256), recorded with it and written into exports.
+    `client` (who sent it, e.g. an address) is kept only as a hash, for the per-client daily limit.
+    StoreUnwritable when the store cannot be written.
     """
     _validate(image_bytes, correct_label, predicted_label, probability, model_version)
     if not isinstance(verified, bool):
@@ -365,12 +455,19 @@ def add_correction(
         "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
         "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
         "verified": int(verified), "pixel_sha256": _digest(pixel_sha256) if pixel_sha256 else "",
+        "client": client_hash(client),
     }
-    conn = _connect(root)
-    try:
-        return _insert_once(conn, root, record, (bytes(image_bytes), suffix), quotas)
-    finally:
-        conn.close()
+    with _writing():
+        conn = _connect(root)
+        try:
+            return _insert_once(conn, root, record, (bytes(image_bytes), suffix), quotas)
+        finally:
+            conn.close()
+
+
+def client_hash(client: str | None) -> str:
+    """What the store keeps of a client: the first 16 hex digits of its SHA-256 ('' when unknown)."""
+    return hashlib.sha256(client.encode()).hexdigest()[:16] if client else ""
 
 
 def _utc_now() -> datetime:
@@ -378,15 +475,29 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _check_daily(conn: sqlite3.Connection, reader: str, limit: int, now: datetime) -> None:
-    """Raise DailyLimitReached when the reader has made `limit` flags on now's UTC day."""
+def _flags_today(conn: sqlite3.Connection, column: str, value: str, now: datetime) -> int:
+    """How many corrections have this reader or client (`column`) on now's UTC day."""
     day = now.date()
     (count,) = conn.execute(
-        "SELECT COUNT(*) FROM corrections WHERE reader = ? AND created_at >= ? AND created_at < ?",
-        (reader, day.isoformat(), (day + timedelta(days=1)).isoformat()),
+        f"SELECT COUNT(*) FROM corrections WHERE {column} = ? AND created_at >= ? AND created_at < ?",
+        (value, day.isoformat(), (day + timedelta(days=1)).isoformat()),
     ).fetchone()
-    if count >= limit:
+    return count
+
+
+def _check_limits(conn: sqlite3.Connection, record: dict, quotas: Quotas, now: datetime) -> None:
+    """Raise StoreFull at the record quota, DailyLimitReached at the reader's or the client's daily limit."""
+    (records,) = conn.execute("SELECT COUNT(*) FROM corrections").fetchone()
+    if records >= quotas.records:
+        raise StoreFull(f"the feedback store holds {records} corrections, its limit (XRAY_FEEDBACK_MAX_RECORDS); "
+                        "ask the Space's maintainer to export and clear it")
+    reader, limit = record["reader"], quotas.daily_flags
+    if (count := _flags_today(conn, "reader", reader, now)) >= limit:
         raise DailyLimitReached(f"reader {reader!r} has made {count} flags today, the daily limit is {limit}; "
+                                "flag again after 00:00 UTC")
+    limit = quotas.daily_flags_per_client
+    if record["client"] and (count := _flags_today(conn, "client", record["client"], now)) >= limit:
+        raise DailyLimitReached(f"{count} flags came from your address today, the daily limit per client is {limit}; "
                                 "flag again after 00:00 UTC")
 
 
@@ -403,7 +514,7 @@ def _insert_once(
         found = latest if latest and latest[1] == record["correct_label"] and latest[2] is None else None
         if found is None:
             now = _utc_now()
-            _check_daily(conn, record["reader"], quotas.daily_flags, now)
+            _check_limits(conn, record, quotas, now)
             image_bytes, suffix = image
             image_path = _store_image(root, image_bytes, record["image_sha256"], suffix, quotas.store_bytes)
             row = {**record, "image_path": image_path, "created_at": now.isoformat(timespec="microseconds")}
@@ -462,16 +573,17 @@ def count_prediction(root: str | Path, model_version: str, image_sha256: str | N
     if not isinstance(model_version, str) or not model_version:
         raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
     sha256 = None if image_sha256 is None else _digest(image_sha256)
-    conn = _connect(Path(root))
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
-                     "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
-        if sha256:
-            conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+    with _writing():
+        conn = _connect(Path(root))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
+                         "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
+            if sha256:
+                conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
 
 
 def prediction_counts(root: str | Path) -> dict[str, int]:
@@ -479,8 +591,10 @@ def prediction_counts(root: str | Path) -> dict[str, int]:
     root = Path(root)
     if not (root / DB_NAME).exists():
         return {}
-    conn = _connect(root)
+    conn = _connect_read(root)
     try:
+        if "predictions" not in _tables(conn):
+            return {}
         return dict(conn.execute("SELECT model_version, count FROM predictions ORDER BY model_version").fetchall())
     finally:
         conn.close()

@@ -177,6 +177,34 @@ def head_of(model: keras.Model) -> keras.Model:
     return keras.Model(features, x, name="head")
 
 
+GATE_GRID = 4
+"""The input gate reads the Grad-CAM layer's map averaged on a GATE_GRID x GATE_GRID grid (where things are),
+beside the base's output (what the head reads)."""
+
+
+def last_conv(base: keras.Model) -> keras.layers.Layer:
+    """The deepest convolution the base's output depends on (block5_conv3, or block4_conv3 for a block-4 head)."""
+    convs = [layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D)]
+    return convs[-1]
+
+
+def gate_outputs(base: keras.Model):
+    """(Grad-CAM map, base output, gate features) as tensors of the base's graph; the gate features are the map
+    averaged on a GATE_GRID grid, flattened, beside the base output (a map is averaged over its positions)."""
+    conv = last_conv(base).output
+    pool = max(1, int(conv.shape[1]) // GATE_GRID)
+    grid = keras.layers.Flatten(name="gate_grid")(keras.layers.AveragePooling2D(pool, name="gate_pool")(conv))
+    pooled = base.output
+    summary = keras.layers.GlobalAveragePooling2D(name="gate_avg")(pooled) if len(pooled.shape) == 4 else pooled
+    gate = keras.layers.Concatenate(name="gate_features", dtype="float32")([grid, summary])
+    return conv, pooled, gate
+
+
+def gate_network(base: keras.Model) -> keras.Model:
+    """The base's input to the gate features, for computing them on training images (in the base's precision)."""
+    return keras.Model(base.input, gate_outputs(base)[2], name=f"{base.name}_gate")
+
+
 def build_model(config: ModelConfig, base: keras.Model | None = None) -> keras.Model:
     """The full classifier for `config` (layers img_input, vgg16, flatten, fc1, fc2, preds for the reference)."""
     base = base if base is not None else build_config_base(config)

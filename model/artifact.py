@@ -10,13 +10,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 
 from model.card import ModelCard
+from model.gate import GATE_FILE, Gate, load_gate
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+class ArtifactError(ValueError):
+    """An artifact's model file exists but cannot be loaded; the message says which file and why."""
 
 
 def save_artifact(model, out_dir: Path, card: ModelCard) -> Path:
@@ -50,6 +56,16 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.read(card_path)
 
 
+def artifact_gate(path: Path, card: ModelCard) -> Gate | None:
+    """The input gate the card records (None if it records none); ValueError if its file is missing or broken."""
+    if not card.gate:
+        return None
+    folder = artifact_paths(path)[0].parent
+    if not (folder / GATE_FILE).is_file():
+        raise ValueError(f"the model card records an input gate but {folder / GATE_FILE} is missing")
+    return load_gate(folder)
+
+
 def load_artifact(path: Path):
     """(keras model, ModelCard) from an artifact folder or a .keras file."""
     import keras
@@ -58,7 +74,12 @@ def load_artifact(path: Path):
     if not model_path.is_file():
         raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
     card = load_card(path)
-    return keras.models.load_model(model_path, compile=False), card
+    try:
+        return keras.models.load_model(model_path, compile=False), card
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # Keras says "File not found" for a file that is there but is no .keras zip: name the real problem.
+        raise ArtifactError(f"{model_path} is not a readable Keras model (corrupt, cut short or another format; "
+                            f"{type(error).__name__})") from None
 
 
 def previous_of(target: Path) -> Path:
@@ -102,6 +123,8 @@ def install_artifact(candidate: Path, target: Path, verdict: str, data: str = ""
         shutil.copy2(model_path, staging / MODEL_FILE)
     for name, text in (reports or {}).items():
         (staging / name).write_text(text)
+    if card.gate and not (staging / GATE_FILE).is_file():
+        shutil.copy2(model_path.parent / GATE_FILE, staging / GATE_FILE)
     (staging / CARD_FILE).write_text(card.to_json())
     if target.exists():
         shutil.rmtree(previous_of(target), ignore_errors=True)

@@ -28,7 +28,9 @@ class ModelCard:
 
     `threshold` was chosen on validation patients by `threshold_rule` (on calibrated probabilities when
     `calibration` names a method, see model/calibration.py); `version` is the SHA-256 prefix of the saved
-    model file (empty until the artifact is written); `history` lists promotions and rollbacks (model.promote).
+    model file (empty until the artifact is written); `history` lists promotions and rollbacks (model.promote);
+    `gate` describes the input gate (model/gate.py: its file, version, thresholds, training data and figures),
+    empty for a model without one.
     """
 
     config: ModelConfig
@@ -51,6 +53,7 @@ class ModelCard:
     selection: str = ""
     calibration: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    gate: dict = field(default_factory=dict)
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -113,7 +116,7 @@ REQUIRED = {
     "base_weights": str,
     "base_weights_origin": str,
 }
-OPTIONAL = {"calibration": dict, "history": list}
+OPTIONAL = {"calibration": dict, "history": list, "gate": dict}
 
 
 def weights_origin(weights: str) -> str:

@@ -101,8 +101,9 @@ def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="network precision: auto (bfloat16 where the CPU has AMX), float32 or "
-                             "bfloat16 (default: $XRAY_PRECISION, else auto)")
+                        help="network precision: auto (serving: the faster on this CPU, measured once and cached; "
+                             "feature extraction: bfloat16 where the CPU has AMX), float32 or bfloat16 "
+                             "(default: $XRAY_PRECISION, else auto)")
 
 
 def precision_from_args(args: argparse.Namespace) -> str:

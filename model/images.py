@@ -14,6 +14,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
+from model.decode_budget import DECODES
+
 Source = Union[str, Path, bytes, bytearray, memoryview]
 
 
@@ -93,8 +95,27 @@ def image_identity(source: Source) -> str:
 
 def read_grey(source: Source) -> np.ndarray:
     """Decode a file to a 2-D uint8 grey image at its native size, upright, with DICOM LUTs applied."""
-    pixels, invert = _decode(load_bytes(source))
-    return pixels if pixels.dtype == np.uint8 else _stretch(pixels, 255, invert)
+    data = load_bytes(source)
+    with DECODES.reserve(decoded_size(data)):
+        pixels, invert = _decode(data)
+        return pixels if pixels.dtype == np.uint8 else _stretch(pixels, 255, invert)
+
+
+def decoded_size(data: bytes) -> int:
+    """Bytes the file's decoded pixel data will take, from its header alone; 0 when the header does not say (the
+    decoder then refuses the file or finds it small)."""
+    try:
+        if _is_dicom(data):
+            ds = _dicom_header(data)
+            return int(np.prod([_dicom_int(ds, key, default) for key, default in
+                                (("Rows", 0), ("Columns", 0), ("SamplesPerPixel", 1), ("NumberOfFrames", 1))])
+                       * max(1, _dicom_int(ds, "BitsAllocated", 16) // 8))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height * _pillow_bytes_per_pixel(image.mode)
+    except Exception:  # any unreadable header: decoding reports it
+        return 0
 
 
 def lossless_png(source: Source) -> bytes:
@@ -103,14 +124,14 @@ def lossless_png(source: Source) -> bytes:
     8-bit sources (most PNG, JPEG, BMP, GIF, WebP) give the 8-bit grey the model reads; 16-bit PNG/TIFF and every
     DICOM (after its modality and VOI LUTs) give 16-bit grey ('I;16'), so a flagged image keeps its depth.
     """
-    pixels, invert = _decode(load_bytes(source))
-    if pixels.dtype == np.uint8:
-        image = Image.fromarray(pixels)
-    else:
-        image = Image.fromarray(_stretch(pixels, 65535, invert))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return buffer.getvalue()
+    data = load_bytes(source)
+    with DECODES.reserve(decoded_size(data)):
+        pixels, invert = _decode(data)
+        image = Image.fromarray(pixels if pixels.dtype == np.uint8 else _stretch(pixels, 65535, invert))
+        del pixels
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=False, compress_level=6)
+        return buffer.getvalue()
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, bool]:
@@ -230,11 +251,29 @@ def _read_dicom(data: bytes):
         raise ImageError(f"the DICOM file is corrupt ({error})") from None
 
 
-def _check_inflated_size(data: bytes) -> None:
-    """For deflated DICOM, refuse before pydicom inflates it whole when it inflates past what the limit allows."""
+def _deflated_start(data: bytes) -> int:
+    """Where a deflated DICOM's deflated dataset starts (the end of its file meta information); 0 if not deflated."""
     has_meta_length = len(data) >= 144 and data[132:138] == b"\x02\x00\x00\x00UL"
     meta_end = 144 + struct.unpack("<I", data[140:144])[0] if has_meta_length else 0
-    if not meta_end or _DEFLATED.encode() not in data[132:meta_end]:
+    return meta_end if meta_end and _DEFLATED.encode() in data[132:meta_end] else 0
+
+
+def _dicom_header(data: bytes):
+    """The dataset's attributes before its pixel data, without inflating or copying the pixel data."""
+    import pydicom
+
+    start = _deflated_start(data)
+    if start:
+        return _header_from(zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[start:], 65536))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+
+
+def _check_inflated_size(data: bytes) -> None:
+    """For deflated DICOM, refuse before pydicom inflates it whole when it inflates past what the limit allows."""
+    meta_end = _deflated_start(data)
+    if not meta_end:
         return
     inflater, cap, total, head = zlib.decompressobj(-zlib.MAX_WBITS), MAX_DECODED_BYTES + _DICOM_HEADER_BYTES, 0, b""
     pending = data[meta_end:]
@@ -360,3 +399,24 @@ def _decode_dicom(data: bytes) -> tuple[np.ndarray, bool]:
     else:
         grey = _dicom_grey(pixels, ds)
     return grey, str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+
+
+SCOPE_FACTS = ("Modality", "ViewPosition", "BodyPartExamined", "PatientAge")
+
+
+def image_facts(source: Source) -> dict[str, str]:
+    """What a DICOM header says the image is (SCOPE_FACTS present in it, as text); {} for other formats or a
+    header that cannot be read (decoding reports that)."""
+    data = load_bytes(source)
+    if not _is_dicom(data):
+        return {}
+    import pydicom
+
+    try:
+        _check_inflated_size(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            return {name: str(ds.get(name, "")).strip() for name in SCOPE_FACTS if str(ds.get(name, "")).strip()}
+    except Exception:  # a damaged header: read_grey says why
+        return {}

@@ -49,9 +49,19 @@ def choose(requested: str, flags: set[str]) -> tuple[str, str]:
     return "float32", "auto: the CPU reports neither AMX nor AVX512-BF16"
 
 
-def resolve(requested: str | None = None, cpuinfo: Path = CPUINFO) -> str:
-    """The precision to use (default: $XRAY_PRECISION, else auto), with the reason logged."""
+def requested_precision(requested: str | None = None) -> str:
+    """What was asked for: the argument, else $XRAY_PRECISION, else auto; ValueError for an unknown name."""
     requested = (requested or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    return requested
+
+
+def resolve(requested: str | None = None, cpuinfo: Path = CPUINFO) -> str:
+    """The precision to use (default: $XRAY_PRECISION, else auto, from the CPU's flags), with the reason logged.
+
+    Serving measures instead (model/serving/measure.py): this is the choice where no model is loaded yet."""
+    requested = requested_precision(requested)
     try:
         text = cpuinfo.read_text(errors="replace") if requested == "auto" else ""
     except OSError:

@@ -10,6 +10,7 @@ import numpy as np
 from feedback.store import LABELS
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
+from model.gate import NO_GATE
 from model.markdown import fmt, table
 from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction
@@ -24,8 +25,9 @@ LIMITATIONS = (
     "image's source (resolution, compression, markers, tubes) rather than the disease.",
     "Checked outside its training sources on one hospital's COVID-19 films against NIH normals only (that set also "
     "chose the model); it does not tell COVID-19 from other pneumonias well, and performance on your images is unknown.",
-    "Meant for frontal (PA/AP) chest radiographs; a lateral view, a CT slice or a photo of a screen gets a "
-    "meaningless answer.",
+    "Meant for frontal (PA/AP) chest radiographs of adults. An input check refuses what it recognises as something "
+    "else (a child's film, a lateral view, a CT slice, a photo or a document), but it cannot catch everything: an "
+    "answer for anything but an adult frontal chest film means nothing.",
     "Negative means \"not COVID-19 by this model\", not \"normal\": the development data counts other "
     "pneumonias as negative.",
     "The Grad-CAM overlay shows which regions drove the score, not where a lesion is.",
@@ -41,19 +43,29 @@ UNVERIFIED_NOTICE = (
 LABEL_CHOICES = [(LABEL_WORDS[label], label) for label in LABELS]
 
 
+OUT_OF_SCOPE_TITLE = "Not answered: this input is out of scope"
+
+
 def label_scores(prediction: Prediction) -> dict[str, float]:
-    """The gr.Label value: probability of each class."""
+    """The gr.Label value: probability of each class; nothing for an input the gate refused."""
+    if not prediction.answered:
+        return {}
     return {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
 
 
 def decision_text(prediction: Prediction, rule: str = "") -> str:
     """The decision in words: the probability, the threshold it was compared with and the operating point that
-    chose it (the card's threshold rule), and the precision."""
+    chose it (the card's threshold rule), and the precision; for a refused input, why there is no answer."""
+    if not prediction.answered:
+        return (f"**{OUT_OF_SCOPE_TITLE}.** {prediction.reason} No COVID-19 probability or Grad-CAM is given for it. "
+                f"Model version `{prediction.model_version}`.")
     relation = "at or above" if prediction.positive else "below"
     chosen = f" (operating point: {rule})" if rule else ""
+    unchecked = f" *Note: {NO_GATE}, so it answers whatever it is given.*" if prediction.reason == NO_GATE else ""
     return (
         f"**{prediction.label}**: the model's probability of COVID-19 is {prediction.probability:.2f}, "
-        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision)}"
+        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision)} "
+        f"Model version `{prediction.model_version}`.{unchecked}"
     )
 
 
@@ -134,11 +146,28 @@ def card_summary(card: ModelCard | None) -> str:
     if card.calibration.get("method", "none") != "none":
         lines += ["", f"Probabilities are calibrated ({card.calibration['method']} scaling fitted on validation "
                   "patients)."]
+    lines += ["", *gate_summary(card.gate)]
     lines += ["", "**Limitations**", "", *(f"- {text}" for text in LIMITATIONS)]
     if card.notes:
         lines.append(f"- {card.notes}")
     lines += ["", f"*Intended use*: {card.intended_use}"]
     return "\n".join(lines)
+
+
+def gate_summary(gate: dict) -> list[str]:
+    """The input gate in the card: what it is, and the share refused per kind of input on held-out images."""
+    if not gate:
+        return [f"**Input check**: {NO_GATE}; it answers anything it is given, even a photo."]
+    lines = [f"**Input check** (version `{gate.get('version', '?')}`): {gate.get('method', '')}",
+             "", "Share of held-out inputs refused (95% intervals):", ""]
+    rows = [[name, row.get("n", "n/a"), _share(row)] for name, row in gate.get("refused", {}).items()]
+    return lines + table(["input", "n", "refused"], rows) if rows else lines[:1]
+
+
+def _share(row: dict) -> str:
+    ci = row.get("ci95")
+    interval = f" ({ci[0]:.0%}-{ci[1]:.0%})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+    return fmt(row.get("share"), ".1%") + interval
 
 
 def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
@@ -154,6 +183,27 @@ def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
         for c in corrections
     ]
     return {"headers": list(CORRECTION_COLUMNS), "data": rows}
+
+
+PUBLIC_CORRECTION_COLUMNS = ("earlier corrections",)
+REVIEWED = ("Radiologists have reviewed this image. What they said is shown only to signed-in readers "
+            "(after flagging, or in the Corrections tab).")
+
+
+def public_corrections(corrections: Sequence[Any]) -> dict[str, list]:
+    """What anyone who predicts an image sees of its earlier corrections: at most that readers reviewed it."""
+    return {"headers": list(PUBLIC_CORRECTION_COLUMNS), "data": [[REVIEWED]] if corrections else []}
+
+
+def flagging_unavailable(reason: str) -> str:
+    """The page's notice while the corrections store cannot be written; predicting works as usual."""
+    return (f"**Flagging is unavailable right now**: the corrections store cannot be written ({reason}). Predictions "
+            "work as usual; a correction sent now is refused with this reason, not lost silently.")
+
+
+def not_stored(reason: str) -> str:
+    """The error a reader gets when a correction could not be stored."""
+    return f"Your correction was NOT stored: {reason}. Nothing was recorded; please try again later."
 
 
 def flag_confirmation(record_id: int, created: bool, correct_label: str, verified: bool = True) -> str:

@@ -106,24 +106,34 @@ def _jpeg2000_junk() -> Dataset:
 
 
 def _deflated_huge_dicom(side: int = HUGE_DICOM_SIDE) -> bytes:
-    """A deflated 16-bit RGB DICOM of side x side pixels (about 227 MiB decoded) that is a few hundred KB on disk.
+    """A deflated 16-bit RGB DICOM of side x side pixels (about 227 MiB decoded) that is a few hundred KB on disk."""
+    return _deflated_dicom(side, 3, bytes(side * 3 * 2))
 
-    The pixel data is deflated in 1 MiB pieces, so making it never holds the decoded image in memory.
-    """
+
+def deflated_large_dicom(side: int = HUGE_DICOM_SIDE) -> bytes:
+    """A valid deflated 16-bit grey DICOM of side x side pixels (76 MiB decoded, within the limit), a ramp in every
+    row, of a few hundred KB: what a large decode under concurrency is measured with."""
+    row = np.linspace(0, 4095, side).astype("<u2").tobytes()
+    return _deflated_dicom(side, 1, row)
+
+
+def _deflated_dicom(side: int, samples: int, row: bytes) -> bytes:
+    """A deflated 16-bit DICOM of side x side pixels whose every row is `row`, deflated row by row, so making it
+    never holds the decoded image in memory."""
     ds = _dicom(None)
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     ds.Rows = ds.Columns = side
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, "RGB" if samples == 3 else "MONOCHROME2"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     head = _dicom_bytes(ds)
     meta_end = 144 + struct.unpack("<I", head[140:144])[0]
-    size = side * side * 3 * 2
     deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, size)
+    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, side * len(row))
     parts = [head[:meta_end], deflater.compress(zlib.decompress(head[meta_end:], -zlib.MAX_WBITS) + element)]
-    piece = bytes(2**20)
-    parts += [deflater.compress(piece) for _ in range(size // len(piece))]
-    parts += [deflater.compress(bytes(size % len(piece))), deflater.flush()]
+    parts += [deflater.compress(row) for _ in range(side)]
+    parts.append(deflater.flush())
     return b"".join(parts)
 
 

@@ -133,7 +133,7 @@ def test_examples_are_real_xrays_of_both_classes_and_small():
 def test_predict_example_returns_label_decision_overlay_at_its_aspect_and_no_corrections(open_app, predictor):
     client, _, _ = open_app
     example = EXAMPLES["covid-3.png"]
-    scores, decision, overlay_path, earlier = predict(client, example)
+    scores, decision, overlay_path, earlier, status, reason, version = predict(client, example)
 
     expected = predictor.predict(example)
     confidences = {c["label"]: c["confidence"] for c in scores["confidences"]}
@@ -143,12 +143,14 @@ def test_predict_example_returns_label_decision_overlay_at_its_aspect_and_no_cor
     assert overlay.shape == (*Image.open(example).size[::-1], 3)
     assert np.abs(overlay[..., 0].astype(int) - overlay[..., 2]).mean() > 5, "no heatmap colour on the grey X-ray"
     assert earlier["data"] == []
+    assert (status, version) == ("answered", predictor.version) and reason == "no input check for this model"
+    assert "no input check for this model" in decision and f"`{predictor.version}`" in decision
 
 
 def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_app, predictor, network_runs):
     client, _, root = open_app
     example = EXAMPLES["covid-1.jpg"]
-    _, decision, _, _ = predict(client, example)
+    _, decision, *_ = predict(client, example)
     runs_after_predict = len(network_runs)
 
     first, earlier = flag(client, example, "negative", "dr_who", note="no opacities")
@@ -165,7 +167,9 @@ def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_a
     again, _ = flag(client, example, "negative", "dr_who")
     assert record_id(again) == row.id and "already" in again
     assert corrections_for(root, file_sha256(example)) == [row]
-    assert shown(predict(client, example)[3])[row.id][-1] == "no opacities"
+    public = predict(client, example)[3]
+    assert public["headers"] == list(show.PUBLIC_CORRECTION_COLUMNS) and public["data"] == [[show.REVIEWED]]
+    assert "no opacities" not in str(public) and "dr_who" not in str(public)
 
 
 @pytest.mark.parametrize("kind", ["text_as_png", "truncated_png", "blank", "dicom_no_pixels", "tiny_1x1"])
@@ -262,7 +266,7 @@ def test_a_new_file_is_previewed_and_the_old_result_cleared_before_it_is_analyse
     demo = app.build_demo(predictor, tmp_path / "feedback", {})
     step = {f.name: f.fn for f in demo.fns.values()}
     image, *cleared = step["show_file"](str(EXAMPLES["covid-2.jpg"]))
-    assert image.shape == (512, 426) and cleared == [{}, "", None, show.corrections_table([]), ""]
+    assert image.shape == (512, 426) and cleared == [{}, "", None, show.corrections_table([]), "", "", "", ""]
     assert step["show_file"](str(make_bad_files(tmp_path)["text_as_png"]))[0] is None
     assert step["predict_new_file"](None) == gr.skip()
     assert step["predict_new_file"](str(EXAMPLES["covid-2.jpg"]))[1].startswith("**COVID-19")
@@ -285,9 +289,9 @@ def test_a_hostile_note_comes_back_as_plain_text_in_its_own_cell(open_app):
     example = EXAMPLES["normal-1.png"]
     _, earlier = flag(client, example, "positive", "dr_note", note=HOSTILE_NOTE)
     (row,) = [c for c in corrections_for(root, file_sha256(example)) if c.reader == "dr_note"]
-    later = shown(predict(client, example)[3])
-    assert later[row.id][-1] == HOSTILE_NOTE == shown(earlier)[row.id][-1]
-    assert 99 not in later and all(cells[2] != "dr_chief" for cells in later.values())
+    assert list(shown(earlier)) == [row.id] and shown(earlier)[row.id][-1] == HOSTILE_NOTE
+    later = predict(client, example)[3]
+    assert later["data"] == [[show.REVIEWED]] and "evil" not in str(later) and "dr_note" not in str(later)
 
 
 def test_five_wrong_passwords_then_the_right_one_is_refused_for_too_many_attempts(guarded_app):

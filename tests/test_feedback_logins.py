@@ -59,13 +59,35 @@ def test_open_mode_is_an_unverified_login_for_any_valid_name(guard):
         check_login({}, guard, "<b>x</b>", "")
 
 
-def test_five_failures_lock_the_reader_even_with_the_right_password(guard, clock):
+def test_five_failures_lock_the_reader_against_the_failing_client_even_with_the_right_password(guard, clock):
     fail(guard, "alice", 5)
     clock.now += 60
     with pytest.raises(TooManyAttempts, match="(?i)too many attempts for reader 'alice'.*try again in 14 minutes") as e:
-        check_login(READERS, guard, "alice", "right", "10.0.0.2")
+        check_login(READERS, guard, "alice", "right", "10.0.0.1")
     assert isinstance(e.value, ValueError) and e.value.retry_after_s == pytest.approx(14 * 60)
+    with pytest.raises(TooManyAttempts):
+        check_login(READERS, guard, "alice", "right")
     assert check_login(READERS, guard, "bob", "plain-pw", "10.0.0.1").verified
+
+
+def test_an_outsider_cannot_lock_a_reader_out_of_a_client_with_no_failures(guard, clock):
+    for attacker in range(10):
+        fail(guard, "alice", 5 if attacker == 0 else 1, client=f"203.0.113.{attacker}")
+        with pytest.raises(TooManyAttempts):
+            check_login(READERS, guard, "alice", "wrong", f"203.0.113.{attacker}")
+        assert check_login(READERS, guard, "alice", "right", "10.0.0.2") == Login("alice", verified=True)
+        clock.now += 60
+    with pytest.raises(LoginFailed, match="wrong password"):
+        check_login(READERS, guard, "alice", "typo", "10.0.0.2")
+    with pytest.raises(TooManyAttempts, match="'alice'"):
+        check_login(READERS, guard, "alice", "right", "10.0.0.2")
+
+
+def test_a_fresh_client_gets_one_guess_against_a_locked_reader(guard):
+    fail(guard, "alice", 5, client="203.0.113.1")
+    fail(guard, "alice", 1, client="198.51.100.1")
+    with pytest.raises(TooManyAttempts):
+        check_login(READERS, guard, "alice", "right", "198.51.100.1")
 
 
 def test_lockout_ends_after_fifteen_minutes(guard, clock):

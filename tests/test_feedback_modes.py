@@ -32,9 +32,11 @@ def test_database_lock_and_images_are_owner_only(tmp_path):
     assert mode(tmp_path / "store") == 0o700 and mode(tmp_path / "store" / "images") == 0o700
 
 
-def test_an_existing_world_readable_store_is_tightened(tmp_path):
+def test_an_existing_world_readable_store_is_tightened_by_the_next_write_not_by_reading(tmp_path):
     flag(tmp_path, png_bytes(41))
     for name in ("corrections.sqlite3", "corrections.lock"):
         os.chmod(tmp_path / name, 0o644)
     assert len(all_corrections(tmp_path)) == 1
+    assert mode(tmp_path / "corrections.sqlite3") == 0o644
+    flag(tmp_path, png_bytes(42))
     assert mode(tmp_path / "corrections.sqlite3") == 0o600 and mode(tmp_path / "corrections.lock") == 0o600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -169,7 +170,7 @@ def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32(
     def runtime(probabilities):
         def run(batch):
             calls.append((probabilities, len(batch)))
-            return np.array(probabilities[: len(batch)]), np.zeros((len(batch), 2, 2))
+            return np.array(probabilities[: len(batch)]), np.zeros((len(batch), 2, 2)), np.zeros((len(batch), 2))
         return run
 
     near, far = 0.5 + MARGIN / 2, 0.9
@@ -179,3 +180,56 @@ def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32(
     assert (first.probability, first.positive, first.precision) == (0.49, False, "float32")
     assert (second.probability, second.precision) == (far, "bfloat16")
     assert [n for _, n in calls] == [2, 1]
+
+
+def test_a_reduced_precision_answer_near_the_gates_threshold_is_recomputed_in_float32():
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving.predictor import Predictor
+    from tests.test_gate import tiny_gate
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    gate = tiny_gate(threshold=0.5)
+
+    def runtime(first_feature):
+        def run(batch):
+            features = np.array([[f, 0.0] for f in first_feature[: len(batch)]])
+            return np.full(len(batch), 0.9), np.zeros((len(batch), 2, 2)), features
+        return run
+
+    predictor = Predictor(card, runtime([-0.01, 2.0]), "bfloat16", exact=runtime([0.02]), gate=gate)
+    grey = np.tile(np.arange(64, dtype=np.uint8), (64, 1))
+    near, far = predictor.predict_many([grey, grey])
+    assert (near.status, near.precision, near.label) == ("answered", "float32", "COVID-19 positive")
+    assert (far.status, far.precision) == ("answered", "bfloat16")
+
+
+def _measured(f32: tuple[float, float], bf16: tuple[float, float], same: bool = True) -> dict:
+    return {"ms_per_image": {"float32": {"1": f32[0], "8": f32[1]}, "bfloat16": {"1": bf16[0], "8": bf16[1]}},
+            "same_answers": same}
+
+
+def test_auto_picks_bfloat16_only_when_measured_faster_at_every_batch_and_answering_the_same():
+    from model.serving.measure import MARGIN, decide
+
+    assert decide(_measured((90, 86), (47, 38)))[0] == "bfloat16"
+    assert decide(_measured((90, 86), (47, 38), same=False))[0] == "float32"
+    assert decide(_measured((90, 86), (47, 86 / MARGIN + 1)))[0] == "float32"
+    slower = decide(_measured((150, 115), (220, 210)))
+    assert slower[0] == "float32" and "float32 150 ms, bfloat16 220 ms" in slower[1]
+
+
+def test_the_measured_choice_is_cached_per_cpu_model_and_version_and_reused(tmp_path, monkeypatch):
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving import measure
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    built = []
+    monkeypatch.setattr(measure, "measure", lambda fast, exact, greys, batch: _measured((90, 86), (47, 38)))
+    cache = tmp_path / "precision.json"
+    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert built == ["bfloat16", "float32"]
+    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert built == ["bfloat16", "float32"], "the cached choice was not reused"
+    assert measure.cpu_model() in next(iter(json.loads(cache.read_text())))

@@ -40,7 +40,7 @@ def predict(client: Client, path):
 
 
 def assert_serves_normal_request(client: Client, normal_xrays) -> None:
-    scores, decision, _, _ = predict(client, next(normal_xrays))
+    scores, decision, *_ = predict(client, next(normal_xrays))
     assert len(scores["confidences"]) == 2 and "decision threshold" in decision
 
 
@@ -85,7 +85,7 @@ def test_valid_unusual_files_are_answered_as_the_model_reads_them(client, normal
     local = load_predictor(model_dir)
     for kind, path in make_valid_unusual_files(tmp_path).items():
         with subtests.test(kind=kind):
-            scores, decision, overlay, _ = predict(client, path)
+            scores, decision, overlay, *_ = predict(client, path)
             expected = local.predict(path)
             assert {c["label"]: c["confidence"] for c in scores["confidences"]}[expected.label] == pytest.approx(
                 max(expected.probability, 1 - expected.probability), abs=1e-4)

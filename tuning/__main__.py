@@ -6,7 +6,8 @@ trial (a larger --max-trials extends it); --overwrite starts over; Ctrl-C leaves
 When memory has grown by --restart-growth the command restarts itself the same way, because Keras keeps
 some memory per fitted model that only the end of the process gives back.
 The best trial's head (at its best epoch) is evaluated once on the test patients and exported to
-<out>/best; <out>/report.md compares all trials.
+<out>/best; <out>/report.md compares all trials. With --ood DIR the exported model's input gate is then
+trained on its final network (model/training/gate.py) and saved in the same artifact.
 
 Several machines sharing one --out folder (and, ideally, --cache): start the chief first, then workers:
   python -m tuning ... --out /shared/runs/NAME --chief 0.0.0.0:8000
@@ -36,6 +37,7 @@ from model.cli import (
 )
 from model.config import ModelConfig
 from model.data import scan_folder
+from model.training.gate import gate_artifact
 from tuning.bank import FeatureBank
 from tuning.report import write_search_report
 from tuning.search import (
@@ -79,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     search_group.add_argument("--export", type=Path, default=None, metavar="DIR",
                               help="where the best trial's artifact goes (default OUT/best); "
                                    "model/artifacts/default makes it the app's model")
+    search_group.add_argument("--ood", type=Path, default=None, metavar="DIR",
+                              help="out-of-scope folder (MANIFEST.csv: file, kind): train the exported model's input "
+                                   "gate on it, last (see python -m model.train_gate)")
     search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
     search_group.add_argument("--restart-growth", type=float, default=0.1, metavar="FRACTION",
                               help="continue in a fresh process once resident memory exceeds that after this process's "
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> str | None:
     log.info("chosen trial %s: %s", *chosen)
     wanted = {"trial": chosen[0], "fine_tune_epochs": args.fine_tune_epochs,
               "export": str(args.export),
-              "target_sensitivity": args.target_sensitivity}
+              "target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None}
     done = json.loads(export_path.read_text()) if export_path.is_file() else {}
     if {k: done.get(k) for k in wanted} == wanted:
         log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.export)
@@ -178,6 +183,10 @@ def main(argv: list[str] | None = None) -> str | None:
         )
         test = next(e.metrics for e in evaluations if e.name == "test")
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
+        if args.ood:
+            gate = gate_artifact(args.export, split, args.ood, args.external, args.positive, cache_from_args(args),
+                                 precision_from_args(args))
+            done["gate"] = gate["version"]
         export_path.write_text(json.dumps(done, indent=2, default=float) + "\n")
         log.info("exported trial %s to %s; test: %s", done["trial"], artifact, json.dumps(done["test"], default=float))
     freed = prune_checkpoints(tuner, wanted["trial"])

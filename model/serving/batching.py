@@ -6,19 +6,17 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from model.images import Source, read_grey
-from model.serving.predictor import Prediction, Predictor
+from model.images import Source
+from model.serving.predictor import Decoded, Prediction, Predictor, decode
 
 MAX_BATCH_SIZE = max(1, int(os.environ.get("XRAY_MAX_BATCH_SIZE") or 8))
 
 
 @dataclass
 class _Slot:
-    """One caller's image and, once its batch has run, its outcome."""
+    """One caller's decoded image and, once its batch has run, its outcome."""
 
-    grey: np.ndarray
+    image: Decoded
     outcome: Prediction | BaseException | None = None
     done: bool = False
 
@@ -44,7 +42,7 @@ class BatchingPredictor:
 
     def predict(self, source: Source) -> Prediction:
         """Raises model.images.ImageError for unusable files (only this caller's)."""
-        slot = _Slot(read_grey(source))
+        slot = _Slot(decode(source))
         with self._changed:
             self._pending.append(slot)
         while True:
@@ -62,7 +60,7 @@ class BatchingPredictor:
         """Predict a batch and hand each caller its outcome; a failure is every caller's failure."""
         outcomes: list[Prediction | BaseException]
         try:
-            outcomes = list(self.predictor.predict_many([slot.grey for slot in batch]))
+            outcomes = list(self.predictor.predict_many([slot.image for slot in batch]))
         except BaseException as error:
             outcomes = [error] * len(batch)
         with self._changed:

@@ -8,11 +8,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
+from model.decode_budget import release_freed_memory
 from model.images import file_sha256
 from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction, Predictor
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+LARGE_GREY_BYTES = 16 * 2**20
 
 
 def _nbytes(prediction: Prediction) -> int:
@@ -61,7 +63,10 @@ class PredictionCache:
             with self._network:
                 prediction = self.predictor.predict(data)
         if self.preview_side:
+            large = prediction.grey.nbytes >= LARGE_GREY_BYTES
             prediction = dataclasses.replace(prediction, grey=shrink_grey(prediction.grey, self.preview_side))
+            if large:
+                release_freed_memory()
         with self._lock:
             self._items[sha256] = prediction
             total = sum(_nbytes(p) for p in self._items.values())

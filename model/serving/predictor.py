@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
 
-from model.artifact import DEFAULT_ARTIFACT, load_artifact
+from model.artifact import DEFAULT_ARTIFACT, artifact_gate, load_artifact
 from model.calibration import calibrate
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
-from model.images import ImageError, Source, read_grey
-from model.precision import resolve
+from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
+from model.images import ImageError, Source, image_facts, load_bytes, read_grey
+from model.precision import requested_precision, resolve
 from model.preprocessing import preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
 
-Input = Union[Source, np.ndarray]
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded input: its grey pixels and what its DICOM header says it is (model.images.image_facts)."""
+
+    grey: np.ndarray
+    facts: dict = field(default_factory=dict)
+
+
+Input = Union[Source, np.ndarray, Decoded]
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1]."""
+    """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1].
+
+    `status` is the input gate's verdict (model.gate): only an `answered` prediction has a decision (`label`,
+    `positive`); an `out_of_scope` one has an empty label, and its probability and heatmap must not be shown.
+    `reason` says why it was refused (or that the model has no input check); `gate_score` is the gate's
+    in-scope probability, None where the header decided or there is no gate.
+    """
 
     probability: float
     positive: bool
@@ -31,7 +46,14 @@ class Prediction:
     heatmap: np.ndarray
     grey: np.ndarray
     precision: str = "float32"
+    status: str = ANSWERED
+    reason: str = ""
     model_version: str = ""
+    gate_score: float | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status == ANSWERED
 
 
 MARGIN = 0.03
@@ -41,16 +63,18 @@ external probabilities by at most 0.011), so a precision never changes a decisio
 
 @dataclass
 class Predictor:
-    """Probability, decision and Grad-CAM heatmap of one image from one forward pass.
+    """Input gate, probability, decision and Grad-CAM heatmap of one image from one forward pass.
 
     `exact` is the float32 runtime of a reduced-precision predictor: images whose probability falls within
-    MARGIN of the threshold are run through it again, and their answer says float32.
+    MARGIN of the threshold, or whose gate scores fall within MARGIN of the gate's thresholds, are run through
+    it again, and their answer says float32. `gate` None means the model has no input check.
     """
 
     card: ModelCard
     run: Runtime
     precision: str = "float32"
     exact: Runtime | None = None
+    gate: Gate | None = None
 
     @property
     def input_size(self) -> int:
@@ -66,67 +90,107 @@ class Predictor:
 
     def predict(self, source: Input) -> Prediction:
         """Raises model.images.ImageError for unusable files."""
-        return self.predict_greys([_grey(source)])[0]
+        return self.predict_decoded([decode(source)])[0]
 
     def predict_many(self, sources: Sequence[Input]) -> list[Prediction | ImageError]:
         """One result per source in one network pass: a Prediction, or the ImageError of an unusable file.
 
-        A source is a file path, its bytes, or a grey uint8 image already decoded.
+        A source is a file path, its bytes, a grey uint8 image already decoded, or a Decoded.
         """
-        results: list[Prediction | ImageError] = []
+        results: list[Decoded | Prediction | ImageError] = []
         for source in sources:
             try:
-                results.append(_grey(source))
+                results.append(decode(source))
             except ImageError as error:
                 results.append(error)
-        good = [i for i, item in enumerate(results) if isinstance(item, np.ndarray)]
-        for i, prediction in zip(good, self.predict_greys([results[i] for i in good])):
+        good = [i for i, item in enumerate(results) if isinstance(item, Decoded)]
+        for i, prediction in zip(good, self.predict_decoded([results[i] for i in good])):
             results[i] = prediction
         return results
 
     def predict_greys(self, greys: Sequence[np.ndarray]) -> list[Prediction]:
-        """Predictions of decoded grey images, all through the network together."""
-        if not greys:
-            return []
-        preprocessing = preprocessing_of(self.card.config)
-        inputs = np.stack([to_network_input(grey, preprocessing) for grey in greys])
-        probs, cams = self.run(inputs)
-        results = [self._prediction(float(p), cam, grey, self.precision) for p, cam, grey in zip(probs, cams, greys)]
-        close = [i for i, r in enumerate(results) if self.exact and abs(r.probability - self.threshold) < MARGIN]
-        if close:
-            exact_probs, exact_cams = self.exact(inputs[close])
-            for i, p, cam in zip(close, exact_probs, exact_cams):
-                results[i] = self._prediction(float(p), cam, greys[i], "float32")
+        """Predictions of decoded grey images (no header facts), all through the network together."""
+        return self.predict_decoded([Decoded(grey) for grey in greys])
+
+    def predict_decoded(self, items: Sequence[Decoded]) -> list[Prediction]:
+        """Predictions of decoded inputs: those whose header rules them out skip the network, the rest go
+        through it together, and answers near a threshold are recomputed in float32."""
+        headers = [header_scope(item.facts) if self.gate else None for item in items]
+        results: list[Prediction | None] = [
+            None if scope is None else self._refused(item.grey, scope) for item, scope in zip(items, headers)
+        ]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            preprocessing = preprocessing_of(self.card.config)
+            inputs = np.stack([to_network_input(items[i].grey, preprocessing) for i in todo])
+            for i, prediction in zip(todo, self._run(self.run, inputs, [items[i].grey for i in todo], self.precision)):
+                results[i] = prediction
+            close = [k for k, i in enumerate(todo) if self._near(results[i])]
+            if self.exact and close:
+                exact = self._run(self.exact, inputs[close], [items[todo[k]].grey for k in close], "float32")
+                for k, prediction in zip(close, exact):
+                    results[todo[k]] = prediction
         return results
 
-    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, precision: str) -> Prediction:
-        """The decision on the card-calibrated probability of the network's raw output."""
+    def _run(self, runtime: Runtime, inputs: np.ndarray, greys: list[np.ndarray], precision: str) -> list[Prediction]:
+        probs, cams, features = runtime(inputs)
+        scopes = self.gate.check(features) if self.gate else [UNCHECKED] * len(greys)
+        return [self._prediction(float(p), cam, grey, precision, scope)
+                for p, cam, grey, scope in zip(probs, cams, greys, scopes)]
+
+    def _near(self, prediction: Prediction) -> bool:
+        """Whether a reduced-precision answer is close enough to a threshold to be recomputed in float32."""
+        if self.gate and prediction.gate_score is not None and abs(prediction.gate_score - self.gate.threshold) < MARGIN:
+            return True
+        return prediction.answered and abs(prediction.probability - self.threshold) < MARGIN
+
+    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, precision: str,
+                    scope: Scope = UNCHECKED) -> Prediction:
+        """The decision on the card-calibrated probability of the network's raw output, if the gate lets it in."""
         probability = calibrate(raw, self.card.calibration)
-        positive = probability >= self.threshold
+        positive = scope.answered and probability >= self.threshold
+        label = (POSITIVE_NAME if positive else NEGATIVE_NAME) if scope.answered else ""
         return Prediction(
-            probability=probability,
-            positive=positive,
-            label=POSITIVE_NAME if positive else NEGATIVE_NAME,
-            threshold=self.threshold,
-            heatmap=heatmap,
-            grey=grey,
-            precision=precision,
-            model_version=self.card.version,
+            probability=probability, positive=positive, label=label, threshold=self.threshold, heatmap=heatmap,
+            grey=grey, precision=precision, status=scope.status, reason=scope.reason, model_version=self.version,
+            gate_score=scope.score,
+        )
+
+    def _refused(self, grey: np.ndarray, scope: Scope) -> Prediction:
+        """A prediction the header ruled out: no network run, no probability, no heatmap."""
+        return Prediction(
+            probability=float("nan"), positive=False, label="", threshold=self.threshold,
+            heatmap=np.zeros((1, 1), dtype="float32"), grey=grey, precision="none", status=scope.status,
+            reason=scope.reason, model_version=self.version,
         )
 
 
-def _grey(source: Input) -> np.ndarray:
-    return source if isinstance(source, np.ndarray) else read_grey(source)
+def decode(source: Input) -> Decoded:
+    """A file path, bytes, grey uint8 array or Decoded as Decoded; raises model.images.ImageError."""
+    if isinstance(source, Decoded):
+        return source
+    if isinstance(source, np.ndarray):
+        return Decoded(source)
+    data = load_bytes(source)
+    return Decoded(read_grey(data), image_facts(data))
 
 
-def predictor_from_model(model, card: ModelCard, precision: str = "float32") -> Predictor:
+def predictor_from_model(model, card: ModelCard, precision: str = "float32", gate: Gate | None = None) -> Predictor:
     """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision), with a float32
-    runtime for answers near the threshold when the precision is reduced."""
+    runtime for answers near a threshold when the precision is reduced, and the input gate if there is one."""
     exact = keras_runtime(model, "float32") if precision != "float32" else None
-    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact)
+    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact, gate=gate)
 
 
 def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) -> Predictor:
-    """The artifact's predictor; precision None means $XRAY_PRECISION, else auto (see model.precision.resolve)."""
+    """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto, which
+    times this model in each precision on this CPU (model/serving/measure.py, cached)."""
     model, card = load_artifact(path)
-    return predictor_from_model(model, card, resolve(precision))
+    gate = artifact_gate(path, card)
+    if requested_precision(precision) != "auto":
+        return predictor_from_model(model, card, resolve(precision), gate)
+    from model.serving.batching import MAX_BATCH_SIZE
+    from model.serving.measure import measured_precision
+
+    chosen = measured_precision(lambda p: predictor_from_model(model, card, p, gate), card, MAX_BATCH_SIZE)
+    return predictor_from_model(model, card, chosen, gate)

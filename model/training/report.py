@@ -156,6 +156,16 @@ def _shortcut_table(audit: dict) -> list[str]:
     return table(["images", "n", "AUC from file facts only", "model's AUC"], rows)
 
 
+GATE_NOTE = ("Share of each kind of input the input gate refused (no COVID-19 answer given). The metrics above are "
+             "on the films it answered; a refused COVID-19 film is a film the model did not find.")
+
+
+def gate_table(refused: dict) -> list[str]:
+    """The input gate's refusals per row (class and source, or out-of-scope kind), with Wilson intervals."""
+    rows = [[name, row["n"], row["refused"], row["share"], row["ci95"] or ""] for name, row in refused.items()]
+    return table(["input", "n", "refused", "share refused", "95% CI"], rows)
+
+
 def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path]) -> str:
     lines = ["# COVID-19 X-ray classifier evaluation", ""]
     if meta:
@@ -171,6 +181,8 @@ def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path])
         lines += _confusion_table(m) + ["", f"![Confusion matrix {e.name}]({paths[f'confusion_{e.name}'].name})", ""]
         if "per_source" in m:
             lines += ["### per_source", ""] + _source_table(m["per_source"]) + [""]
+        if "input_gate" in m:
+            lines += ["### input gate", "", GATE_NOTE, ""] + gate_table(m["input_gate"]) + [""]
         if "shortcut_audit" in m:
             lines += ["### shortcut audit", "", SHORTCUT_NOTE, ""] + _shortcut_table(m["shortcut_audit"]) + [""]
     return "\n".join(lines + [HOW_TO_READ])

@@ -1,0 +1,171 @@
+"""The input gate: is this an adult frontal chest radiograph? Checked before every COVID-19 answer.
+
+Two checks, cheapest first. A DICOM header that says what the image is (Modality, ViewPosition,
+BodyPartExamined, PatientAge) settles it without the network. Otherwise the gate reads features the forward
+pass already computes (`gate_features` in model/serving/gradcam.py: the Grad-CAM layer's map averaged on a
+4 x 4 grid, and the head's input) and applies, in numpy, a multinomial logistic regression over KINDS (refuse
+when the in-scope probability is under `threshold`) and a Mahalanobis distance to the in-scope films (refuse
+when it is over `novelty_threshold`: an input like nothing the gate was trained on). The gate is a file of
+its artifact (GATE_FILE), trained by model/training/gate.py and recorded in the model card's `gate` field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+GATE_FILE = "gate.npz"
+IN_SCOPE = "in_scope"
+KINDS = (IN_SCOPE, "pediatric", "lateral", "ct", "photo", "document")
+ANSWERED = "answered"
+OUT_OF_SCOPE = "out_of_scope"
+UNREADABLE = "unreadable"
+STATUSES = (ANSWERED, OUT_OF_SCOPE, UNREADABLE)
+MADE_FOR = "the model reads frontal chest films of adults."
+LOOKS_LIKE = {
+    "pediatric": "a child's chest film",
+    "lateral": "a lateral view",
+    "ct": "a CT slice",
+    "photo": "a photo, not an X-ray",
+    "document": "a document, screenshot or drawing, not an X-ray",
+}
+UNLIKE = f"This does not look like a frontal chest X-ray; {MADE_FOR}"
+NO_GATE = "no input check for this model"
+ADULT_AGE = 18
+CHEST_WORDS = ("CHEST", "THORA", "TORAX", "LUNG", "PULMO")
+FRONTAL_VIEWS = {"PA", "AP", "AP SUPINE", "APS", "FRONTAL", ""}
+PROJECTION_MODALITIES = {"CR", "DX", "DR", "RG", "OT", "SC", ""}
+
+
+def looks_like(kind: str) -> str:
+    """The reason given for refusing an input the gate takes for `kind`."""
+    return f"This looks like {LOOKS_LIKE[kind]}; {MADE_FOR}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The gate's verdict on one input: status answered or out_of_scope, the reason in words, and the
+    in-scope probability (None where the header decided or the model has no gate)."""
+
+    status: str
+    reason: str = ""
+    score: float | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status == ANSWERED
+
+
+UNCHECKED = Scope(ANSWERED, NO_GATE)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Standardization, logistic regression over `kinds` and the in-scope Mahalanobis model, with thresholds.
+
+    `components` (k x d) and `variances` (k) are the in-scope films' principal axes in standardized space; the
+    distance is the sum of squared projections over variances, divided by k (about 1 for an in-scope film).
+    """
+
+    kinds: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    components: np.ndarray
+    variances: np.ndarray
+    threshold: float
+    novelty_threshold: float
+
+    def scores(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(in-scope probability, class probabilities (n, kinds), novelty distance) of gate features (n, d)."""
+        z = (np.asarray(features, dtype="float64") - self.mean) / self.scale
+        logits = z @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        novelty = ((z @ self.components.T) ** 2 / self.variances).mean(axis=1)
+        return probs[:, self.kinds.index(IN_SCOPE)], probs, novelty
+
+    def check(self, features: np.ndarray) -> list[Scope]:
+        """One Scope per row of gate features."""
+        in_scope, probs, novelty = self.scores(features)
+        return [self._scope(float(p), row, float(d)) for p, row, d in zip(in_scope, probs, novelty)]
+
+    def near_threshold(self, features: np.ndarray, margin: float) -> np.ndarray:
+        """Which rows score within `margin` of either threshold (relative, for the distance), to recompute exactly."""
+        in_scope, _, novelty = self.scores(features)
+        return (np.abs(in_scope - self.threshold) < margin) | (np.abs(novelty / self.novelty_threshold - 1) < margin)
+
+    def _scope(self, in_scope: float, probs: np.ndarray, novelty: float) -> Scope:
+        if novelty > self.novelty_threshold:
+            return Scope(OUT_OF_SCOPE, UNLIKE, in_scope)
+        if in_scope < self.threshold:
+            others = [i for i, kind in enumerate(self.kinds) if kind != IN_SCOPE]
+            return Scope(OUT_OF_SCOPE, looks_like(self.kinds[max(others, key=lambda i: probs[i])]), in_scope)
+        return Scope(ANSWERED, "", in_scope)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+
+def gate_version(data: bytes) -> str:
+    """A gate file's version: the first 12 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def save_gate(gate: Gate, folder: Path) -> str:
+    """Write folder/GATE_FILE; returns its version."""
+    data = gate.to_bytes()
+    (Path(folder) / GATE_FILE).write_bytes(data)
+    return gate_version(data)
+
+
+def load_gate(folder: Path) -> Gate:
+    """The gate of an artifact folder; ValueError for a file that is not one."""
+    path = Path(folder) / GATE_FILE
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            values = {f.name: stored[f.name] for f in fields(Gate)}
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"{path} is not a usable input gate ({error})") from None
+    values["kinds"] = tuple(str(k) for k in values["kinds"])
+    for name in ("threshold", "novelty_threshold"):
+        values[name] = float(values[name])
+    return Gate(**values)
+
+
+def _age_years(text: str) -> float | None:
+    """A DICOM age string (nnnD/W/M/Y) in years, or None."""
+    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY]?)\s*", text or "")
+    if not match:
+        return None
+    per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0, "": 1.0}[match.group(2)]
+    return int(match.group(1)) / per_year
+
+
+def header_scope(facts: dict[str, str]) -> Scope | None:
+    """An out-of-scope verdict where a DICOM header says what the image is; None where it does not say."""
+    said = "The DICOM header says"
+    modality = facts.get("Modality", "").strip().upper()
+    if modality not in PROJECTION_MODALITIES:
+        kind = "a CT image" if modality == "CT" else f"a {modality} image"
+        return Scope(OUT_OF_SCOPE, f"{said} this is {kind} (Modality {modality}); {MADE_FOR}")
+    part = facts.get("BodyPartExamined", "").strip().upper()
+    if part and not any(word in part for word in CHEST_WORDS):
+        return Scope(OUT_OF_SCOPE, f"{said} the body part is {part}, not the chest; {MADE_FOR}")
+    view = facts.get("ViewPosition", "").strip().upper()
+    if view not in FRONTAL_VIEWS:
+        return Scope(OUT_OF_SCOPE, f"{said} the view is {view}, not frontal (PA or AP); {MADE_FOR}")
+    age = _age_years(facts.get("PatientAge", ""))
+    if age is not None and age < ADULT_AGE:
+        return Scope(OUT_OF_SCOPE, f"{said} the patient is {age:.0f} years old; {MADE_FOR}")
+    return None
