@@ -292,9 +292,11 @@ def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correct
     try:
         if "corrections" not in _tables(conn):
             return []
-        # A store made before the verified column (not migrated yet, as reading never writes) counts as unverified.
+        # A store made before a column (not migrated yet, as reading never writes) reads its default: unverified,
+        # no pixel identity, not withdrawn.
         columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
-        selected = _COLUMNS if "verified" in columns else _COLUMNS.replace("verified", "0")
+        defaults = {"verified": "0", "pixel_sha256": "''", "withdrawn_at": "NULL"}
+        selected = ", ".join(c if c in columns else defaults.get(c, c) for c in _COLUMNS.replace(" ", "").split(","))
         rows = conn.execute(f"SELECT {selected} FROM corrections {where} ORDER BY id", params).fetchall()
     finally:
         conn.close()
