@@ -16,14 +16,7 @@ import sys
 from pathlib import Path
 
 from model.artifact import CARD_FILE, DEFAULT_ARTIFACT
-from model.cli import (
-    add_data_arguments,
-    cache_from_args,
-    precision_from_args,
-    run,
-    setup_logging,
-    split_from_args,
-)
+from model.cli import add_data_arguments, cache_from_args, precision_from_args, run, setup_logging, split_from_args
 from model.training.gate import VIEWS, gate_artifact
 
 
