@@ -66,7 +66,7 @@ def test_serving_applies_the_cards_calibration(fixture_dir):
 
     card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "test", {}, {})
     card = dataclasses.replace(card, calibration={"method": "platt", "a": 2.0, "b": 1.0})
-    predictor = Predictor(card=card, run=lambda batch: (np.array([0.3]), np.zeros((1, 4, 4))))
+    predictor = Predictor(card=card, run=lambda batch: (np.array([0.3]), np.zeros((1, 4, 4)), np.zeros((1, 2))))
     image = next((fixture_dir / "covid").iterdir())
     assert predictor.predict(image).probability == pytest.approx(calibrate(0.3, card.calibration))
     assert predictor.predict(image).probability != pytest.approx(0.3)

@@ -36,7 +36,7 @@ def test_serving_and_training_prepare_a_file_identically(fixture_dir, crop, harm
 
     def run(batch: np.ndarray):
         seen.append(batch)
-        return np.array([0.5]), np.zeros((1, 1, 1))
+        return np.array([0.5]), np.zeros((1, 1, 1)), np.zeros((1, 2))
 
     Predictor(new_card(config, 0.5, "fixed", {}, {}), run).predict(example.path)
     np.testing.assert_array_equal(seen[0][0], training)
