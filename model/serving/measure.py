@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from model.images import EXTENSIONS
+from model.images import EXTENSIONS, read_grey
 from model.preprocessing import preprocessing_of, to_network_input
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ def measured_precision(make: Callable[[str], object], card, batch: int, cache_fi
     if key in cached:
         log.info("precision %s (%s; cached for %s)", cached[key]["precision"], cached[key]["reason"], cpu_model())
         return cached[key]["precision"]
-    greys = [_grey(p) for p in sorted(EXAMPLES.iterdir()) if p.suffix.lower() in EXTENSIONS] if EXAMPLES.is_dir() else []
+    films = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in EXTENSIONS) if EXAMPLES.is_dir() else []
+    greys = [read_grey(p) for p in films]
     if not greys:
         log.info("precision float32 (auto: no example films to measure on)")
         return "float32"
@@ -109,8 +110,3 @@ def measured_precision(make: Callable[[str], object], card, batch: int, cache_fi
         log.warning("precision choice not cached in %s: %s", cache_file, error)
     return precision
 
-
-def _grey(path: Path) -> np.ndarray:
-    from model.images import read_grey
-
-    return read_grey(path)

@@ -178,7 +178,8 @@ def thresholds(in_scope: np.ndarray, novelty: np.ndarray, covid: np.ndarray,
     """Thresholds refusing at most `target` of the out-of-fold in-scope films, and of the COVID-19 ones alone."""
     novelty_threshold = NOVELTY_MARGIN * float(np.quantile(novelty, NOVELTY_QUANTILE))
     passed = novelty <= novelty_threshold
-    lows = [np.quantile(in_scope[passed & group], target) for group in (np.ones_like(covid), covid) if (passed & group).any()]
+    groups = [passed & group for group in (np.ones_like(covid), covid)]
+    lows = [np.quantile(in_scope[group], target) for group in groups if group.any()]
     return float(min(lows)), novelty_threshold
 
 
@@ -189,9 +190,9 @@ def fit_gate(x: np.ndarray, items: Sequence[Item]) -> tuple[Gate, dict]:
     threshold, novelty_threshold = thresholds(in_scope, novelty, covid)
     rows, kinds, _ = _rows(x, items)
     gate = _gate(*_fit(rows, kinds), threshold, novelty_threshold)
-    oof = {"in_scope_films": int(len(in_scope)), "refused": float(np.mean((in_scope < threshold) | (novelty > novelty_threshold))),
-           "covid_films": int(covid.sum()),
-           "covid_refused": float(np.mean(((in_scope < threshold) | (novelty > novelty_threshold))[covid]))}
+    refused = (in_scope < threshold) | (novelty > novelty_threshold)
+    oof = {"in_scope_films": int(len(in_scope)), "refused": float(refused.mean()),
+           "covid_films": int(covid.sum()), "covid_refused": float(refused[covid].mean())}
     return gate, oof
 
 
