@@ -204,32 +204,57 @@ def test_a_reduced_precision_answer_near_the_gates_threshold_is_recomputed_in_fl
     assert (far.status, far.precision) == ("answered", "bfloat16")
 
 
-def _measured(f32: tuple[float, float], bf16: tuple[float, float], same: bool = True) -> dict:
-    return {"ms_per_image": {"float32": {"1": f32[0], "8": f32[1]}, "bfloat16": {"1": bf16[0], "8": bf16[1]}},
-            "same_answers": same}
+def _measured(f32: tuple[float, float], bf16: tuple[float, float] | None = None, same: bool = True) -> dict:
+    figures = {"float32": {"1": f32[0], "8": f32[1]}}
+    if bf16:
+        figures["bfloat16"] = {"1": bf16[0], "8": bf16[1]}
+    return {"ms_per_image": figures, "same_answers": same}
 
 
 def test_auto_picks_bfloat16_only_when_measured_faster_at_every_batch_and_answering_the_same():
     from model.serving.measure import MARGIN, decide
 
-    assert decide(_measured((90, 86), (47, 38)))[0] == "bfloat16"
-    assert decide(_measured((90, 86), (47, 38), same=False))[0] == "float32"
-    assert decide(_measured((90, 86), (47, 86 / MARGIN + 1)))[0] == "float32"
+    assert decide(_measured((90, 86), (47, 38))).precision == "bfloat16"
+    assert decide(_measured((90, 86), (47, 38), same=False)).precision == "float32"
+    assert decide(_measured((90, 86), (47, 86 / MARGIN + 1))).precision == "float32"
     slower = decide(_measured((150, 115), (220, 210)))
-    assert slower[0] == "float32" and "float32 150 ms, bfloat16 220 ms" in slower[1]
+    assert slower.precision == "float32" and "float32: batch 1 150 ms, batch 8 115 ms" in slower.reason
 
 
-def test_the_measured_choice_is_cached_per_cpu_model_and_version_and_reused(tmp_path, monkeypatch):
+def test_concurrent_predictions_are_batched_only_where_a_batch_is_faster_per_image():
+    from model.serving.measure import decide
+
+    assert decide(_measured((150, 115))).batch_size == 8, "1.30x faster per image at batch 8: batch"
+    assert decide(_measured((1260, 1205))).batch_size == 1, "4% faster: one at a time, no long passes to wait on"
+    assert decide(_measured((1260, 1205), (90, 50))).batch_size == 8, "judged in the chosen precision"
+    assert "batch 8 is not 1.15x faster per image" in decide(_measured((100, 99))).reason
+
+
+def test_the_measured_choice_is_cached_per_cpu_model_version_and_request_and_reused(tmp_path, monkeypatch):
     from model.card import new_card
     from model.config import ModelConfig
     from model.serving import measure
 
     card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
     built = []
-    monkeypatch.setattr(measure, "measure", lambda fast, exact, greys, batch: _measured((90, 86), (47, 38)))
+    monkeypatch.setattr(measure, "measure", lambda predictors, greys, batch: _measured(
+        (90, 86), (47, 38) if "bfloat16" in predictors else None))
     cache = tmp_path / "precision.json"
-    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert measure.measured_serving(built.append, card, "auto", 8, cache) == measure.decide(_measured((90, 86), (47, 38)))
     assert built == ["bfloat16", "float32"]
-    assert measure.measured_precision(built.append, card, 8, cache) == "bfloat16"
+    assert measure.measured_serving(built.append, card, "auto", 8, cache).precision == "bfloat16"
     assert built == ["bfloat16", "float32"], "the cached choice was not reused"
-    assert measure.cpu_model() in next(iter(json.loads(cache.read_text())))
+    forced = measure.measured_serving(built.append, card, "float32", 8, cache)
+    assert (forced.precision, forced.batch_size, built[2:]) == ("float32", 1, ["float32"])
+    assert all(measure.cpu_model() in key for key in json.loads(cache.read_text()))
+
+
+def test_a_server_measures_its_batch_size_unless_the_environment_sets_it(tiny_model, tmp_path, monkeypatch):
+    from model.serving import measure
+
+    monkeypatch.setattr(measure, "CACHE_FILE", tmp_path / "precision.json")
+    monkeypatch.setattr(measure, "measure", lambda predictors, greys, batch: _measured((100, 50)))
+    monkeypatch.delenv("XRAY_MAX_BATCH_SIZE", raising=False)
+    assert load_predictor(tiny_model, "float32", serving=True).batch_size == 8
+    monkeypatch.setenv("XRAY_MAX_BATCH_SIZE", "3")
+    assert load_predictor(tiny_model, "float32", serving=True).batch_size == 3

@@ -1,11 +1,14 @@
-"""`auto` precision by measurement: time the loaded model in float32 and bfloat16 and keep the faster.
+"""How serving runs on this CPU, by measurement: the precision (`auto`) and the largest batch that pays.
 
 CPU flags cannot tell where bfloat16 pays (with the same AVX512-BF16 flag it ran 2x faster on one CPU and
-0.7x on another), so at start-up the predictor's own runtimes are timed on the shipped example films at
+0.7x on another), nor whether batching does (batch 8 was 1.3x faster per image than batch 1 on one CPU and
+4% faster on another), so at start-up the predictor's own runtimes are timed on the shipped example films at
 batch 1 and at the batcher's largest batch. bfloat16 is chosen only when it is faster by MARGIN at both
 and gives every example the same answer (decision and input-gate status, after the near-threshold float32
-recompute); otherwise float32. The figures and the choice are logged and cached per CPU model, model and
-gate version and batch size (CACHE_FILE), so a restart reuses them.
+recompute); otherwise float32. In the chosen precision, concurrent predictions are served up to the largest
+batch only when it is faster per image by MARGIN; else one at a time, so that a prediction never waits behind a
+long pass that buys no speed. The figures and the choice are logged and cached per CPU model, model and gate
+version, requested precision and batch size (CACHE_FILE), so a restart reuses them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +34,15 @@ MARGIN = 1.15
 RUNS = 2
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CACHE_FILE = Path(os.environ.get("XRAY_PRECISION_CACHE") or Path.home() / ".cache" / "xray-covid" / "precision.json")
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the measurement chose: the precision, the largest batch of concurrent predictions, and why."""
+
+    precision: str
+    batch_size: int
+    reason: str
 
 
 def cpu_model() -> str:
@@ -57,56 +70,74 @@ def _answers(predictor, greys: list[np.ndarray]) -> list[tuple[str, str]]:
     return [(p.status, p.label) for p in predictor.predict_greys(greys)]
 
 
-def measure(fast, exact, greys: list[np.ndarray], batch: int) -> dict:
-    """ms per image of the bfloat16 predictor `fast` and the float32 `exact` at batch 1 and `batch`, and whether
-    every example gets the same answer from both."""
-    preprocessing = preprocessing_of(exact.card.config)
-    one = np.stack([to_network_input(greys[0], preprocessing)])
+def measure(predictors: dict, greys: list[np.ndarray], batch: int) -> dict:
+    """ms per image of each predictor (by precision name) at batch 1 and `batch`, and whether every example gets
+    the same answer from all of them."""
+    any_predictor = next(iter(predictors.values()))
+    one = np.stack([to_network_input(greys[0], preprocessing_of(any_predictor.card.config))])
     many = np.repeat(one, batch, axis=0)
     figures = {name: {str(n): _ms_per_image(predictor.run, x) for n, x in ((1, one), (batch, many))}
-               for name, predictor in (("float32", exact), ("bfloat16", fast))}
-    return {"ms_per_image": figures, "same_answers": _answers(fast, greys) == _answers(exact, greys)}
+               for name, predictor in predictors.items()}
+    answers = [_answers(predictor, greys) for predictor in predictors.values()]
+    return {"ms_per_image": figures, "same_answers": all(a == answers[0] for a in answers)}
 
 
-def decide(result: dict, margin: float = MARGIN) -> tuple[str, str]:
-    """(precision, reason) from measure()'s result."""
-    f32, bf16 = result["ms_per_image"]["float32"], result["ms_per_image"]["bfloat16"]
-    speedups = {n: f32[n] / bf16[n] for n in f32}
-    shown = ", ".join(f"batch {n}: float32 {f32[n]:.0f} ms, bfloat16 {bf16[n]:.0f} ms per image" for n in f32)
-    if not result["same_answers"]:
-        return "float32", f"auto, measured ({shown}): bfloat16 changed an example's answer"
-    if all(s >= margin for s in speedups.values()):
-        return "bfloat16", f"auto, measured ({shown}): bfloat16 is faster by {min(speedups.values()):.2f}x or more"
-    return "float32", f"auto, measured ({shown}): bfloat16 is not {margin:.2f}x faster at every batch size"
+def _precision(figures: dict, same_answers: bool, margin: float) -> tuple[str, str]:
+    if set(figures) != {"float32", "bfloat16"}:
+        return next(iter(figures)), "requested"
+    f32, bf16 = figures["float32"], figures["bfloat16"]
+    if not same_answers:
+        return "float32", "auto: bfloat16 changed an example's answer"
+    speedup = min(f32[n] / bf16[n] for n in f32)
+    if speedup >= margin:
+        return "bfloat16", f"auto: bfloat16 is faster by {speedup:.2f}x or more"
+    return "float32", f"auto: bfloat16 is not {margin:.2f}x faster at every batch size"
 
 
-def _key(card, batch: int) -> str:
-    return f"{cpu_model()}|{card.version}|{(card.gate or {}).get('version', '')}|{batch}"
+def decide(result: dict, margin: float = MARGIN) -> Serving:
+    """The precision and batch size measure()'s result calls for."""
+    figures = result["ms_per_image"]
+    precision, why = _precision(figures, result["same_answers"], margin)
+    times = figures[precision]
+    single, largest = "1", max(times, key=int)
+    batch = int(largest) if times[single] / times[largest] >= margin else 1
+    shown = "; ".join(f"{name}: " + ", ".join(f"batch {n} {ms:.0f} ms" for n, ms in per.items())
+                      for name, per in figures.items())
+    paying = "pays" if batch > 1 else f"is not {margin:.2f}x faster per image"
+    return Serving(precision, batch, f"measured per image ({shown}); {why}; batch {largest} {paying}")
 
 
-def measured_precision(make: Callable[[str], object], card, batch: int, cache_file: Path = CACHE_FILE) -> str:
-    """The precision `auto` picks for this model on this CPU: from the cache, else measured and cached.
+def _key(card, requested: str, batch: int) -> str:
+    return f"{cpu_model()}|{card.version}|{(card.gate or {}).get('version', '')}|{requested}|{batch}"
 
-    `make(precision)` builds the predictor in that precision."""
-    key = _key(card, batch)
+
+def measured_serving(make: Callable[[str], object], card, requested: str, batch: int,
+                     cache_file: Path = CACHE_FILE) -> Serving:
+    """How to serve this model on this CPU: from the cache, else measured and cached. `requested` is `auto`
+    (both precisions timed) or a precision (only its batch size measured); `make(precision)` builds the
+    predictor in that precision."""
+    key = _key(card, requested, batch)
     try:
         cached = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cached = {}
     if key in cached:
-        log.info("precision %s (%s; cached for %s)", cached[key]["precision"], cached[key]["reason"], cpu_model())
-        return cached[key]["precision"]
+        serving = Serving(**cached[key])
+        log.info("precision %s, batch %d (%s; cached for %s)", serving.precision, serving.batch_size,
+                 serving.reason, cpu_model())
+        return serving
     films = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in EXTENSIONS) if EXAMPLES.is_dir() else []
     greys = [read_grey(p) for p in films]
     if not greys:
-        log.info("precision float32 (auto: no example films to measure on)")
-        return "float32"
-    precision, reason = decide(measure(make("bfloat16"), make("float32"), greys, batch))
-    log.info("precision %s (%s)", precision, reason)
+        precision = "float32" if requested == "auto" else requested
+        log.info("precision %s, batch 1 (no example films to measure on)", precision)
+        return Serving(precision, 1, "no example films to measure on")
+    precisions = ("bfloat16", "float32") if requested == "auto" else (requested,)
+    serving = decide(measure({p: make(p) for p in precisions}, greys, batch))
+    log.info("precision %s, batch %d (%s)", serving.precision, serving.batch_size, serving.reason)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({**cached, key: {"precision": precision, "reason": reason}}, indent=2))
+        cache_file.write_text(json.dumps({**cached, key: asdict(serving)}, indent=2))
     except OSError as error:
         log.warning("precision choice not cached in %s: %s", cache_file, error)
-    return precision
-
+    return serving

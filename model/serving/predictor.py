@@ -67,7 +67,8 @@ class Predictor:
 
     `exact` is the float32 runtime of a reduced-precision predictor: images whose probability falls within
     MARGIN of the threshold, or whose gate scores fall within MARGIN of the gate's thresholds, are run through
-    it again, and their answer says float32. `gate` None means the model has no input check.
+    it again, and their answer says float32. `gate` None means the model has no input check. `batch_size` is how
+    many concurrent predictions a server should run together (model/serving/measure.py).
     """
 
     card: ModelCard
@@ -75,6 +76,7 @@ class Predictor:
     precision: str = "float32"
     exact: Runtime | None = None
     gate: Gate | None = None
+    batch_size: int = 1
 
     @property
     def input_size(self) -> int:
@@ -175,22 +177,28 @@ def decode(source: Input) -> Decoded:
     return Decoded(read_grey(data), image_facts(data))
 
 
-def predictor_from_model(model, card: ModelCard, precision: str = "float32", gate: Gate | None = None) -> Predictor:
+def predictor_from_model(model, card: ModelCard, precision: str = "float32", gate: Gate | None = None,
+                         batch_size: int = 1) -> Predictor:
     """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision), with a float32
     runtime for answers near a threshold when the precision is reduced, and the input gate if there is one."""
     exact = keras_runtime(model, "float32") if precision != "float32" else None
-    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact, gate=gate)
+    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact, gate=gate,
+                     batch_size=batch_size)
 
 
-def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) -> Predictor:
+def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, serving: bool = False) -> Predictor:
     """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto, which
-    times this model in each precision on this CPU (model/serving/measure.py, cached)."""
+    times this model in each precision on this CPU (model/serving/measure.py, cached). For `serving` (a server
+    batching concurrent predictions), the batch size is measured too unless $XRAY_MAX_BATCH_SIZE sets it."""
+    from model.serving.batching import DEFAULT_MAX_BATCH_SIZE, requested_batch_size
+
     model, card = load_artifact(path)
     gate = artifact_gate(path, card)
-    if requested_precision(precision) != "auto":
-        return predictor_from_model(model, card, resolve(precision), gate)
-    from model.serving.batching import MAX_BATCH_SIZE
-    from model.serving.measure import measured_precision
+    requested, forced_batch = requested_precision(precision), requested_batch_size()
+    if requested == "auto" or (serving and forced_batch is None):
+        from model.serving.measure import measured_serving
 
-    chosen = measured_precision(lambda p: predictor_from_model(model, card, p, gate), card, MAX_BATCH_SIZE)
-    return predictor_from_model(model, card, chosen, gate)
+        choice = measured_serving(lambda p: predictor_from_model(model, card, p, gate), card, requested,
+                                  forced_batch or DEFAULT_MAX_BATCH_SIZE)
+        return predictor_from_model(model, card, choice.precision, gate, forced_batch or choice.batch_size)
+    return predictor_from_model(model, card, resolve(requested), gate, forced_batch or DEFAULT_MAX_BATCH_SIZE)

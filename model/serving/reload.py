@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,7 @@ class ModelWatch:
 
     path: Path
     version: str
-    load: Callable[[Path], Predictor] = load_predictor
+    load: Callable[[Path], Predictor] = partial(load_predictor, serving=True)
     _stamp: tuple[int, int, int] | None = field(init=False, default=None)
     _ready: Predictor | None = field(init=False, default=None)
     _loading: bool = field(init=False, default=False)
