@@ -3,7 +3,7 @@
 Run with `python app.py` (127.0.0.1:7860; on a Space every interface; GRADIO_SERVER_NAME and PORT or
 GRADIO_SERVER_PORT override them). MODEL_PATH picks the model,
 XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
-the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together.
+the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together (unset: measured).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
+from space.upload import Upload
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DELETE_CACHE = (1800, 3600)
@@ -51,7 +52,7 @@ def build_demo(
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
     Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Every queued prediction is let in;
-    each client gets a fair share of MAX_BATCH_SIZE slots (space.fairness), whose predictions go through the
+    each client gets a fair share of the predictor's batch-size slots (space.fairness), whose predictions go through the
     network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
     the cache runs unbatched, at most network_slots() at once). With `watch`, a model promoted into model_path
@@ -65,7 +66,7 @@ def build_demo(
             gr.Markdown(show.missing_model_notice(model_path))
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label=f"Chest X-ray: {FORMAT_NAMES}", type="filepath")
+                upload = Upload(label=f"Chest X-ray: {FORMAT_NAMES}", type="filepath")
                 preview = gr.Image(label="Your X-ray", interactive=False, height=320)
                 analyse = gr.Button("Analyse", variant="primary")
                 gr.Examples(
@@ -174,7 +175,7 @@ def configured_demo() -> tuple[gr.Blocks, Path]:
     model_path = Path(os.environ.get("MODEL_PATH") or DEFAULT_ARTIFACT)
     log_model_lines()
     try:
-        predictor = load_predictor(model_path)
+        predictor = load_predictor(model_path, serving=True)
     except FileNotFoundError as error:
         print(f"Starting without a model: {error}", file=sys.stderr)
         predictor = None

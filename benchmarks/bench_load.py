@@ -53,7 +53,7 @@ def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Lev
         for path in paths:
             start = time.perf_counter()
             try:
-                scores, decision, overlay, _ = client.predict(handle_file(str(path)), api_name="/predict")
+                scores, decision, overlay, *_ = client.predict(handle_file(str(path)), api_name="/predict")
                 if len(scores["confidences"]) != 2 or "threshold" not in decision or not Path(overlay).is_file():
                     raise ValueError(f"incomplete answer: {scores}, {decision!r}, {overlay!r}")
                 latencies.append(time.perf_counter() - start)
@@ -74,8 +74,9 @@ def main() -> None:
                         help="GRADIO_DEFAULT_CONCURRENCY_LIMIT for the server (Gradio's default: 1)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="XRAY_PRECISION for the server (default auto)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="XRAY_MAX_BATCH_SIZE for the server: predictions run together (1: one at a time)")
+    parser.add_argument("--batch-size", type=int,
+                        help="XRAY_MAX_BATCH_SIZE for the server: predictions run together (1: one at a time; "
+                             "default: measured by the server)")
     args = parser.parse_args()
 
     load_before = load_average()
@@ -83,12 +84,14 @@ def main() -> None:
     model_path = benchmark_model(tmp / "model", args.model)
     files = iter(distinct_xrays(EXAMPLES / "covid-1.jpg", tmp / "images", 1 + sum(args.clients) * args.requests))
     env = {"GRADIO_DEFAULT_CONCURRENCY_LIMIT": str(args.concurrency_limit)} if args.concurrency_limit else {}
-    env.update(XRAY_PRECISION=args.precision, XRAY_MAX_BATCH_SIZE=str(args.batch_size))
+    env["XRAY_PRECISION"] = args.precision
+    if args.batch_size:
+        env["XRAY_MAX_BATCH_SIZE"] = str(args.batch_size)
     with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
         run_level(server.url, 1, [next(files)], tmp / "downloads")
         print(f"model: {model_path}; image: covid-1.jpg (512x512) variants; {args.requests} requests per client; "
               f"server concurrency limit: {args.concurrency_limit or 'Gradio default (1)'}; "
-              f"precision {args.precision}, batches of up to {args.batch_size}")
+              f"precision {args.precision}, batches of up to {args.batch_size or 'the measured size'}")
         for clients in args.clients:
             level = run_level(server.url, clients, [next(files) for _ in range(clients * args.requests)],
                               tmp / "downloads")

@@ -31,6 +31,12 @@ class FairShare:
 
         return min(self._waiting, key=rank)
 
+    def resize(self, slots: int) -> None:
+        """Share `slots` from now on (a newly loaded model may batch differently)."""
+        with self._changed:
+            self.slots = slots
+            self._changed.notify_all()
+
     def waiting(self, client: str | None = None) -> int:
         """Calls waiting now (of one client, or of all when client is None)."""
         with self._changed:

@@ -39,7 +39,7 @@ from feedback.store import (
     prediction_counts,
 )
 from model.images import ImageError, image_identity, load_bytes, lossless_png, read_grey
-from model.serving.batching import MAX_BATCH_SIZE, BatchingPredictor
+from model.serving.batching import BatchingPredictor
 from model.serving.cache import PredictionCache
 from model.serving.gradcam import overlay
 from model.serving.predictor import Prediction, Predictor
@@ -140,7 +140,7 @@ class Handlers:
     fair: FairShare = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fair = FairShare(MAX_BATCH_SIZE)
+        self.fair = FairShare(1)
         self.serve(self.predictor)
         if self.watch:
             self.watcher = ModelWatch(self.model_path, self.predictor.version if self.predictor else "")
@@ -150,9 +150,11 @@ class Handlers:
         cached = batched = None
         if predictor:
             cached = PredictionCache(predictor, preview_side=show.PREVIEW_SIDE, slots=self.network_slots)
-            batched = BatchingPredictor(predictor)
+            batched = BatchingPredictor(predictor, predictor.batch_size)
         with self._swap:
             self.predictor, self.cached, self.batched = predictor, cached, batched
+        if predictor:
+            self.fair.resize(predictor.batch_size + 1)
 
     def serving(self) -> tuple[PredictionCache | None, BatchingPredictor | None]:
         """The cache and batcher for this request, after swapping in a newly installed model if one is ready."""
@@ -179,17 +181,19 @@ class Handlers:
         """COVID-19 probability, the decision at the model's threshold, a Grad-CAM overlay, and whether readers have
         reviewed this image (what they said is for signed-in readers only), then the input gate's status and reason
         and the model version; a refused input gets no probability, decision or overlay. Each client gets a fair
-        share of the slots; nothing here needs the store to be writable."""
+        share of the slots (one batch in the network, one more drawing its overlay); nothing here needs the store
+        to be writable."""
         if not path:
             gr.Warning("Upload a chest X-ray first.")
             return gr.skip()
         with self.fair.turn(client_key(request)):
             data, sha256, prediction = self.read_and_predict(path, batched=True)
+            picture = overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None
         self.count_prediction(prediction.model_version, sha256)
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
-            overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None,
+            picture,
             show.public_corrections(self.stored_corrections(sha256)),
             prediction.status,
             prediction.reason,

@@ -1,0 +1,71 @@
+"""A lone prediction behind another client's pile: its latency against the same prediction on an idle server.
+
+The pile (60 predictions by default) is sent from a process of its own (tests/pile.py), as a second user's machine
+would send it; the lone prediction goes once 10 of the pile are answered. Target (issue 18): at most 3x a lone
+prediction on an idle server. Prints both latencies, the ratio, how many of the pile finished before the lone one,
+the server's precision and batch size (its start-up log), and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+
+from benchmarks.bench_predict import benchmark_model, load_average
+from tests.server import EXAMPLES, REPO, distinct_xrays, running_server
+
+
+def timed_predict(client: Client, path: Path) -> float:
+    start = time.perf_counter()
+    client.predict(handle_file(str(path)), api_name="/predict")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="artifact folder (default: shipped, else the reference network)")
+    parser.add_argument("--pile", type=int, default=60, help="predictions the other client queues at once")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
+    parser.add_argument("--batch-size", type=int, help="XRAY_MAX_BATCH_SIZE (default: measured by the server)")
+    args = parser.parse_args()
+
+    load_before = load_average()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fair-"))
+    model_path = benchmark_model(tmp / "model", args.model)
+    distinct_xrays(EXAMPLES / "covid-1.jpg", tmp / "pile", args.pile)
+    lone = distinct_xrays(EXAMPLES / "normal-1.png", tmp / "lone", 6)
+    env = {"XRAY_TRUSTED_PROXIES": "1", "XRAY_PRECISION": args.precision}
+    if args.batch_size:
+        env["XRAY_MAX_BATCH_SIZE"] = str(args.batch_size)
+    with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
+        client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False,
+                        headers={"X-Forwarded-For": "198.51.100.10"})
+        timed_predict(client, lone[0])
+        alone = statistics.median(timed_predict(client, path) for path in lone[1:5])
+        pile = subprocess.Popen([sys.executable, "-m", "tests.pile", server.url, str(tmp / "pile"), "203.0.113.10"],
+                                cwd=REPO, stdout=subprocess.PIPE, text=True)
+        for _ in range(10):
+            pile.stdout.readline()
+        behind = timed_predict(client, lone[5])
+        lone_done = time.monotonic()
+        rest = pile.stdout.read().splitlines()
+        pile.wait(60)
+        chosen = re.findall(r"precision \w+, batch \d+", server.log_tail(200_000))
+    before = sum(1 for line in rest if line.startswith("done") and float(line.split()[1]) < lone_done)
+    print(f"model: {model_path}; server: {chosen[-1] if chosen else 'precision/batch not logged'}")
+    print(f"lone prediction on an idle server: {alone:.2f} s (median of 4)")
+    print(f"behind a pile of {args.pile} from another client: {behind:.2f} s = {behind / alone:.1f}x (target <= 3x); "
+          f"{before} of the {args.pile - 10} still waiting finished before it; pile: {rest[-1] if rest else '?'}")
+    print(f"load average (1, 5, 15 min): before {load_before}; after {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
