@@ -25,7 +25,7 @@ from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
-from space.upload import Upload
+from space.upload import upload_box
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DELETE_CACHE = (1800, 3600)
@@ -66,7 +66,7 @@ def build_demo(
             gr.Markdown(show.missing_model_notice(model_path))
         with gr.Row():
             with gr.Column():
-                upload = Upload(label=f"Chest X-ray: {FORMAT_NAMES}", type="filepath")
+                upload = upload_box(f"Chest X-ray: {FORMAT_NAMES}")
                 preview = gr.Image(label="Your X-ray", interactive=False, height=320)
                 analyse = gr.Button("Analyse", variant="primary")
                 gr.Examples(
