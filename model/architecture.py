@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import urllib.parse
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import settings
 from model.config import BLOCKS, ModelConfig
 
 IMAGENET_NOTOP_URL = (
@@ -50,9 +50,8 @@ def _alternatives() -> str:
 
 def imagenet_weights_path(url: str = IMAGENET_NOTOP_URL, timeout: float = 10.0) -> str:
     """The Keras ImageNet VGG-16 no-top weights file: from Keras' cache, else downloaded, else a quick clear error."""
-    cache_dir = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     fname = url.rsplit("/", 1)[-1]
-    cached = Path(cache_dir) / "models" / fname
+    cached = settings.keras_home() / "models" / fname
     if cached.is_file():
         return str(cached)
     parts = urllib.parse.urlsplit(url)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 
+import settings
 from model.images import Source
 from model.serving.predictor import Decoded, Prediction, Predictor, decode
-
-MAX_BATCH_SIZE = max(1, int(os.environ.get("XRAY_MAX_BATCH_SIZE") or 8))
-
 
 @dataclass
 class _Slot:
@@ -35,7 +32,7 @@ class BatchingPredictor:
     """
 
     predictor: Predictor
-    max_batch_size: int = MAX_BATCH_SIZE
+    max_batch_size: int = field(default_factory=settings.max_batch_size)
     _pending: list[_Slot] = field(default_factory=list)
     _running: bool = False
     _changed: threading.Condition = field(default_factory=threading.Condition)

@@ -5,14 +5,13 @@ CPU flags cannot tell where bfloat16 pays (with the same AVX512-BF16 flag it ran
 batch 1 and at the batcher's largest batch. bfloat16 is chosen only when it is faster by MARGIN at both
 and gives every example the same answer (decision and input-gate status, after the near-threshold float32
 recompute); otherwise float32. The figures and the choice are logged and cached per CPU model, model and
-gate version and batch size (CACHE_FILE), so a restart reuses them.
+gate version and batch size (XRAY_PRECISION_CACHE, settings.precision_cache), so a restart reuses them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import statistics
 import time
@@ -21,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+import settings
 from model.images import EXTENSIONS, read_grey
 from model.preprocessing import preprocessing_of, to_network_input
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 MARGIN = 1.15
 RUNS = 2
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CACHE_FILE = Path(os.environ.get("XRAY_PRECISION_CACHE") or Path.home() / ".cache" / "xray-covid" / "precision.json")
 
 
 def cpu_model() -> str:
@@ -84,11 +83,12 @@ def _key(card, batch: int) -> str:
     return f"{cpu_model()}|{card.version}|{(card.gate or {}).get('version', '')}|{batch}"
 
 
-def measured_precision(make: Callable[[str], object], card, batch: int, cache_file: Path = CACHE_FILE) -> str:
+def measured_precision(make: Callable[[str], object], card, batch: int, cache_file: Path | None = None) -> str:
     """The precision `auto` picks for this model on this CPU: from the cache, else measured and cached.
 
-    `make(precision)` builds the predictor in that precision."""
+    `make(precision)` builds the predictor in that precision; the cache is `cache_file`, else the configured one."""
     key = _key(card, batch)
+    cache_file = settings.precision_cache() if cache_file is None else cache_file
     try:
         cached = json.loads(cache_file.read_text())
     except (OSError, ValueError):

@@ -8,6 +8,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+import settings
 from model.artifact import DEFAULT_ARTIFACT, artifact_gate, load_artifact
 from model.calibration import calibrate
 from model.card import ModelCard
@@ -189,8 +190,7 @@ def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None) 
     gate = artifact_gate(path, card)
     if requested_precision(precision) != "auto":
         return predictor_from_model(model, card, resolve(precision), gate)
-    from model.serving.batching import MAX_BATCH_SIZE
     from model.serving.measure import measured_precision
 
-    chosen = measured_precision(lambda p: predictor_from_model(model, card, p, gate), card, MAX_BATCH_SIZE)
+    chosen = measured_precision(lambda p: predictor_from_model(model, card, p, gate), card, settings.max_batch_size())
     return predictor_from_model(model, card, chosen, gate)
