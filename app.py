@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 
 import settings
-from feedback import CorrectionStore, load_readers
+from feedback import CorrectionStore, load_readers, open_store
 from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
@@ -41,7 +41,7 @@ def build_demo(
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
     Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Every queued prediction is let in;
-    each client gets a fair share of MAX_BATCH_SIZE slots (space.fairness), whose predictions go through the
+    each client gets a fair share of XRAY_MAX_BATCH_SIZE slots (space.fairness), whose predictions go through the
     network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
     the cache runs unbatched, at most settings.network_slots() at once). With `watch`, a model promoted into model_path
@@ -170,7 +170,7 @@ def configured_demo() -> tuple[gr.Blocks, CorrectionStore]:
     except ValueError as error:
         print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
         sys.exit(2)
-    store = CorrectionStore(settings.feedback_dir())
+    store = open_store(settings.feedback_dir())
     return build_demo(predictor, store, load_readers(), model_path, watch=True), store
 
 

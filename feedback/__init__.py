@@ -15,6 +15,7 @@ from feedback.store import (
     StoreUnwritable,
     check_note,
     clean_reader,
+    open_store,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "export_corrections",
     "hash_password",
     "load_readers",
+    "open_store",
 ]

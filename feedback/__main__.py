@@ -10,7 +10,7 @@ from pathlib import Path
 import settings
 from feedback.export import export_corrections
 from feedback.readers import DEFAULT_ITERATIONS, hash_password
-from feedback.store import CorrectionStore, StoreUnreadable, StoreUnwritable, clean_reader
+from feedback.store import CorrectionStore, StoreUnreadable, StoreUnwritable, clean_reader, open_store
 
 
 ROOT_HELP = ("the app's feedback store folder (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
@@ -28,7 +28,7 @@ def _fail(message: str) -> None:
 
 
 def _existing_store(root: Path) -> CorrectionStore:
-    store = CorrectionStore(root)
+    store = open_store(root)
     if not store.exists():
         _fail(f"no feedback store at {root}; give the folder the app stored corrections in with --root DIR, or set "
               "XRAY_FEEDBACK_DIR as it was for the app")

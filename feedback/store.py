@@ -476,6 +476,11 @@ def _insert_once(
     return (found[0], False) if found else (cursor.lastrowid, True)
 
 
+def open_store(folder: str | Path) -> CorrectionStore:
+    """The store the app and `python -m feedback` use for this folder: the one place that picks the store's kind."""
+    return CorrectionStore(folder)
+
+
 class CorrectionStore:
     """The corrections in one folder: an SQLite database and one stored copy of each flagged image.
 

@@ -1,4 +1,4 @@
-"""The repository can be pushed to a Hugging Face Space: every tracked file over 10 MB is routed to Git LFS."""
+"""Every tracked file over 10 MB matches a .gitattributes LFS pattern, so a Space or an LFS clone stores it as a binary."""
 
 import fnmatch
 import shutil
