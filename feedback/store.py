@@ -12,7 +12,7 @@ import sqlite3
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -287,7 +287,7 @@ def _read(root: Path, where: str = "", params: tuple = ()) -> list[Correction]:
 
 
 def _reason(error: BaseException) -> str:
-    """Why writing the store failed, in words for the person flagging (no server paths)."""
+    """Why using the store failed, in words for the person flagging (no server paths)."""
     code, text = getattr(error, "errno", None), str(error).lower()
     if code == errno.EROFS or "readonly" in text or "read-only" in text:
         return "its file system is read-only"
@@ -301,25 +301,22 @@ def _reason(error: BaseException) -> str:
 
 
 @contextmanager
-def _writing() -> Iterator[None]:
-    """Turn the operating system's and SQLite's write failures into StoreUnwritable with the reason in words."""
+def _failures_as(kind: type[OSError], done: str) -> Iterator[None]:
+    """Turn the operating system's and SQLite's failures into `kind`, saying what cannot be `done`, and why in words."""
     try:
         yield
-    except StoreUnwritable:
+    except (StoreUnwritable, StoreUnreadable):
         raise
     except (OSError, sqlite3.Error) as error:
-        raise StoreUnwritable(f"the corrections store cannot be written: {_reason(error)}") from error
+        raise kind(f"the corrections store cannot be {done}: {_reason(error)}") from error
 
 
-@contextmanager
-def _reading() -> Iterator[None]:
-    """Turn the operating system's and SQLite's read failures into StoreUnreadable."""
-    try:
-        yield
-    except StoreUnreadable:
-        raise
-    except (OSError, sqlite3.Error) as error:
-        raise StoreUnreadable(f"the corrections store cannot be read: {error}") from error
+def _writing() -> AbstractContextManager[None]:
+    return _failures_as(StoreUnwritable, "written")
+
+
+def _reading() -> AbstractContextManager[None]:
+    return _failures_as(StoreUnreadable, "read")
 
 
 def _problem(root: Path) -> str | None:
@@ -623,7 +620,8 @@ class CorrectionStore:
     def prediction_counts(self) -> dict[str, int]:
         """Model version -> number of predictions shown; empty when the store does not exist yet."""
         with _reading():
-            return dict(self._rows("SELECT model_version, count FROM predictions ORDER BY model_version", "predictions"))
+            rows = self._rows("SELECT model_version, count FROM predictions ORDER BY model_version", "predictions")
+        return dict(rows)
 
     def predicted_images(self) -> dict[str, set[str]]:
         """Model version -> SHA-256 of each image it predicted; empty when the store does not exist yet."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ from model.progress import Progress
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("$XRAY_FEATURE_CACHE")
-"""Stands for the configured feature cache (settings.feature_cache()), looked up each time features are read;
-None means no cache."""
+"""Stands for the configured feature cache (settings.feature_cache()), looked up each time features are read; a
+cache_dir of None reads and writes no cache."""
 
 
 def base_key(base, preprocessing: Preprocessing | None = None, precision: str = "float32") -> str:

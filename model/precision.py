@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 import settings
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "bfloat16")

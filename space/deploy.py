@@ -47,7 +47,8 @@ def snapshot_files(root: Path = REPO) -> list[Path]:
             files.append(relative)
     missing = [entry for entry in ("app.py", "README.md", "requirements.txt") if not (root / entry).is_file()]
     if missing or not (root / SHIPPED).is_dir():
-        raise FileNotFoundError(f"{root} lacks {', '.join(missing) or SHIPPED}: run this from a checkout of the project")
+        raise FileNotFoundError(f"{root} lacks {', '.join(missing) or SHIPPED}: run this from a checkout of the "
+                                "project")
     return sorted(files)
 
 

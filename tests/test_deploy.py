@@ -24,9 +24,8 @@ def test_the_dry_run_lists_the_app_and_the_model_and_no_tests(capsys):
     assert deploy.main(["--dry-run"]) == 0
     output = capsys.readouterr().out
     paths = listed(output)
-    for needed in ("app.py", "settings.py", "requirements.txt", "README.md", "space/handlers.py",
-                   "feedback/store.py", "model/artifacts/default/model.keras", "model/artifacts/default/model_card.json",
-                   "examples/covid-1.jpg"):
+    for needed in ("app.py", "settings.py", "requirements.txt", "README.md", "space/handlers.py", "feedback/store.py",
+                   "model/artifacts/default/model.keras", "model/artifacts/default/model_card.json", "examples/covid-1.jpg"):
         assert needed in paths, needed
     assert not [p for p in paths if p.split("/")[0] in ("tests", "benchmarks", "tuning", ".git")]
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]

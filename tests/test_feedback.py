@@ -33,7 +33,8 @@ def png_bytes(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def flag(root, image: bytes, label: str = "positive", reader: str = "alice", quotas=None, **overrides) -> tuple[int, bool]:
+def flag(root, image: bytes, label: str = "positive", reader: str = "alice", quotas=None,
+         **overrides) -> tuple[int, bool]:
     args = dict(filename="scan.png", note="", predicted_label="negative", probability=0.2, model_version="v1",
                 verified=True)
     args.update(overrides)
@@ -173,7 +174,8 @@ def test_acknowledged_correction_survives_sigkill(tmp_path):
     script = (
         "import os, signal, sys\n"
         "from feedback import CorrectionStore\n"
-        "print(CorrectionStore(sys.argv[1]).add(b'raw image', 'a.png', 'negative', 'alice', '', 'positive', 0.9, 'v1')[0],"
+        "print(CorrectionStore(sys.argv[1]).add(b'raw image', 'a.png', 'negative', 'alice', '', 'positive', 0.9,"
+        " 'v1')[0],"
         " flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

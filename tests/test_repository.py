@@ -1,4 +1,4 @@
-"""Every tracked file over 10 MB matches a .gitattributes LFS pattern, so a Space or an LFS clone stores it as a binary."""
+"""Every tracked file over 10 MB matches an LFS pattern of .gitattributes (the Space stores those through LFS/Xet)."""
 
 import fnmatch
 import shutil

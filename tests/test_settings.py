@@ -27,7 +27,8 @@ def readme_table() -> list[str]:
 
 
 def test_the_readme_table_is_the_settings_module_s():
-    expected = table(("variable", "default", "meaning"), [(f"`{s.name}`", s.default, s.meaning) for s in settings.SETTINGS])
+    rows = [(f"`{s.name}`", s.default, s.meaning) for s in settings.SETTINGS]
+    expected = table(("variable", "default", "meaning"), rows)
     assert readme_table() == expected, "README.md's table of environment variables differs from settings.SETTINGS; " \
                                        "replace it with:\n" + "\n".join(expected)
 

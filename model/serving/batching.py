@@ -9,6 +9,7 @@ import settings
 from model.images import Source
 from model.serving.predictor import Decoded, Prediction, Predictor, decode
 
+
 @dataclass
 class _Slot:
     """One caller's decoded image and, once its batch has run, its outcome."""
