@@ -1,25 +1,21 @@
 """The Space: upload a chest X-ray, see the model's probability, decision and Grad-CAM, and flag wrong answers.
 
-Run with `python app.py` (127.0.0.1:7860; on a Space every interface; GRADIO_SERVER_NAME and PORT or
-GRADIO_SERVER_PORT override them). MODEL_PATH picks the model,
-XRAY_FEEDBACK_DIR the corrections store, XRAY_READERS or XRAY_READERS_FILE the reader accounts, XRAY_PRECISION
-the network's precision (auto, float32 or bfloat16), XRAY_MAX_BATCH_SIZE the concurrent predictions run together (unset: measured).
+Run with `python app.py` (127.0.0.1:7860; on a Space every interface). The environment variables that configure it
+(MODEL_PATH, XRAY_FEEDBACK_DIR, XRAY_READERS, XRAY_PRECISION, PORT, ...) are listed in settings.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import gradio as gr
 from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 
-from feedback.readers import load_readers
-from feedback.store import default_root
+import settings
+from feedback import CorrectionStore, load_readers, open_store
 from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
@@ -32,19 +28,13 @@ DELETE_CACHE = (1800, 3600)
 QUEUE_SIZE = 64
 
 
-def network_slots(environ: Mapping[str, str] = os.environ) -> int:
-    """How many predictions may run at once for all events together: Gradio's default concurrency limit (1)."""
-    text = environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT", "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else 1
-
-
 def example_files(folder: Path = EXAMPLES_DIR) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
 
 
 def build_demo(
     predictor: Predictor | None,
-    feedback_root: Path,
+    store: CorrectionStore,
     readers: dict[str, str],
     model_path: Path = DEFAULT_ARTIFACT,
     watch: bool = False,
@@ -55,10 +45,10 @@ def build_demo(
     each client gets a fair share of the predictor's batch-size slots (space.fairness), whose predictions go through the
     network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
-    the cache runs unbatched, at most network_slots() at once). With `watch`, a model promoted into model_path
+    the cache runs unbatched, at most settings.network_slots() at once). With `watch`, a model promoted into model_path
     replaces the loaded one between requests, without a restart.
     """
-    on = Handlers(predictor, feedback_root, readers, model_path, network_slots=network_slots(), watch=watch)
+    on = Handlers(predictor, store, readers, model_path, network_slots=settings.network_slots(), watch=watch)
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         store_notice = gr.Markdown(on.store_notice())
@@ -150,14 +140,13 @@ async def unknown_endpoint(request, error) -> JSONResponse:
     return JSONResponse({"detail": f"No such endpoint: {request.path_params.get('api_name', '')}"}, status_code=404)
 
 
-def launch(demo: gr.Blocks, feedback_root: Path, **kwargs):
+def launch(demo: gr.Blocks, store: CorrectionStore, **kwargs):
     """Serve with the upload cap, the corrections store blocked from Gradio's file route, unknown endpoints as 404,
     enough threads for every queued prediction to wait its fair turn, and the peer address as uvicorn saw it: uvicorn
     would otherwise replace it with X-Forwarded-For from loopback peers (space.handlers.client_key reads the header
     the trusted proxy wrote itself)."""
-    blocked = [p for p in os.environ.get("GRADIO_BLOCKED_PATHS", "").split(",") if p.strip()]
-    blocked.append(str(Path(feedback_root).resolve()))
-    os.environ["FORWARDED_ALLOW_IPS"] = ""
+    blocked = [*settings.blocked_paths(), str(store.folder.resolve())]
+    settings.distrust_forwarded_headers()
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
                        app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint}}, **kwargs)
 
@@ -170,9 +159,9 @@ def log_model_lines() -> None:
         logger.setLevel(logging.INFO)
 
 
-def configured_demo() -> tuple[gr.Blocks, Path]:
+def configured_demo() -> tuple[gr.Blocks, CorrectionStore]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts)."""
-    model_path = Path(os.environ.get("MODEL_PATH") or DEFAULT_ARTIFACT)
+    model_path = settings.model_path() or DEFAULT_ARTIFACT
     log_model_lines()
     try:
         predictor = load_predictor(model_path, serving=True)
@@ -182,8 +171,8 @@ def configured_demo() -> tuple[gr.Blocks, Path]:
     except ValueError as error:
         print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
         sys.exit(2)
-    feedback_root = default_root()
-    return build_demo(predictor, feedback_root, load_readers(), model_path, watch=True), feedback_root
+    store = open_store(settings.feedback_dir())
+    return build_demo(predictor, store, load_readers(), model_path, watch=True), store
 
 
 def __getattr__(name: str):
@@ -194,16 +183,9 @@ def __getattr__(name: str):
     return globals()["demo"]
 
 
-def server_name(environ: Mapping[str, str] = os.environ) -> str:
-    """The address to listen on: $GRADIO_SERVER_NAME, else every interface on a Hugging Face Space (SPACE_ID set),
-    else 127.0.0.1 (this machine only)."""
-    return environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if environ.get("SPACE_ID") else "127.0.0.1")
-
-
 def main() -> None:
-    demo, feedback_root = configured_demo()
-    port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
-    launch(demo, feedback_root, server_name=server_name(), server_port=port)
+    demo, store = configured_demo()
+    launch(demo, store, server_name=settings.server_name(), server_port=settings.server_port())
 
 
 if __name__ == "__main__":

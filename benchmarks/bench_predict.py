@@ -66,6 +66,7 @@ def load_average() -> str:
 def time_precision(precision: str, model_path: Path, image: Path, runs: int, tmp: Path) -> dict[str, list[float]]:
     """Seconds of each app predict and bare forward call at batch 1 in one precision, interleaved."""
     import app
+    from feedback import CorrectionStore
     from model.artifact import load_artifact
     from model.images import read_grey
     from model.precision import in_precision
@@ -76,7 +77,7 @@ def time_precision(precision: str, model_path: Path, image: Path, runs: int, tmp
     model, card = load_artifact(model_path)
     predictor = predictor_from_model(model, card, precision)
     files = distinct_xrays(image, tmp / f"images-{precision}", WARMUP + runs)
-    predict = app_predict(app.build_demo(predictor, tmp / "feedback", {}, model_path))
+    predict = app_predict(app.build_demo(predictor, CorrectionStore(tmp / "feedback"), {}, model_path))
     bare = bare_forwards(in_precision(model, precision), to_network_input(read_grey(image), card.input_size)[None])
     for path in files[:WARMUP]:
         predict(str(path))

@@ -7,22 +7,18 @@ import getpass
 import sys
 from pathlib import Path
 
+import settings
 from feedback.export import export_corrections
 from feedback.readers import DEFAULT_ITERATIONS, hash_password
-from feedback.store import (
-    DB_NAME,
-    all_corrections,
-    clean_reader,
-    default_root,
-    integrity_check,
-    withdraw_correction,
-)
+from feedback.store import CorrectionStore, StoreUnreadable, StoreUnwritable, clean_reader, open_store
 
 
 ROOT_HELP = ("the app's feedback store folder (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
              "/data/xray-covid-feedback where /data is writable, else ./feedback_data)")
 USAGE_ERROR = 2
 """The exit status of a user error, as for every command of the project (model.cli)."""
+BAD_STORE = 1
+"""The exit status when the store cannot be read or written (as model.cli's for bad files)."""
 
 
 def _fail(message: str) -> None:
@@ -31,11 +27,12 @@ def _fail(message: str) -> None:
     sys.exit(USAGE_ERROR)
 
 
-def _existing_store(root: Path) -> Path:
-    if not (root / DB_NAME).is_file():
-        _fail(f"no feedback store at {root} (expected {root / DB_NAME}); give the folder the app stored corrections "
-              "in with --root DIR, or set XRAY_FEEDBACK_DIR as it was for the app")
-    return root
+def _existing_store(root: Path) -> CorrectionStore:
+    store = open_store(root)
+    if not store.exists():
+        _fail(f"no feedback store at {root}; give the folder the app stored corrections in with --root DIR, or set "
+              "XRAY_FEEDBACK_DIR as it was for the app")
+    return store
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -59,8 +56,8 @@ def _hash_password(args: argparse.Namespace) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
-    root = _existing_store(args.root)
-    corrections = all_corrections(root)
+    store = _existing_store(args.root)
+    corrections = store.all()
     for c in corrections:
         note = f"  {c.note!r}" if c.note else ""
         status = "verified" if c.verified else "unverified"
@@ -68,11 +65,11 @@ def _list(args: argparse.Namespace) -> None:
         print(f"{c.id:>5}  {c.created_at}  {status:<10}  {c.reader!r:<14} {c.correct_label:<9} "
               f"(model: {c.predicted_label!r} p={c.probability:.3f} {c.model_version!r})  "
               f"{c.image_sha256[:12]}  {c.original_filename!r}{note}")
-    print(f"{len(corrections)} corrections; integrity: {integrity_check(root)}")
+    print(f"{store.count()} corrections; integrity: {store.integrity()}")
 
 
 def _withdraw(args: argparse.Namespace) -> None:
-    c = withdraw_correction(_existing_store(args.root), args.record, args.reader)
+    c = _existing_store(args.root).withdraw(args.record, args.reader)
     print(f"record #{c.id} ({c.reader!r}: {c.correct_label}) withdrawn at {c.withdrawn_at}; kept in the history, "
           "left out of exports")
 
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
-    export.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
+    export.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
     export.add_argument("--include-unverified", action="store_true",
                         help="also use corrections made without signing in (open mode, or from before accounts)")
@@ -95,13 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")
-    listing.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
+    listing.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
     listing.set_defaults(run=_list)
 
     withdraw = commands.add_parser("withdraw", help="withdraw a reader's own correction (kept, no longer exported)")
     withdraw.add_argument("record", type=int, help="the record number (python -m feedback list)")
     withdraw.add_argument("--reader", required=True, help="the reader who made it")
-    withdraw.add_argument("--root", type=Path, default=default_root(), help=ROOT_HELP)
+    withdraw.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
     withdraw.set_defaults(run=_withdraw)
 
     args = parser.parse_args(argv)
@@ -109,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except ValueError as e:
         _fail(str(e))
+    except (StoreUnreadable, StoreUnwritable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(BAD_STORE)
 
 
 if __name__ == "__main__":

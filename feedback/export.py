@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from collections import Counter
 from pathlib import Path
 
-from feedback.store import Correction, all_corrections
+from feedback.store import Correction, CorrectionStore
 
 FOLDERS = {"positive": "covid", "negative": "not_covid"}
 MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "pixel_sha256", "readers", "n_corrections")
@@ -52,17 +51,17 @@ def consensus_label(corrections: list[Correction]) -> str | None:
     return max((c for c in latest.values() if votes[c.correct_label] == top), key=_recency).correct_label
 
 
-def export_corrections(root: str | Path, out: str | Path, include_unverified: bool = False) -> dict:
+def export_corrections(store: CorrectionStore, out: str | Path, include_unverified: bool = False) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 
     Images whose consensus is "uncertain" (or whose every verdict is withdrawn) are skipped, and so are images whose
-    stored file is missing (counted in `missing_images`, so one lost file does not stop the export); unverified flags
+    stored copy is missing (counted in `missing_images`, so one lost file does not stop the export); unverified flags
     (made without signing in) are left out unless `include_unverified`. `out` must be missing or empty.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"export folder {out} already exists and is not empty; choose a new one")
-    stored = all_corrections(root)
+    stored = store.all()
     by_image: dict[str, list[Correction]] = {}
     for c in stored:
         if c.verified or include_unverified:
@@ -79,16 +78,16 @@ def export_corrections(root: str | Path, out: str | Path, include_unverified: bo
             continue
         standing = list(latest_by_reader(corrections).values())
         sha256 = corrections[0].image_sha256
-        source = Path(corrections[0].image_path)
-        if not source.is_file():
+        image = store.image_bytes(corrections[0])
+        if image is None:
             counts["missing_images"] += 1
             continue
-        folder = FOLDERS[label]
+        folder, name = FOLDERS[label], Path(corrections[0].image_path).name
         (out / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, out / folder / source.name)
+        (out / folder / name).write_bytes(image)
         counts[folder] += 1
         rows.append({
-            "file": f"{folder}/{source.name}",
+            "file": f"{folder}/{name}",
             "label": folder,
             "patient_id": f"feedback:{sha256}",
             "source": "feedback",

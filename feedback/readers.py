@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import settings
 from feedback.store import clean_reader
 
 PBKDF2_PREFIX = "pbkdf2_sha256"
@@ -63,12 +64,12 @@ def _parse_entries(entries: list[str], where: str) -> dict[str, str]:
     return readers
 
 
-def load_readers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Reader name -> stored secret from XRAY_READERS or XRAY_READERS_FILE; {} when neither is set."""
-    inline, path = environ.get("XRAY_READERS", ""), environ.get("XRAY_READERS_FILE", "")
-    if inline.strip() and path.strip():
+def load_readers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Reader name -> stored secret from XRAY_READERS or XRAY_READERS_FILE (settings); {} when neither is set."""
+    inline, path = settings.reader_accounts(environ)
+    if inline and path:
         raise ValueError("set only one of XRAY_READERS and XRAY_READERS_FILE")
-    if path.strip():
+    if path:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as e:

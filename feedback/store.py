@@ -1,4 +1,4 @@
-"""Durable SQLite store of radiologists' corrections, with one stored copy of each flagged image."""
+"""Durable SQLite store of radiologists' corrections, with one stored copy of each flagged image (CorrectionStore)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import sqlite3
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import settings
 
 LABELS = ("positive", "negative", "uncertain")
 MAX_NOTE_CHARS = 2000
@@ -25,9 +27,6 @@ DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
-DEFAULT_QUOTA_MB = 2048
-DEFAULT_DAILY_FLAGS = 200
-DEFAULT_MAX_RECORDS = 100_000
 MIN_FREE_BYTES = 8 * 2**20
 
 _SCHEMA = """
@@ -88,34 +87,26 @@ class StoreUnwritable(OSError):
     """The store cannot be written (read-only file system, full disk, a path that is not a folder); nothing was stored."""
 
 
+class StoreUnreadable(OSError):
+    """The store cannot be read (a damaged database, a file that is not one, a folder that cannot be opened)."""
+
+
 @dataclass(frozen=True)
 class Quotas:
     """Limits on the store: total bytes of stored images, total records, and flags per reader and per client per UTC
     day."""
 
-    store_bytes: int = DEFAULT_QUOTA_MB * 2**20
-    daily_flags: int = DEFAULT_DAILY_FLAGS
-    records: int = DEFAULT_MAX_RECORDS
-    daily_flags_per_client: int = DEFAULT_DAILY_FLAGS
+    store_bytes: int = settings.DEFAULT_QUOTA_MB * 2**20
+    daily_flags: int = settings.DEFAULT_DAILY_FLAGS
+    records: int = settings.DEFAULT_MAX_RECORDS
+    daily_flags_per_client: int = settings.DEFAULT_DAILY_FLAGS
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Quotas:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Quotas:
         """Quotas from XRAY_FEEDBACK_QUOTA_MB, XRAY_FEEDBACK_DAILY_FLAGS, XRAY_FEEDBACK_MAX_RECORDS and
-        XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT, with the defaults where unset."""
-        return cls(_env_count(environ, "XRAY_FEEDBACK_QUOTA_MB", DEFAULT_QUOTA_MB) * 2**20,
-                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS", DEFAULT_DAILY_FLAGS),
-                   _env_count(environ, "XRAY_FEEDBACK_MAX_RECORDS", DEFAULT_MAX_RECORDS),
-                   _env_count(environ, "XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT", DEFAULT_DAILY_FLAGS))
-
-
-def _env_count(environ: Mapping[str, str], key: str, default: int) -> int:
-    """A whole number (0 or more) from the environment, or the default when unset or blank."""
-    text = environ.get(key, "").strip()
-    if not text:
-        return default
-    if not re.fullmatch(r"[0-9]+", text):
-        raise ValueError(f"{key} must be a whole number (0 or more), got {text!r}")
-    return int(text)
+        XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT (settings), with the defaults where unset."""
+        return cls(settings.store_quota_bytes(environ), settings.daily_flags(environ),
+                   settings.store_max_records(environ), settings.daily_flags_per_client(environ))
 
 
 @dataclass(frozen=True)
@@ -146,15 +137,6 @@ class Correction:
     def identity(self) -> str:
         """What the correction is about: the decoded pixels' hash where recorded, else the stored file's bytes' hash."""
         return self.pixel_sha256 or self.image_sha256
-
-
-def default_root() -> Path:
-    """$XRAY_FEEDBACK_DIR, else Hugging Face persistent storage (/data) when writable, else ./feedback_data."""
-    if os.environ.get("XRAY_FEEDBACK_DIR"):
-        return Path(os.environ["XRAY_FEEDBACK_DIR"])
-    if os.path.isdir("/data") and os.access("/data", os.W_OK):
-        return Path("/data/xray-covid-feedback")
-    return Path("feedback_data")
 
 
 def clean_reader(name: str) -> str:
@@ -284,8 +266,8 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correction]:
-    root = Path(root).absolute()
+def _read(root: Path, where: str = "", params: tuple = ()) -> list[Correction]:
+    root = root.absolute()
     if not (root / DB_NAME).exists():
         return []
     conn = _connect_read(root)
@@ -305,7 +287,7 @@ def _read(root: str | Path, where: str = "", params: tuple = ()) -> list[Correct
 
 
 def _reason(error: BaseException) -> str:
-    """Why writing the store failed, in words for the person flagging (no server paths)."""
+    """Why using the store failed, in words for the person flagging (no server paths)."""
     code, text = getattr(error, "errno", None), str(error).lower()
     if code == errno.EROFS or "readonly" in text or "read-only" in text:
         return "its file system is read-only"
@@ -319,19 +301,27 @@ def _reason(error: BaseException) -> str:
 
 
 @contextmanager
-def _writing() -> Iterator[None]:
-    """Turn the operating system's and SQLite's write failures into StoreUnwritable with the reason in words."""
+def _failures_as(kind: type[OSError], done: str) -> Iterator[None]:
+    """Turn the operating system's and SQLite's failures into `kind`, saying what cannot be `done`, and why in words."""
     try:
         yield
-    except StoreUnwritable:
+    except (StoreUnwritable, StoreUnreadable):
         raise
-    except (OSError, sqlite3.OperationalError) as error:
-        raise StoreUnwritable(f"the corrections store cannot be written: {_reason(error)}") from error
+    except (OSError, sqlite3.Error) as error:
+        raise kind(f"the corrections store cannot be {done}: {_reason(error)}") from error
 
 
-def store_problem(root: str | Path) -> str | None:
+def _writing() -> AbstractContextManager[None]:
+    return _failures_as(StoreUnwritable, "written")
+
+
+def _reading() -> AbstractContextManager[None]:
+    return _failures_as(StoreUnreadable, "read")
+
+
+def _problem(root: Path) -> str | None:
     """Why the store cannot take a correction now (read-only, full disk, not a folder), or None; writes nothing."""
-    existing = Path(root).absolute()
+    existing = root.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -419,54 +409,6 @@ def _validate(image_bytes, correct_label, predicted_label, probability, model_ve
         raise ValueError(f"probability must be a number in [0, 1], got {probability!r}")
 
 
-def add_correction(
-    root: str | Path,
-    image_bytes: bytes,
-    filename: str,
-    correct_label: str,
-    reader: str,
-    note: str,
-    predicted_label: str,
-    probability: float,
-    model_version: str,
-    *,
-    verified: bool = False,
-    image_sha256: str | None = None,
-    extension: str | None = None,
-    quotas: Quotas | None = None,
-    pixel_sha256: str = "",
-    client: str | None = None,
-) -> tuple[int, bool]:
-    """Record a correction durably; return (record id, created).
-
-    A reader's verdict that repeats their latest standing one of the image is not stored twice; any other is stored
-    and becomes their latest (positive, negative, positive again ends at positive). `pixel_sha256` is the image's
-    identity computed by the caller (model.images.pixel_sha256), recorded with it and written into exports.
-    `client` (who sent it, e.g. an address) is kept only as a hash, for the per-client daily limit.
-    StoreUnwritable when the store cannot be written.
-    """
-    _validate(image_bytes, correct_label, predicted_label, probability, model_version)
-    if not isinstance(verified, bool):
-        raise ValueError(f"verified must be True or False, got {verified!r}")
-    root = Path(root)
-    suffix = _suffix(filename) if extension is None else _extension(extension)
-    quotas = Quotas.from_env() if quotas is None else quotas
-    sha256 = hashlib.sha256(image_bytes).hexdigest() if image_sha256 is None else _digest(image_sha256)
-    record = {
-        "image_sha256": sha256, "original_filename": _clean_filename(filename),
-        "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
-        "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
-        "verified": int(verified), "pixel_sha256": _digest(pixel_sha256) if pixel_sha256 else "",
-        "client": client_hash(client),
-    }
-    with _writing():
-        conn = _connect(root)
-        try:
-            return _insert_once(conn, root, record, (bytes(image_bytes), suffix), quotas)
-        finally:
-            conn.close()
-
-
 def client_hash(client: str | None) -> str:
     """What the store keeps of a client: the first 16 hex digits of its SHA-256 ('' when unknown)."""
     return hashlib.sha256(client.encode()).hexdigest()[:16] if client else ""
@@ -531,98 +473,177 @@ def _insert_once(
     return (found[0], False) if found else (cursor.lastrowid, True)
 
 
-def withdraw_correction(root: str | Path, record_id: int, reader: str) -> Correction:
-    """Withdraw a reader's own correction: it stays in the store's history but no longer counts or is exported.
+def open_store(folder: str | Path) -> CorrectionStore:
+    """The store the app and `python -m feedback` use for this folder: the one place that picks the store's kind."""
+    return CorrectionStore(folder)
 
-    ValueError when there is no such record or it is another reader's; withdrawing twice changes nothing.
+
+class CorrectionStore:
+    """The corrections in one folder: an SQLite database and one stored copy of each flagged image.
+
+    Building it writes nothing and reading never writes (no lock file, no schema change), so a read-only store still
+    serves reads; the first write creates the folder and the database. Failures leave as StoreUnwritable (writes)
+    and StoreUnreadable (reads). `quotas` None takes them from the environment at each flag (Quotas.from_env).
     """
-    reader = clean_reader(reader)
-    root = Path(root)
-    if not (root / DB_NAME).exists():
-        raise ValueError(f"no feedback store at {root}")
-    conn = _connect(root)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+
+    def __init__(self, folder: str | Path, quotas: Quotas | None = None) -> None:
+        self.folder = Path(folder)
+        self.quotas = quotas
+
+    def __repr__(self) -> str:
+        return f"CorrectionStore({str(self.folder)!r})"
+
+    def exists(self) -> bool:
+        """Whether the store holds a database yet (nothing was ever written when not)."""
+        return (self.folder / DB_NAME).is_file()
+
+    def problem(self) -> str | None:
+        """Why the store cannot take a correction now (read-only, full disk, not a folder), or None; writes nothing."""
+        return _problem(self.folder)
+
+    def add(
+        self,
+        image_bytes: bytes,
+        filename: str,
+        correct_label: str,
+        reader: str,
+        note: str,
+        predicted_label: str,
+        probability: float,
+        model_version: str,
+        *,
+        verified: bool = False,
+        image_sha256: str | None = None,
+        extension: str | None = None,
+        pixel_sha256: str = "",
+        client: str | None = None,
+    ) -> tuple[int, bool]:
+        """Record a correction durably; return (record id, created).
+
+        A reader's verdict that repeats their latest standing one of the image is not stored twice; any other is
+        stored and becomes their latest (positive, negative, positive again ends at positive). `pixel_sha256` is the
+        image's identity computed by the caller (model.images.pixel_sha256), recorded with it and written into
+        exports. `client` (who sent it, e.g. an address) is kept only as a hash, for the per-client daily limit.
+        """
+        _validate(image_bytes, correct_label, predicted_label, probability, model_version)
+        if not isinstance(verified, bool):
+            raise ValueError(f"verified must be True or False, got {verified!r}")
+        suffix = _suffix(filename) if extension is None else _extension(extension)
+        quotas = Quotas.from_env() if self.quotas is None else self.quotas
+        sha256 = hashlib.sha256(image_bytes).hexdigest() if image_sha256 is None else _digest(image_sha256)
+        record = {
+            "image_sha256": sha256, "original_filename": _clean_filename(filename),
+            "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
+            "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
+            "verified": int(verified), "pixel_sha256": _digest(pixel_sha256) if pixel_sha256 else "",
+            "client": client_hash(client),
+        }
+        with _writing():
+            conn = _connect(self.folder)
+            try:
+                return _insert_once(conn, self.folder, record, (bytes(image_bytes), suffix), quotas)
+            finally:
+                conn.close()
+
+    def for_image(self, image_sha256: str) -> list[Correction]:
+        """All corrections of one image (by its file's SHA-256), oldest first."""
+        sha256 = _digest(image_sha256)
+        with _reading():
+            return _read(self.folder, "WHERE image_sha256 = ?", (sha256,))
+
+    def all(self) -> list[Correction]:
+        """Every correction in the store, oldest first; empty when the store does not exist yet."""
+        with _reading():
+            return _read(self.folder)
+
+    def count(self) -> int:
+        """How many corrections the store holds (withdrawn ones too)."""
+        with _reading():
+            rows = self._rows("SELECT COUNT(*) FROM corrections", "corrections")
+        return rows[0][0] if rows else 0
+
+    def withdraw(self, record_id: int, reader: str) -> Correction:
+        """Withdraw a reader's own correction: it stays in the store's history but no longer counts or is exported.
+
+        ValueError when there is no such record or it is another reader's; withdrawing twice changes nothing.
+        """
+        reader = clean_reader(reader)
+        if not self.exists():
+            raise ValueError(f"no feedback store at {self.folder}")
+        with _writing():
+            conn = _connect(self.folder)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute("SELECT reader FROM corrections WHERE id = ?", (int(record_id),)).fetchone()
+                    if row is None or row[0] != reader:
+                        raise ValueError(f"record #{record_id} is not a correction of reader {reader!r}; "
+                                         "a reader can withdraw only their own")
+                    conn.execute("UPDATE corrections SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL",
+                                 (_utc_now().isoformat(timespec="microseconds"), int(record_id)))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            finally:
+                conn.close()
+        with _reading():
+            return _read(self.folder, "WHERE id = ?", (int(record_id),))[0]
+
+    def image_bytes(self, correction: Correction) -> bytes | None:
+        """The stored copy of the correction's image, or None when that file has gone missing."""
         try:
-            row = conn.execute("SELECT reader FROM corrections WHERE id = ?", (int(record_id),)).fetchone()
-            if row is None or row[0] != reader:
-                raise ValueError(f"record #{record_id} is not a correction of reader {reader!r}; "
-                                 "a reader can withdraw only their own")
-            conn.execute("UPDATE corrections SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL",
-                         (_utc_now().isoformat(timespec="microseconds"), int(record_id)))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.close()
-    return _read(root, "WHERE id = ?", (int(record_id),))[0]
+            return Path(correction.image_path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreUnreadable(f"the stored image of record #{correction.id} cannot be read: {error}") from error
 
+    def count_prediction(self, model_version: str, image_sha256: str | None = None) -> None:
+        """Add one to the number of predictions shown for this model version and note the image's SHA-256 as
+        predicted by it (no image data is kept)."""
+        if not isinstance(model_version, str) or not model_version:
+            raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
+        sha256 = None if image_sha256 is None else _digest(image_sha256)
+        with _writing():
+            conn = _connect(self.folder)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
+                             "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
+                if sha256:
+                    conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
 
-def corrections_for(root: str | Path, image_sha256: str) -> list[Correction]:
-    """All corrections of one image, oldest first."""
-    return _read(root, "WHERE image_sha256 = ?", (_digest(image_sha256),))
+    def prediction_counts(self) -> dict[str, int]:
+        """Model version -> number of predictions shown; empty when the store does not exist yet."""
+        with _reading():
+            rows = self._rows("SELECT model_version, count FROM predictions ORDER BY model_version", "predictions")
+        return dict(rows)
 
+    def predicted_images(self) -> dict[str, set[str]]:
+        """Model version -> SHA-256 of each image it predicted; empty when the store does not exist yet."""
+        found: dict[str, set[str]] = {}
+        with _reading():
+            rows = self._rows("SELECT model_version, image_sha256 FROM predicted_images", "predicted_images")
+        for version, sha256 in rows:
+            found.setdefault(version, set()).add(sha256)
+        return found
 
-def all_corrections(root: str | Path) -> list[Correction]:
-    """Every correction in the store, oldest first; empty when the store does not exist yet."""
-    return _read(root)
+    def integrity(self) -> str:
+        """SQLite's own consistency check of the store: "ok" when healthy (or empty), else the problems found."""
+        with _reading():
+            rows = self._rows("PRAGMA integrity_check")
+        return "\n".join(row[0] for row in rows) or "ok"
 
-
-def count_prediction(root: str | Path, model_version: str, image_sha256: str | None = None) -> None:
-    """Add one to the number of predictions shown for this model version and note the image's SHA-256 as predicted
-    by it (no image data is kept)."""
-    if not isinstance(model_version, str) or not model_version:
-        raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
-    sha256 = None if image_sha256 is None else _digest(image_sha256)
-    with _writing():
-        conn = _connect(Path(root))
+    def _rows(self, query: str, table: str | None = None) -> list[tuple]:
+        """The query's rows on a read-only connection; none when the database (or the table it needs) is not there."""
+        if not self.exists():
+            return []
+        conn = _connect_read(self.folder)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
-                         "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
-            if sha256:
-                conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
-            conn.execute("COMMIT")
+            return conn.execute(query).fetchall() if table is None or table in _tables(conn) else []
         finally:
             conn.close()
-
-
-def prediction_counts(root: str | Path) -> dict[str, int]:
-    """Model version -> number of predictions shown; empty when the store does not exist yet."""
-    root = Path(root)
-    if not (root / DB_NAME).exists():
-        return {}
-    conn = _connect_read(root)
-    try:
-        if "predictions" not in _tables(conn):
-            return {}
-        return dict(conn.execute("SELECT model_version, count FROM predictions ORDER BY model_version").fetchall())
-    finally:
-        conn.close()
-
-
-def predicted_images(root: str | Path) -> dict[str, set[str]]:
-    """Model version -> SHA-256 of each image it predicted; empty when the store does not exist yet."""
-    root = Path(root)
-    if not (root / DB_NAME).exists():
-        return {}
-    conn = _connect(root)
-    try:
-        rows = conn.execute("SELECT model_version, image_sha256 FROM predicted_images").fetchall()
-    finally:
-        conn.close()
-    found: dict[str, set[str]] = {}
-    for version, sha256 in rows:
-        found.setdefault(version, set()).add(sha256)
-    return found
-
-
-def integrity_check(root: str | Path) -> str:
-    """SQLite's own consistency check of the store: "ok" when healthy, else the problems found."""
-    conn = _connect(Path(root))
-    try:
-        rows = conn.execute("PRAGMA integrity_check").fetchall()
-    finally:
-        conn.close()
-    return "\n".join(row[0] for row in rows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import urllib.parse
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import settings
 from model.config import BLOCKS, ModelConfig
 
 IMAGENET_NOTOP_URL = (
@@ -50,9 +50,9 @@ def _alternatives() -> str:
 
 def imagenet_weights_path(url: str = IMAGENET_NOTOP_URL, timeout: float = 10.0) -> str:
     """The Keras ImageNet VGG-16 no-top weights file: from Keras' cache, else downloaded, else a quick clear error."""
-    cache_dir = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    cache_dir = settings.keras_home()
     fname = url.rsplit("/", 1)[-1]
-    cached = Path(cache_dir) / "models" / fname
+    cached = cache_dir / "models" / fname
     if cached.is_file():
         return str(cached)
     parts = urllib.parse.urlsplit(url)
@@ -66,7 +66,8 @@ def imagenet_weights_path(url: str = IMAGENET_NOTOP_URL, timeout: float = 10.0) 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout * 6)
     try:
-        return keras.utils.get_file(fname, url, cache_subdir="models", cache_dir=cache_dir, file_hash=IMAGENET_NOTOP_MD5)
+        return keras.utils.get_file(fname, url, cache_subdir="models", cache_dir=str(cache_dir),
+                                    file_hash=IMAGENET_NOTOP_MD5)
     except Exception as error:
         raise WeightsUnavailable(f"ImageNet weights download failed ({error}). " + _alternatives()) from None
     finally:

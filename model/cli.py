@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import settings
 from model.config import (
     BLOCKS,
     DEFAULT_POSITIVE_FOLDERS,
@@ -31,7 +32,6 @@ from model.data import (
     scan_folder,
     split_by_patient,
 )
-from model.features import DEFAULT_CACHE
 from model.precision import PRECISIONS, resolve
 
 log = logging.getLogger("xray-covid")
@@ -95,7 +95,8 @@ def add_positive_argument(parser: argparse.ArgumentParser | argparse._ArgumentGr
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache folder (default %(default)s)")
+    parser.add_argument("--cache", type=Path, default=settings.feature_cache(),
+                        help="feature cache folder (default %(default)s; XRAY_FEATURE_CACHE sets it)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
+import functools
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import settings
 
 PEAK_FACTOR = 7
 """Peak memory of a decode per byte of its decoded pixel data (measured: a deflated 16-bit 6300 px DICOM, 76 MiB of
 pixels, peaks 530 MiB above where decoding started: the inflated data, the pixels, float32 copies, percentiles)."""
-DEFAULT_BUDGET_MB = 1024
 TRIM_AFTER_BYTES = 64 * 2**20
 
 
@@ -39,12 +40,6 @@ class DecodeBudget:
     _in_use: int = 0
     _queue: deque = field(default_factory=deque, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> DecodeBudget:
-        """The budget from XRAY_DECODE_MEMORY_MB (default 1024)."""
-        text = environ.get("XRAY_DECODE_MEMORY_MB", "").strip()
-        return cls((int(text) if text.isdigit() and int(text) > 0 else DEFAULT_BUDGET_MB) * 2**20)
 
     @property
     def in_use(self) -> int:
@@ -73,5 +68,8 @@ class DecodeBudget:
                 release_freed_memory()
 
 
-DECODES = DecodeBudget.from_env()
-"""The process's one budget: every read_grey and lossless_png of model.images decodes within it."""
+@functools.cache
+def decodes() -> DecodeBudget:
+    """The process's one budget, of XRAY_DECODE_MEMORY_MB (read at the first decode): every read_grey and
+    lossless_png of model.images decodes within it."""
+    return DecodeBudget(settings.decode_memory_bytes())

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+import settings
 from model.config import ModelConfig
 from model.data import Example
 from model.images import ImageError, load_bytes, read_grey
@@ -20,7 +21,9 @@ from model.progress import Progress
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-covid" / "features"))
+DEFAULT_CACHE = Path("$XRAY_FEATURE_CACHE")
+"""Stands for the configured feature cache (settings.feature_cache()), looked up each time features are read; a
+cache_dir of None reads and writes no cache."""
 
 
 def base_key(base, preprocessing: Preprocessing | None = None, precision: str = "float32") -> str:
@@ -112,6 +115,7 @@ def extract_features(
     `base` runs in whatever precision it was built in (see feature_network); progress is logged as it goes.
     """
     preprocessing = preprocessing or Preprocessing(int(base.input_shape[1]))
+    cache_dir = settings.feature_cache() if cache_dir == DEFAULT_CACHE else cache_dir
     shape = tuple(int(d) for d in base.output_shape[1:])
     found: dict[tuple[int, int], np.ndarray] = {}
     todo: list[tuple[int, int, bytes, str, Path | None]] = []

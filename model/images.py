@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
-from model.decode_budget import DECODES
+from model.decode_budget import decodes
 
 Source = Union[str, Path, bytes, bytearray, memoryview]
 
@@ -96,7 +96,7 @@ def image_identity(source: Source) -> str:
 def read_grey(source: Source) -> np.ndarray:
     """Decode a file to a 2-D uint8 grey image at its native size, upright, with DICOM LUTs applied."""
     data = load_bytes(source)
-    with DECODES.reserve(decoded_size(data)):
+    with decodes().reserve(decoded_size(data)):
         pixels, invert = _decode(data)
         return pixels if pixels.dtype == np.uint8 else _stretch(pixels, 255, invert)
 
@@ -125,7 +125,7 @@ def lossless_png(source: Source) -> bytes:
     DICOM (after its modality and VOI LUTs) give 16-bit grey ('I;16'), so a flagged image keeps its depth.
     """
     data = load_bytes(source)
-    with DECODES.reserve(decoded_size(data)):
+    with decodes().reserve(decoded_size(data)):
         pixels, invert = _decode(data)
         image = Image.fromarray(pixels if pixels.dtype == np.uint8 else _stretch(pixels, 65535, invert))
         del pixels

@@ -11,17 +11,17 @@ its own scope so the global policy is left as it was.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import keras
+
+import settings
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 AUTO_BF16_FLAGS = ("amx_bf16",)
 SLOW_BF16_FLAGS = ("avx512_bf16",)
-ENV_VAR = "XRAY_PRECISION"
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -51,7 +51,7 @@ def choose(requested: str, flags: set[str]) -> tuple[str, str]:
 
 def requested_precision(requested: str | None = None) -> str:
     """What was asked for: the argument, else $XRAY_PRECISION, else auto; ValueError for an unknown name."""
-    requested = (requested or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    requested = (requested or settings.precision()).strip().lower()
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
     return requested

@@ -3,41 +3,31 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
+import settings
 from feedback import (
+    Correction,
+    CorrectionStore,
     Login,
     LoginFailed,
     LoginGuard,
     QuotaExceeded,
-    Quotas,
+    StoreUnreadable,
     StoreUnwritable,
-    add_correction,
     check_login,
-    corrections_for,
-    store_problem,
+    export_corrections,
 )
-from feedback.export import export_corrections
 from feedback.review import apart_by_verification, filter_corrections
 from feedback.review import summary as review_summary
-from feedback.store import (
-    Correction,
-    all_corrections,
-    count_prediction,
-    predicted_images,
-    prediction_counts,
-)
 from model.images import ImageError, image_identity, load_bytes, lossless_png, read_grey
 from model.serving.batching import BatchingPredictor
 from model.serving.cache import PredictionCache
@@ -50,7 +40,6 @@ from space.fairness import FairShare
 log = logging.getLogger(__name__)
 EXPORT_PREFIX = "xray-covid-export-"
 EXPORT_KEEP_S = 3600
-STORE_READ_ERRORS = (OSError, sqlite3.Error)
 
 
 def refuse(message: str) -> gr.Error:
@@ -68,25 +57,17 @@ def remove_old_exports(keep_s: float = EXPORT_KEEP_S) -> None:
             continue
 
 
-def thumbnails(corrections: list[Correction]) -> list[tuple[np.ndarray, str]]:
+def thumbnails(store: CorrectionStore, corrections: list[Correction]) -> list[tuple[np.ndarray, str]]:
     """Small grey copies of the stored images (the store's files are never served), captioned with their record."""
     made: dict[str, np.ndarray | None] = {}
     for c in corrections:
         if c.image_sha256 not in made:
             try:
-                made[c.image_sha256] = show.preview(read_grey(c.image_path), show.THUMBNAIL_SIDE)
-            except (ImageError, OSError):
+                image = store.image_bytes(c)
+                made[c.image_sha256] = show.preview(read_grey(image), show.THUMBNAIL_SIDE) if image else None
+            except (ImageError, StoreUnreadable):
                 made[c.image_sha256] = None
     return [(made[c.image_sha256], f"#{c.id}") for c in corrections if made[c.image_sha256] is not None]
-
-
-def trusted_proxies(environ: Mapping[str, str] = os.environ) -> int:
-    """Proxies in front of the app that append to X-Forwarded-For: $XRAY_TRUSTED_PROXIES, else 1 on a Hugging
-    Face Space (SPACE_ID set), else 0 (the header is then ignored: a client could write anything in it)."""
-    text = environ.get("XRAY_TRUSTED_PROXIES", "").strip()
-    if text.isdigit():
-        return int(text)
-    return 1 if environ.get("SPACE_ID") else 0
 
 
 def forwarded_entries(request: gr.Request) -> list[str]:
@@ -102,7 +83,7 @@ def client_key(request: gr.Request | None, proxies: int | None = None) -> str | 
     off uvicorn's own rewriting of the peer from the header)."""
     if request is None:
         return None
-    proxies = trusted_proxies() if proxies is None else proxies
+    proxies = settings.trusted_proxies() if proxies is None else proxies
     entries = forwarded_entries(request)
     if proxies and len(entries) >= proxies:
         return entries[-proxies][:100]
@@ -125,11 +106,10 @@ class Handlers:
     """
 
     predictor: Predictor | None
-    feedback_root: Path
+    store: CorrectionStore
     readers: dict[str, str]
     model_path: Path
     network_slots: int = 1
-    quotas: Quotas | None = None
     guard: LoginGuard = field(default_factory=LoginGuard)
     watch: bool = False
     cached: PredictionCache | None = field(init=False)
@@ -206,14 +186,14 @@ class Handlers:
     def stored_corrections(self, sha256: str) -> list[Correction]:
         """The image's corrections; none when the store cannot be read (logged: a prediction never fails for it)."""
         try:
-            return corrections_for(self.feedback_root, sha256)
-        except STORE_READ_ERRORS as error:
-            log.warning("corrections not read from %s: %s", self.feedback_root, error)
+            return self.store.for_image(sha256)
+        except StoreUnreadable as error:
+            log.warning("corrections not read from %s: %s", self.store.folder, error)
             return []
 
     def store_notice(self) -> str:
         """The page's notice when flagging is unavailable because the store cannot be written now; else nothing."""
-        problem = store_problem(self.feedback_root)
+        problem = self.store.problem()
         return show.flagging_unavailable(problem) if problem else ""
 
     def show_file(self, path: str | None):
@@ -237,21 +217,21 @@ class Handlers:
         """Record a reader's correction of the model's answer for this image; returns the record id in words and the
         image's corrections (with accounts: all of them; in open mode: only the one just made)."""
         login = self.sign_in(reader, password, request)
-        problem = store_problem(self.feedback_root)
+        problem = self.store.problem()
         if problem:
             raise refuse(show.not_stored(f"the corrections store cannot be written: {problem}"))
         data, sha256, prediction = self.read_and_predict(path)
         try:
-            record_id, created = add_correction(
-                self.feedback_root, lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
+            record_id, created = self.store.add(
+                lossless_png(data), Path(path).name, correct_label, login.reader, note or "",
                 model_said(prediction), prediction.probability if prediction.answered else 0.0, prediction.model_version,
-                verified=login.verified, image_sha256=sha256, extension=".png", quotas=self.quotas,
-                pixel_sha256=image_identity(data), client=client_key(request),
+                verified=login.verified, image_sha256=sha256, extension=".png", pixel_sha256=image_identity(data),
+                client=client_key(request),
             )
         except ImageError as error:
             raise refuse(f"Cannot use {Path(path).name}: {error}") from None
         except StoreUnwritable as error:
-            log.error("correction not stored in %s: %r", self.feedback_root, error.__cause__ or error)
+            log.error("correction not stored in %s: %r", self.store.folder, error.__cause__ or error)
             raise refuse(show.not_stored(str(error))) from None
         except QuotaExceeded as error:
             raise refuse(f"Not stored: {error}") from None
@@ -267,9 +247,9 @@ class Handlers:
         """Count one prediction of this image shown for this model version; a store that cannot be written is only
         logged, so counting never fails a prediction."""
         try:
-            count_prediction(self.feedback_root, model_version, image_sha256)
-        except (OSError, sqlite3.Error, ValueError) as error:
-            log.warning("prediction not counted in %s: %s", self.feedback_root, error)
+            self.store.count_prediction(model_version, image_sha256)
+        except (StoreUnwritable, ValueError) as error:
+            log.warning("prediction not counted in %s: %s", self.store.folder, error)
 
     def review_sign_in(self, reader: str, password: str, request: gr.Request | None) -> Login:
         """A reader signed in with an account, for the Corrections tab; a gr.Error in open mode or otherwise."""
@@ -281,13 +261,13 @@ class Handlers:
                request: gr.Request = None):
         """The Corrections tab for a signed-in reader: the filtered corrections, thumbnails, summary, filter choices."""
         self.review_sign_in(reader, password, request)
-        stored = apart_by_verification(all_corrections(self.feedback_root))
+        stored = apart_by_verification(self.store.all())
         filters = (None if value in (None, "", show.ALL) else value for value in (label, by_reader, version))
         chosen = filter_corrections(stored, *filters)
         newest = chosen[::-1][: show.MAX_REVIEW_ROWS]
-        summary = review_summary(chosen, prediction_counts(self.feedback_root), predicted_images(self.feedback_root))
+        summary = review_summary(chosen, self.store.prediction_counts(), self.store.predicted_images())
         return (
-            show.review_status(len(newest), len(chosen)), show.review_table(newest), thumbnails(newest),
+            show.review_status(len(newest), len(chosen)), show.review_table(newest), thumbnails(self.store, newest),
             show.review_counts(summary), show.version_table(summary), show.confusion_table(summary),
             gr.update(choices=[show.ALL, *sorted({c.reader for c in stored})]),
             gr.update(choices=[show.ALL, *sorted({c.model_version for c in stored})]),
@@ -299,10 +279,10 @@ class Handlers:
         remove_old_exports()
         folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
         try:
-            export_corrections(self.feedback_root, folder / "corrections")
+            export_corrections(self.store, folder / "corrections")
             return shutil.make_archive(str(folder / "xray-covid-corrections"), "zip", folder / "corrections")
-        except (OSError, ValueError, sqlite3.Error) as error:
-            log.error("export of %s failed: %r", self.feedback_root, error)
+        except (OSError, ValueError) as error:
+            log.error("export of %s failed: %r", self.store.folder, error)
             raise refuse("Export failed: the store could not be read or the export could not be written "
                          "(the server's log says which file).") from None
         finally:

@@ -26,7 +26,7 @@ from PIL import Image
 import app
 from feedback.export import export_corrections
 from feedback.readers import hash_password, load_readers
-from feedback.store import DB_NAME, all_corrections, corrections_for
+from feedback.store import DB_NAME, CorrectionStore
 from model.architecture import build_model
 from model.artifact import save_artifact
 from model.card import new_card
@@ -57,8 +57,9 @@ def free_port() -> int:
 @contextmanager
 def served(predictor, feedback_root: Path, readers: dict, downloads: Path, **launch_kwargs):
     """The app on a free local port, with a client for it; closed afterwards."""
-    demo = app.build_demo(predictor, feedback_root, readers, model_path=feedback_root.parent / "no-model-here")
-    app.launch(demo, feedback_root, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+    store = CorrectionStore(feedback_root)
+    demo = app.build_demo(predictor, store, readers, model_path=feedback_root.parent / "no-model-here")
+    app.launch(demo, store, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                quiet=True, **launch_kwargs)
     try:
         yield Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=downloads), demo.local_url
@@ -155,7 +156,7 @@ def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_a
 
     first, earlier = flag(client, example, "negative", "dr_who", note="no opacities")
     assert len(network_runs) == runs_after_predict
-    (row,) = corrections_for(root, file_sha256(example))
+    (row,) = CorrectionStore(root).for_image(file_sha256(example))
     assert record_id(first) == row.id and "already" not in first
     assert (row.correct_label, row.reader, row.note) == ("negative", "dr_who", "no opacities")
     assert row.original_filename == "covid-1.jpg" and row.model_version == predictor.version
@@ -166,7 +167,7 @@ def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_a
 
     again, _ = flag(client, example, "negative", "dr_who")
     assert record_id(again) == row.id and "already" in again
-    assert corrections_for(root, file_sha256(example)) == [row]
+    assert CorrectionStore(root).for_image(file_sha256(example)) == [row]
     public = predict(client, example)[3]
     assert public["headers"] == list(show.PUBLIC_CORRECTION_COLUMNS) and public["data"] == [[show.REVIEWED]]
     assert "no opacities" not in str(public) and "dr_who" not in str(public)
@@ -186,10 +187,10 @@ def test_bad_file_gets_the_image_error_and_the_server_keeps_serving(open_app, tm
 def test_flagging_an_unreadable_file_is_refused_and_stores_nothing(open_app, tmp_path):
     client, _, root = open_app
     bad = make_bad_files(tmp_path)["html_as_jpg"]
-    before = len(all_corrections(root))
+    before = len(CorrectionStore(root).all())
     with pytest.raises(AppError, match="not an image"):
         flag(client, bad, "positive", "dr_who")
-    assert len(all_corrections(root)) == before
+    assert len(CorrectionStore(root).all()) == before
 
 
 def test_oversized_upload_is_refused_and_the_server_keeps_serving(open_app, tmp_path):
@@ -208,7 +209,7 @@ def test_oversized_upload_is_refused_and_the_server_keeps_serving(open_app, tmp_
 def test_feedback_store_is_never_served_even_under_an_allowed_path(open_app):
     client, url, root = open_app
     flag(client, EXAMPLES["covid-2.jpg"], "uncertain", "dr_files")
-    stored = [root / DB_NAME, *(Path(c.image_path) for c in all_corrections(root))]
+    stored = [root / DB_NAME, *(Path(c.image_path) for c in CorrectionStore(root).all())]
     assert all(path.is_file() for path in stored)
 
     public = httpx.get(f"{url}gradio_api/file={root.parent / 'public.txt'}")
@@ -227,12 +228,12 @@ def test_fifty_flags_from_ten_threads_all_land_once(open_app):
             return list(pool.map(lambda name: record_id(flag(client, example, "positive", name)[0]), names))
 
     ids = send(readers)
-    rows = corrections_for(root, file_sha256(example))
+    rows = CorrectionStore(root).for_image(file_sha256(example))
     assert sorted(c.reader for c in rows) == readers
     assert sorted(ids) == sorted(c.id for c in rows)
     assert len({c.image_path for c in rows}) == 1
     assert send(readers[:10]) == ids[:10]
-    assert corrections_for(root, file_sha256(example)) == rows
+    assert CorrectionStore(root).for_image(file_sha256(example)) == rows
 
 
 @pytest.mark.parametrize("reader, password", [("dr_plain", ""), ("dr_plain", "wrong"), ("dr_hashed", "opensesame"),
@@ -240,16 +241,16 @@ def test_fifty_flags_from_ten_threads_all_land_once(open_app):
 def test_with_reader_accounts_a_flag_without_valid_login_is_refused_and_nothing_stored(guarded_app, reader, password):
     client, _, root = guarded_app
     images = root / "images"
-    before = (all_corrections(root), sorted(images.iterdir()) if images.exists() else [])
+    before = (CorrectionStore(root).all(), sorted(images.iterdir()) if images.exists() else [])
     with pytest.raises(AppError, match="Unknown reader or wrong password"):
         flag(client, EXAMPLES["covid-3.png"], "negative", reader, password)
-    assert (all_corrections(root), sorted(images.iterdir()) if images.exists() else []) == before
+    assert (CorrectionStore(root).all(), sorted(images.iterdir()) if images.exists() else []) == before
 
 
 def test_with_reader_accounts_the_right_password_stores_the_correction(guarded_app):
     client, _, root = guarded_app
     confirmation, _ = flag(client, EXAMPLES["normal-1.png"], "uncertain", "dr_hashed", "s3cret")
-    (row,) = [c for c in all_corrections(root) if c.reader == "dr_hashed"]
+    (row,) = [c for c in CorrectionStore(root).all() if c.reader == "dr_hashed"]
     assert record_id(confirmation) == row.id and row.correct_label == "uncertain"
     assert predict(client, EXAMPLES["normal-1.png"])[0]["confidences"]
 
@@ -263,7 +264,7 @@ def test_without_a_model_the_app_starts_says_how_to_train_and_predict_explains(t
 
 
 def test_a_new_file_is_previewed_and_the_old_result_cleared_before_it_is_analysed(predictor, tmp_path):
-    demo = app.build_demo(predictor, tmp_path / "feedback", {})
+    demo = app.build_demo(predictor, CorrectionStore(tmp_path / "feedback"), {})
     step = {f.name: f.fn for f in demo.fns.values()}
     image, *cleared = step["show_file"](str(EXAMPLES["covid-2.jpg"]))
     assert image.shape == (512, 426) and cleared == [{}, "", None, show.corrections_table([]), "", "", "", ""]
@@ -288,7 +289,7 @@ def test_a_hostile_note_comes_back_as_plain_text_in_its_own_cell(open_app):
     client, _, root = open_app
     example = EXAMPLES["normal-1.png"]
     _, earlier = flag(client, example, "positive", "dr_note", note=HOSTILE_NOTE)
-    (row,) = [c for c in corrections_for(root, file_sha256(example)) if c.reader == "dr_note"]
+    (row,) = [c for c in CorrectionStore(root).for_image(file_sha256(example)) if c.reader == "dr_note"]
     assert list(shown(earlier)) == [row.id] and shown(earlier)[row.id][-1] == HOSTILE_NOTE
     later = predict(client, example)[3]
     assert later["data"] == [[show.REVIEWED]] and "evil" not in str(later) and "dr_note" not in str(later)
@@ -301,7 +302,7 @@ def test_five_wrong_passwords_then_the_right_one_is_refused_for_too_many_attempt
             flag(client, EXAMPLES["covid-3.png"], "negative", "dr_locked", "wrong")
     with pytest.raises(AppError, match="Too many attempts for reader 'dr_locked'"):
         flag(client, EXAMPLES["covid-3.png"], "negative", "dr_locked", "right")
-    assert not [c for c in all_corrections(root) if c.reader == "dr_locked"]
+    assert not [c for c in CorrectionStore(root).all() if c.reader == "dr_locked"]
 
 
 def test_unknown_reader_and_wrong_password_both_cost_one_pbkdf2_through_the_app(guarded_app, monkeypatch):
@@ -324,7 +325,7 @@ def test_a_flagged_png_with_40_mb_of_junk_is_stored_as_the_decoded_image_under_2
     padded = tmp_path / "padded.png"
     padded.write_bytes(EXAMPLES["normal-2.png"].read_bytes() + os.urandom(40 * 2**20))
     flag(client, padded, "uncertain", "dr_junk")
-    (row,) = [c for c in all_corrections(root) if c.reader == "dr_junk"]
+    (row,) = [c for c in CorrectionStore(root).all() if c.reader == "dr_junk"]
     assert Path(row.image_path).stat().st_size < 2 * 2**20 and row.image_sha256 == file_sha256(padded)
     np.testing.assert_array_equal(read_grey(row.image_path), read_grey(EXAMPLES["normal-2.png"]))
 
@@ -335,29 +336,30 @@ def test_a_flag_over_a_store_quota_is_refused_and_stores_nothing(open_app, tmp_p
     client, _, root = open_app
     monkeypatch.setenv(setting, "0")
     fresh = distinct_xrays(EXAMPLES["covid-3.png"], tmp_path, 1)[0]
-    before = all_corrections(root)
+    before = CorrectionStore(root).all()
     with pytest.raises(AppError, match=f"Not stored: .*{message}"):
         flag(client, fresh, "negative", "dr_quota")
-    assert all_corrections(root) == before
+    assert CorrectionStore(root).all() == before
 
 
 def test_in_open_mode_a_flag_is_unverified_says_so_and_is_left_out_of_the_default_export(open_app, tmp_path):
     client, url, root = open_app
     confirmation, earlier = flag(client, EXAMPLES["covid-2.jpg"], "negative", "dr_open")
-    (row,) = [c for c in all_corrections(root) if c.reader == "dr_open"]
+    (row,) = [c for c in CorrectionStore(root).all() if c.reader == "dr_open"]
     assert not row.verified and "unverified" in confirmation
     assert shown(earlier)[row.id][4] == "no (open mode)"
     assert "no reader accounts (open mode)" in httpx.get(url).text
-    export_corrections(root, tmp_path / "default")
+    export_corrections(CorrectionStore(root), tmp_path / "default")
     assert row.image_sha256 not in (tmp_path / "default" / "MANIFEST.csv").read_text()
-    export_corrections(root, tmp_path / "all", include_unverified=True)
+    export_corrections(CorrectionStore(root), tmp_path / "all", include_unverified=True)
     assert row.image_sha256 in (tmp_path / "all" / "MANIFEST.csv").read_text()
 
 
 def test_the_client_key_is_what_the_trusted_proxy_saw_else_the_peer():
     from types import SimpleNamespace
 
-    from space.handlers import client_key, trusted_proxies
+    from settings import trusted_proxies
+    from space.handlers import client_key
 
     peer = SimpleNamespace(host="10.0.0.9")
     forged = SimpleNamespace(headers={"x-forwarded-for": " 6.6.6.6, 203.0.113.7"}, client=peer)
@@ -370,7 +372,7 @@ def test_the_client_key_is_what_the_trusted_proxy_saw_else_the_peer():
 
 
 def test_uploads_are_deleted_from_gradios_cache_and_predictions_share_one_queue(predictor, tmp_path):
-    demo = app.build_demo(predictor, tmp_path / "feedback", {})
+    demo = app.build_demo(predictor, CorrectionStore(tmp_path / "feedback"), {})
     assert demo.delete_cache == app.DELETE_CACHE
     by_name = {f.name: f for f in demo.fns.values()}
     assert by_name["predict"].concurrency_id == by_name["predict_new_file"].concurrency_id == "predict"
@@ -428,10 +430,9 @@ def test_in_open_mode_the_corrections_tab_has_no_endpoints_and_says_it_needs_acc
 
 
 def test_predictions_are_counted_per_model_version_for_the_corrections_summary(open_app, predictor):
-    from feedback.store import prediction_counts
 
     client, _, root = open_app
-    before = prediction_counts(root).get(predictor.version, 0)
+    before = CorrectionStore(root).prediction_counts().get(predictor.version, 0)
     predict(client, EXAMPLES["normal-2.png"])
     predict(client, EXAMPLES["normal-2.png"])
-    assert prediction_counts(root)[predictor.version] == before + 2
+    assert CorrectionStore(root).prediction_counts()[predictor.version] == before + 2

@@ -1,4 +1,7 @@
+import io
 import json
+import socket
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -131,6 +134,21 @@ def test_unreachable_imagenet_download_fails_fast_and_names_alternatives(tmp_pat
     assert "127.0.0.1" in message and "--weights none" in message
     assert "python -m model.offline_weights" in message
     assert not (tmp_path / "models" / "x.h5").exists()
+
+
+def test_a_download_of_the_imagenet_weights_goes_into_keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: io.BytesIO())
+    asked = {}
+
+    def get_file(fname, origin, cache_subdir, cache_dir, file_hash):
+        asked.update(origin=origin, folder=Path(cache_dir) / cache_subdir)
+        return str(Path(cache_dir) / cache_subdir / fname)
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    fname = IMAGENET_NOTOP_URL.rsplit("/", 1)[-1]
+    assert imagenet_weights_path() == str(tmp_path / "models" / fname)
+    assert asked == {"origin": IMAGENET_NOTOP_URL, "folder": tmp_path / "models"}
 
 
 def test_cached_imagenet_weights_are_used_without_network(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from feedback.export import FOLDERS
-from feedback.store import all_corrections
+from feedback.store import CorrectionStore
 from model.images import read_grey
 from model.serving.predictor import load_predictor
 from tests.server import REPO, make_model, running_server
@@ -85,7 +85,7 @@ def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_
     record_id = int(RECORD.search(confirmation.inner_text()).group(1))
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-    (row,) = [c for c in all_corrections(server.feedback_root) if c.reader == "dr_browser"]
+    (row,) = [c for c in CorrectionStore(server.feedback_root).all() if c.reader == "dr_browser"]
     assert row.id == record_id
     assert (row.correct_label, row.reader, row.note, row.original_filename) == (
         right_label, "dr_browser", "checked by a second reader", EXAMPLE)

@@ -12,7 +12,7 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from feedback.store import all_corrections, integrity_check
+from feedback.store import CorrectionStore
 from tests.server import (
     EXAMPLES,
     distinct_xrays,
@@ -69,8 +69,8 @@ def test_a_sigkill_during_100_concurrent_corrections_loses_no_acknowledged_one(t
     assert not [error for error in failed.values() if isinstance(error, AppError)], "the app refused a correction"
 
     with running_server(model_dir, root, tmp_path / "second.log") as restarted:
-        assert integrity_check(root) == "ok"
-        rows = all_corrections(root)
+        assert CorrectionStore(root).integrity() == "ok"
+        rows = CorrectionStore(root).all()
         by_reader: dict[str, list] = {}
         for row in rows:
             by_reader.setdefault(row.reader, []).append(row)
@@ -86,4 +86,4 @@ def test_a_sigkill_during_100_concurrent_corrections_loses_no_acknowledged_one(t
         after = Client(restarted.url, verbose=False, analytics_enabled=False, download_files=False)
         new_id = flag(after, images[-1], "reader-after-restart")
         assert new_id not in {row.id for row in rows}
-        assert len(all_corrections(root)) == len(rows) + 1
+        assert len(CorrectionStore(root).all()) == len(rows) + 1

@@ -6,7 +6,7 @@ import threading
 
 from starlette.requests import Request
 
-import app
+import settings
 from model.decode_budget import DecodeBudget
 from space.fairness import FairShare
 from space.handlers import client_key
@@ -79,6 +79,6 @@ def test_the_client_is_the_trusted_proxys_entry_across_every_header_line():
 
 
 def test_the_app_listens_on_loopback_unless_on_a_space_or_told():
-    assert app.server_name({}) == "127.0.0.1"
-    assert app.server_name({"SPACE_ID": "owner/xray"}) == "0.0.0.0"
-    assert app.server_name({"GRADIO_SERVER_NAME": "10.1.2.3", "SPACE_ID": "x"}) == "10.1.2.3"
+    assert settings.server_name({}) == "127.0.0.1"
+    assert settings.server_name({"SPACE_ID": "owner/xray"}) == "0.0.0.0"
+    assert settings.server_name({"GRADIO_SERVER_NAME": "10.1.2.3", "SPACE_ID": "x"}) == "10.1.2.3"

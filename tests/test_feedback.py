@@ -17,19 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from feedback import (
-    add_correction,
-    all_corrections,
-    check_reader,
-    corrections_for,
-    default_root,
-    export_corrections,
-    hash_password,
-    integrity_check,
-    load_readers,
-)
+import settings
+from feedback import CorrectionStore, check_reader, export_corrections, hash_password, load_readers
 from feedback.export import consensus_label
-from feedback.store import _connect, withdraw_correction
+from feedback.store import _connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,28 +33,34 @@ def png_bytes(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def flag(root, image: bytes, label: str = "positive", reader: str = "alice", **overrides) -> tuple[int, bool]:
+def flag(root, image: bytes, label: str = "positive", reader: str = "alice", quotas=None,
+         **overrides) -> tuple[int, bool]:
     args = dict(filename="scan.png", note="", predicted_label="negative", probability=0.2, model_version="v1",
                 verified=True)
     args.update(overrides)
-    return add_correction(root, image, correct_label=label, reader=reader, **args)
+    return CorrectionStore(root, quotas).add(image, correct_label=label, reader=reader, **args)
+
+
+def add(root, *args) -> tuple[int, bool]:
+    """A correction added to the store in `root` (a module-level function, so another process can run it)."""
+    return CorrectionStore(root).add(*args)
 
 
 def test_add_then_read_back(tmp_path):
     image = png_bytes(0)
-    record_id, created = add_correction(
-        tmp_path, image, "/tmp/gradio/abc/patient 7.PNG", "positive", " alice ", "GGO left lower lobe",
+    record_id, created = CorrectionStore(tmp_path).add(
+        image, "/tmp/gradio/abc/patient 7.PNG", "positive", " alice ", "GGO left lower lobe",
         "negative", 0.31, "vgg16-2024",
     )
     assert created
     sha = hashlib.sha256(image).hexdigest()
-    [c] = corrections_for(tmp_path, sha)
+    [c] = CorrectionStore(tmp_path).for_image(sha)
     assert (c.id, c.image_sha256, c.correct_label, c.reader) == (record_id, sha, "positive", "alice")
     assert (c.original_filename, c.note, c.predicted_label) == ("patient 7.PNG", "GGO left lower lobe", "negative")
     assert (c.probability, c.model_version) == (0.31, "vgg16-2024")
     assert c.created_at.endswith("+00:00")
-    assert all_corrections(tmp_path) == [c]
-    assert corrections_for(tmp_path, hashlib.sha256(b"other").hexdigest()) == []
+    assert CorrectionStore(tmp_path).all() == [c]
+    assert CorrectionStore(tmp_path).for_image(hashlib.sha256(b"other").hexdigest()) == []
 
 
 def test_image_copy_named_by_sha256_with_same_bytes(tmp_path):
@@ -73,7 +70,7 @@ def test_image_copy_named_by_sha256_with_same_bytes(tmp_path):
     sha = hashlib.sha256(image).hexdigest()
     assert [p.name for p in (tmp_path / "images").iterdir()] == [f"{sha}.png"]
     assert (tmp_path / "images" / f"{sha}.png").read_bytes() == image
-    assert {c.image_path for c in all_corrections(tmp_path)} == {str(tmp_path / "images" / f"{sha}.png")}
+    assert {c.image_path for c in CorrectionStore(tmp_path).all()} == {str(tmp_path / "images" / f"{sha}.png")}
 
 
 def test_duplicate_flag_is_one_record_with_same_id(tmp_path):
@@ -82,7 +79,7 @@ def test_duplicate_flag_is_one_record_with_same_id(tmp_path):
     again = flag(tmp_path, image, note="second", filename="renamed.png")
     assert first == (first[0], True)
     assert again == (first[0], False)
-    [c] = all_corrections(tmp_path)
+    [c] = CorrectionStore(tmp_path).all()
     assert c.note == "first"
 
 
@@ -90,7 +87,7 @@ def test_different_label_or_reader_is_a_new_record(tmp_path):
     image = png_bytes(3)
     ids = {flag(tmp_path, image)[0], flag(tmp_path, image, label="negative")[0], flag(tmp_path, image, reader="bob")[0]}
     assert len(ids) == 3
-    assert len(all_corrections(tmp_path)) == 3
+    assert len(CorrectionStore(tmp_path).all()) == 3
 
 
 @pytest.mark.parametrize(
@@ -110,12 +107,12 @@ def test_invalid_input_raises_clear_error(tmp_path, change, message):
     args.update(change)
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, args.pop("image"), **args)
-    assert all_corrections(tmp_path) == []
+    assert CorrectionStore(tmp_path).all() == []
 
 
 def test_bad_sha_lookup_raises(tmp_path):
     with pytest.raises(ValueError, match="SHA-256"):
-        corrections_for(tmp_path, "not-a-hash")
+        CorrectionStore(tmp_path).for_image("not-a-hash")
 
 
 def _combos() -> list[tuple[int, str, str]]:
@@ -135,12 +132,12 @@ def test_fifty_corrections_from_ten_threads_all_land_once(tmp_path):
     id_of = {}
     for call, (record_id, _) in zip(calls, results):
         assert id_of.setdefault(call, record_id) == record_id
-    rows = all_corrections(tmp_path)
+    rows = CorrectionStore(tmp_path).all()
     assert len(rows) == 50
     assert len({(r.image_sha256, r.reader, r.correct_label) for r in rows}) == 50
     assert sorted(r.id for r in rows) == sorted(id_of.values())
     assert len(list((tmp_path / "images").iterdir())) == 10
-    assert integrity_check(tmp_path) == "ok"
+    assert CorrectionStore(tmp_path).integrity() == "ok"
 
 
 def test_second_process_writing_at_the_same_time(tmp_path):
@@ -151,17 +148,17 @@ def test_second_process_writing_at_the_same_time(tmp_path):
                      for seed, reader, label in _combos()[20:]]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as processes, ThreadPoolExecutor(4) as threads:
-        remote = processes.map(add_correction, *zip(*other_process))
-        local = threads.map(add_correction, *zip(*in_process))
+        remote = processes.map(add, *zip(*other_process))
+        local = threads.map(add, *zip(*in_process))
         results = list(remote) + list(local)
 
     assert sum(created for _, created in results) == 50
-    assert len(all_corrections(tmp_path)) == 50
+    assert len(CorrectionStore(tmp_path).all()) == 50
 
 
-def test_default_root_follows_env(monkeypatch, tmp_path):
+def test_the_feedback_folder_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("XRAY_FEEDBACK_DIR", str(tmp_path / "fb"))
-    assert default_root() == tmp_path / "fb"
+    assert settings.feedback_dir() == tmp_path / "fb"
 
 
 def test_wal_mode_and_full_sync(tmp_path):
@@ -176,16 +173,17 @@ def test_wal_mode_and_full_sync(tmp_path):
 def test_acknowledged_correction_survives_sigkill(tmp_path):
     script = (
         "import os, signal, sys\n"
-        "from feedback import add_correction\n"
-        "print(add_correction(sys.argv[1], b'raw image', 'a.png', 'negative', 'alice', '', 'positive', 0.9, 'v1')[0],"
+        "from feedback import CorrectionStore\n"
+        "print(CorrectionStore(sys.argv[1]).add(b'raw image', 'a.png', 'negative', 'alice', '', 'positive', 0.9,"
+        " 'v1')[0],"
         " flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL
-    [c] = all_corrections(tmp_path)
+    [c] = CorrectionStore(tmp_path).all()
     assert c.id == int(done.stdout) and c.correct_label == "negative"
-    assert integrity_check(tmp_path) == "ok"
+    assert CorrectionStore(tmp_path).integrity() == "ok"
 
 
 def test_readers_plain_and_pbkdf2_from_file(tmp_path):
@@ -248,7 +246,7 @@ def test_export_majority_tie_and_uncertain(tmp_path):
     flag(root, changed, "positive", "alice")
     flag(root, changed, "negative", "alice")
 
-    counts = export_corrections(root, out)
+    counts = export_corrections(CorrectionStore(root), out)
 
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in
            [("majority", majority), ("tie", tie), ("uncertain", uncertain), ("changed", changed)]}
@@ -267,7 +265,7 @@ def test_export_majority_tie_and_uncertain(tmp_path):
     }
     assert rows[sha["changed"]]["readers"] == "alice;bob"
     with pytest.raises(ValueError, match="not empty"):
-        export_corrections(root, out)
+        export_corrections(CorrectionStore(root), out)
 
 
 def test_cli_export_and_list(tmp_path):
@@ -288,16 +286,16 @@ def test_a_readers_latest_verdict_is_the_one_that_counts_and_a_withdrawn_one_cou
     ids = [flag(root, image, label)[0] for label in ("positive", "negative", "positive")]
     assert ids == [1, 2, 3]
     assert flag(root, image, "positive") == (3, False)
-    assert consensus_label(all_corrections(root)) == "positive"
+    assert consensus_label(CorrectionStore(root).all()) == "positive"
     flag(root, image, "negative", "bob")
     with pytest.raises(ValueError, match="only their own"):
-        withdraw_correction(root, 4, "alice")
-    withdrawn = withdraw_correction(root, 3, "alice")
-    assert withdrawn.withdrawn_at and withdraw_correction(root, 3, "alice") == withdrawn
-    assert [c.id for c in all_corrections(root)] == [1, 2, 3, 4]
-    assert consensus_label(all_corrections(root)) == "negative"
-    withdraw_correction(root, 4, "bob")
-    counts = export_corrections(root, tmp_path / "out")
+        CorrectionStore(root).withdraw(4, "alice")
+    withdrawn = CorrectionStore(root).withdraw(3, "alice")
+    assert withdrawn.withdrawn_at and CorrectionStore(root).withdraw(3, "alice") == withdrawn
+    assert [c.id for c in CorrectionStore(root).all()] == [1, 2, 3, 4]
+    assert consensus_label(CorrectionStore(root).all()) == "negative"
+    CorrectionStore(root).withdraw(4, "bob")
+    counts = export_corrections(CorrectionStore(root), tmp_path / "out")
     assert (counts["skipped_withdrawn"], counts["covid"], counts["not_covid"]) == (1, 0, 0)
     assert flag(root, image, "positive") == (5, True)
 
@@ -306,7 +304,7 @@ def test_the_export_groups_by_the_recorded_pixel_identity_and_writes_it(tmp_path
     root, identity = tmp_path / "store", "ab" * 32
     flag(root, png_bytes(501), "positive", "alice", pixel_sha256=identity)
     flag(root, png_bytes(502), "negative", "alice", pixel_sha256=identity)
-    counts = export_corrections(root, tmp_path / "out")
+    counts = export_corrections(CorrectionStore(root), tmp_path / "out")
     assert (counts["images"], counts["covid"], counts["not_covid"]) == (1, 0, 1)
     with open(tmp_path / "out" / "MANIFEST.csv", newline="") as f:
         [row] = list(csv.DictReader(f))

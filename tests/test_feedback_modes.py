@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from feedback import all_corrections
+from feedback import CorrectionStore
 from feedback.store import _connect
 from tests.test_feedback import flag, png_bytes
 
@@ -36,7 +36,7 @@ def test_an_existing_world_readable_store_is_tightened_by_the_next_write_not_by_
     flag(tmp_path, png_bytes(41))
     for name in ("corrections.sqlite3", "corrections.lock"):
         os.chmod(tmp_path / name, 0o644)
-    assert len(all_corrections(tmp_path)) == 1
+    assert len(CorrectionStore(tmp_path).all()) == 1
     assert mode(tmp_path / "corrections.sqlite3") == 0o644
     flag(tmp_path, png_bytes(42))
     assert mode(tmp_path / "corrections.sqlite3") == 0o600 and mode(tmp_path / "corrections.lock") == 0o600

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 import feedback.store
-from feedback import all_corrections, corrections_for
+from feedback import CorrectionStore
 from feedback.store import DailyLimitReached, QuotaExceeded, Quotas, StoreFull
 from tests.test_feedback import flag, png_bytes
 
@@ -31,17 +31,17 @@ def test_store_full_refuses_and_stores_nothing(tmp_path):
     flag(tmp_path, first, quotas=quotas)
     with pytest.raises(StoreFull, match="full"):
         flag(tmp_path, second, quotas=quotas)
-    assert len(all_corrections(tmp_path)) == 1
+    assert len(CorrectionStore(tmp_path).all()) == 1
     assert stored_files(tmp_path) == [hashlib.sha256(first).hexdigest() + ".png"]
     flag(tmp_path, first, reader="bob", quotas=quotas)
-    assert len(all_corrections(tmp_path)) == 2
+    assert len(CorrectionStore(tmp_path).all()) == 2
 
 
 def test_total_quota_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("XRAY_FEEDBACK_QUOTA_MB", "0")
     with pytest.raises(QuotaExceeded):
         flag(tmp_path, png_bytes(22))
-    assert all_corrections(tmp_path) == [] and stored_files(tmp_path) == []
+    assert CorrectionStore(tmp_path).all() == [] and stored_files(tmp_path) == []
 
 
 def test_daily_limit_per_reader_refuses_and_stores_nothing(tmp_path, monkeypatch):
@@ -52,7 +52,7 @@ def test_daily_limit_per_reader_refuses_and_stores_nothing(tmp_path, monkeypatch
     with pytest.raises(DailyLimitReached, match="'alice' has made 2 flags today.*00:00 UTC") as refused:
         flag(tmp_path, png_bytes(25))
     assert isinstance(refused.value, ValueError)
-    assert len(all_corrections(tmp_path)) == 2 and len(stored_files(tmp_path)) == 2
+    assert len(CorrectionStore(tmp_path).all()) == 2 and len(stored_files(tmp_path)) == 2
     assert flag(tmp_path, png_bytes(25), reader="bob") == (3, True)
 
 
@@ -71,7 +71,7 @@ def test_reencoded_bytes_are_stored_under_the_uploads_sha256(tmp_path):
     upload_sha = hashlib.sha256(upload).hexdigest()
     record_id, created = flag(tmp_path, reencoded, filename="scan.dcm", image_sha256=upload_sha.upper(),
                               extension="png")
-    [c] = corrections_for(tmp_path, upload_sha)
+    [c] = CorrectionStore(tmp_path).for_image(upload_sha)
     assert (c.id, c.image_sha256, c.original_filename) == (record_id, upload_sha, "scan.dcm")
     assert stored_files(tmp_path) == [f"{upload_sha}.png"]
     assert (tmp_path / "images" / f"{upload_sha}.png").read_bytes() == reencoded
@@ -84,4 +84,4 @@ def test_reencoded_bytes_are_stored_under_the_uploads_sha256(tmp_path):
 def test_bad_sha256_or_extension_is_refused(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, png_bytes(30), **change)
-    assert all_corrections(tmp_path) == [] and stored_files(tmp_path) == []
+    assert CorrectionStore(tmp_path).all() == [] and stored_files(tmp_path) == []

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from feedback import all_corrections, export_corrections, integrity_check
+from feedback import CorrectionStore, export_corrections
 from tests.test_feedback import flag, png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,13 +34,13 @@ CREATE TABLE IF NOT EXISTS corrections (
 def test_repeated_flag_does_not_use_up_an_id(tmp_path):
     a, b = png_bytes(10), png_bytes(11)
     assert [flag(tmp_path, a), flag(tmp_path, a), flag(tmp_path, b)] == [(1, True), (1, False), (2, True)]
-    assert [c.id for c in all_corrections(tmp_path)] == [1, 2]
+    assert [c.id for c in CorrectionStore(tmp_path).all()] == [1, 2]
 
 
 def test_verified_and_unverified_are_stored_as_given(tmp_path):
     flag(tmp_path, png_bytes(12), reader="alice", verified=True)
     flag(tmp_path, png_bytes(12), reader="walk-in", verified=False)
-    assert [(c.reader, c.verified) for c in all_corrections(tmp_path)] == [("alice", True), ("walk-in", False)]
+    assert [(c.reader, c.verified) for c in CorrectionStore(tmp_path).all()] == [("alice", True), ("walk-in", False)]
 
 
 def test_unverified_flags_are_left_out_of_the_export_unless_asked(tmp_path):
@@ -50,11 +50,11 @@ def test_unverified_flags_are_left_out_of_the_export_unless_asked(tmp_path):
     flag(root, unverified, "negative", "walk-in", verified=False)
     flag(root, verified, "negative", "walk-in", verified=False)
 
-    counts = export_corrections(root, tmp_path / "default")
+    counts = export_corrections(CorrectionStore(root), tmp_path / "default")
     assert (counts["corrections"], counts["images"], counts["left_out_unverified"]) == (1, 1, 2)
     assert [p.parent.name for p in (tmp_path / "default").rglob("*.png")] == ["covid"]
 
-    counts = export_corrections(root, tmp_path / "all", include_unverified=True)
+    counts = export_corrections(CorrectionStore(root), tmp_path / "all", include_unverified=True)
     assert (counts["corrections"], counts["images"], counts["left_out_unverified"]) == (3, 2, 0)
     with open(tmp_path / "all" / "MANIFEST.csv", newline="") as f:
         readers = sorted(row["readers"] for row in csv.DictReader(f))
@@ -92,11 +92,11 @@ def test_old_store_is_migrated_and_its_rows_count_as_unverified(tmp_path):
         )
     conn.close()
 
-    [old] = all_corrections(tmp_path)
+    [old] = CorrectionStore(tmp_path).all()
     assert (old.id, old.reader, old.note, old.verified) == (1, "alice", "from v1", False)
     assert flag(tmp_path, image, verified=True) == (2, True)
     assert flag(tmp_path, image, verified=True) == (2, False)
-    assert [c.verified for c in all_corrections(tmp_path)] == [False, True]
-    assert integrity_check(tmp_path) == "ok"
+    assert [c.verified for c in CorrectionStore(tmp_path).all()] == [False, True]
+    assert CorrectionStore(tmp_path).integrity() == "ok"
     flag(tmp_path, image, "negative", verified=True)
     assert flag(tmp_path, image, verified=True) == (4, True), "the old unique key (image, reader, label) is gone"

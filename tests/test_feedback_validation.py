@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from feedback import all_corrections, check_reader, export_corrections, load_readers
+from feedback import CorrectionStore, check_reader, export_corrections, load_readers
 from feedback.export import csv_safe
 from feedback.store import check_note, clean_reader
 from tests.test_feedback import flag, png_bytes
@@ -35,13 +35,13 @@ def test_bad_reader_names_are_refused(tmp_path, name, message):
         clean_reader(name)
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, png_bytes(1), reader=name)
-    assert all_corrections(tmp_path) == []
+    assert CorrectionStore(tmp_path).all() == []
 
 
 def test_notes_allow_newlines_and_html_as_text(tmp_path):
     note = "GGO <b>left</b> lower lobe\nsee prior =SUM(A1)"
     flag(tmp_path, png_bytes(2), note=note)
-    [c] = all_corrections(tmp_path)
+    [c] = CorrectionStore(tmp_path).all()
     assert c.note == note
     assert check_note("x" * 2000) == "x" * 2000
 
@@ -50,12 +50,12 @@ def test_notes_allow_newlines_and_html_as_text(tmp_path):
 def test_bad_notes_are_refused(tmp_path, note, message):
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, png_bytes(3), note=note)
-    assert all_corrections(tmp_path) == []
+    assert CorrectionStore(tmp_path).all() == []
 
 
 def test_stored_filename_has_no_control_characters_and_is_bounded(tmp_path):
     flag(tmp_path, png_bytes(4), filename="/up/load/evil\x1b[2J" + "n" * 400 + ".png")
-    [c] = all_corrections(tmp_path)
+    [c] = CorrectionStore(tmp_path).all()
     assert "\x1b" not in c.original_filename and len(c.original_filename) == 255
 
 
@@ -83,7 +83,7 @@ def test_export_manifest_neutralises_reader_names(tmp_path):
     root, out = tmp_path / "store", tmp_path / "out"
     flag(root, png_bytes(5), reader="-cmd", verified=True)
     flag(root, png_bytes(5), reader="alice", verified=True)
-    export_corrections(root, out)
+    export_corrections(CorrectionStore(root), out)
     with open(out / "MANIFEST.csv", newline="") as f:
         [row] = list(csv.DictReader(f))
     assert row["readers"] == "'-cmd;alice"

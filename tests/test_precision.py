@@ -252,7 +252,7 @@ def test_the_measured_choice_is_cached_per_cpu_model_version_and_request_and_reu
 def test_a_server_measures_its_batch_size_unless_the_environment_sets_it(tiny_model, tmp_path, monkeypatch):
     from model.serving import measure
 
-    monkeypatch.setattr(measure, "CACHE_FILE", tmp_path / "precision.json")
+    monkeypatch.setenv("XRAY_PRECISION_CACHE", str(tmp_path / "precision.json"))
     monkeypatch.setattr(measure, "measure", lambda predictors, greys, batch: _measured((100, 50)))
     monkeypatch.delenv("XRAY_MAX_BATCH_SIZE", raising=False)
     assert load_predictor(tiny_model, "float32", serving=True).batch_size == 8

@@ -21,7 +21,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from feedback.store import all_corrections
+from feedback.store import CorrectionStore
 from model.artifact import CARD_FILE, load_card
 from model.cli import USAGE_ERROR, run
 from model.images import image_identity, read_grey
@@ -109,11 +109,11 @@ def wait_for_version(client: Client, store: Path, image: Path, version: str) -> 
     while time.monotonic() < deadline:
         client.predict(handle_file(str(image)), api_name="/predict")
         flag(client, image, label)
-        if all_corrections(store)[-1].model_version == version:
+        if CorrectionStore(store).all()[-1].model_version == version:
             return
         label = "negative" if label == "positive" else "positive"
         time.sleep(1)
-    raise AssertionError(f"the app still answers with {all_corrections(store)[-1].model_version}, not {version}")
+    raise AssertionError(f"the app still answers with {CorrectionStore(store).all()[-1].model_version}, not {version}")
 
 
 def deleted_tracked_files(repo: Path) -> list[str]:
@@ -171,7 +171,7 @@ def test_the_readme_loop_runs_as_written_and_corrections_really_correct(tmp_path
         client = Client(server.url, verbose=False, analytics_enabled=False)
         flag(client, dev_image, "negative")
         flag(client, external_image, "negative")
-        assert [c.model_version for c in all_corrections(store)] == [first, first]
+        assert [c.model_version for c in CorrectionStore(store).all()] == [first, first]
 
         assert run_command(export) == 0
         assert run_command(examples) == 0

@@ -1,4 +1,4 @@
-"""The repository can be pushed to a Hugging Face Space: every tracked file over 10 MB is routed to Git LFS."""
+"""Every tracked file over 10 MB matches an LFS pattern of .gitattributes (the Space stores those through LFS/Xet)."""
 
 import fnmatch
 import shutil

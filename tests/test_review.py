@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from feedback.review import agreement, cohen_kappa, confusion, filter_corrections, fleiss_kappa, summary
-from feedback.store import add_correction, all_corrections, count_prediction, predicted_images, prediction_counts
+from feedback.store import CorrectionStore
 from space import presentation as show
 
 # image -> model decision and version, then (reader, label) in the order they were flagged
@@ -29,9 +29,9 @@ THREE_READERS = {
 def make_store(root, images: dict) -> list:
     for name, (decision, version, reads) in images.items():
         for reader, label in reads:
-            add_correction(root, name.encode(), f"{name}.png", label, reader, f"note on {name}", decision,
+            CorrectionStore(root).add(name.encode(), f"{name}.png", label, reader, f"note on {name}", decision,
                            0.9 if decision == "positive" else 0.1, version, verified=True)
-    return all_corrections(root)
+    return CorrectionStore(root).all()
 
 
 def test_cohen_kappa_of_two_readers_on_four_images_is_the_hand_computed_0_2(tmp_path):
@@ -85,10 +85,10 @@ def test_summary_shares_of_predictions_corrected_by_model_version(tmp_path):
     for version, images in (("v1", ["i1", "i1", "a" * 64, "b" * 64]), ("v2", ["i3", "i4", *("c" * 64,) * 8]),
                             ("v3", ["d" * 64] * 3)):
         for image in images:
-            count_prediction(tmp_path, version, sha.get(image, image))
-    assert prediction_counts(tmp_path) == {"v1": 4, "v2": 10, "v3": 3}
+            CorrectionStore(tmp_path).count_prediction(version, sha.get(image, image))
+    assert CorrectionStore(tmp_path).prediction_counts() == {"v1": 4, "v2": 10, "v3": 3}
 
-    found = summary(stored, prediction_counts(tmp_path), predicted_images(tmp_path))
+    found = summary(stored, CorrectionStore(tmp_path).prediction_counts(), CorrectionStore(tmp_path).predicted_images())
     assert (found.corrections, found.images, found.readers) == (8, 4, 2)
     shares = {v.model_version: (v.predictions, v.predicted_images, v.corrected_predicted_images, v.corrections,
                                 v.share) for v in found.versions}
@@ -116,6 +116,6 @@ def test_filters_by_label_reader_and_model_version(tmp_path):
 
 
 def test_prediction_counts_of_a_missing_store_are_empty_and_a_version_is_required(tmp_path):
-    assert prediction_counts(tmp_path / "none") == {}
+    assert CorrectionStore(tmp_path / "none").prediction_counts() == {}
     with pytest.raises(ValueError, match="model_version"):
-        count_prediction(tmp_path, "")
+        CorrectionStore(tmp_path).count_prediction("")

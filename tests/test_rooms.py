@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,29 @@ def test_feedback_and_model_never_import_each_other():
     assert import_with_blocked(feedback, ["model"]).returncode == 0
     model = ["model.training.export", "model.training.crossval", "model.serving.predictor", "model.data"]
     assert import_with_blocked(model, ["feedback", "space", "tuning"]).returncode == 0
+
+
+def test_settings_imports_nothing_of_the_project():
+    result = import_with_blocked(["settings"], ["model", "feedback", "space", "tuning", "app"])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def product_sources() -> list[Path]:
+    """Every Python file of the product: the tree less tests/ and benchmarks/."""
+    return [p for p in REPO.rglob("*.py") if p.relative_to(REPO).parts[0] not in ("tests", "benchmarks")
+            and ".git" not in p.parts]
+
+
+def test_sqlite_is_imported_only_under_feedback():
+    importing = {p.relative_to(REPO).as_posix() for p in product_sources()
+                 if re.search(r"^\s*(import sqlite3|from sqlite3 )", p.read_text(), re.MULTILINE)}
+    assert importing and all(name.startswith("feedback/") for name in importing), importing
+
+
+def test_the_environment_is_read_only_by_settings_and_the_tuner_s_roles():
+    reading = {p.relative_to(REPO).as_posix() for p in product_sources()
+               if re.search(r"os\.environ|getenv|environ\[", p.read_text())}
+    assert reading == {"settings.py", "tuning/search.py"}
 
 
 def test_tuning_imports_training_and_core_only():

@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from feedback.store import all_corrections
+from feedback.store import CorrectionStore
 from space import presentation as show
 from tests.readonly import read_only_mount
 from tests.server import APP, EXAMPLES, REPO, distinct_xrays, make_model, running_server
@@ -73,7 +73,7 @@ def test_a_read_only_store_never_breaks_predict(model_dir, tmp_path):
                 server, tmp_path, "its file system is read-only")
             earlier = predict(client_for(server, tmp_path), EXAMPLES / "covid-2.jpg")[3]
             assert earlier["data"] == [[show.REVIEWED]]
-    assert [c.note for c in all_corrections(store)] == ["kept"]
+    assert [c.note for c in CorrectionStore(store).all()] == ["kept"]
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_a_loopback_peers_forged_header_is_ignored_and_open_mode_flags_are_limit
             flag(client_for(server, tmp_path, "10.0.0.99"), images[3], "walk-in-99")
         public = predict(client_for(server, tmp_path), images[0])[3]
         assert public["data"] == [[show.REVIEWED]] and "anyone" not in str(public)
-    assert len(all_corrections(tmp_path / "feedback")) == 3
+    assert len(CorrectionStore(tmp_path / "feedback").all()) == 3
 
 
 def test_a_corrupt_model_file_is_one_clear_line_and_exit_status_2(model_dir, tmp_path):

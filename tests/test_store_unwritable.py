@@ -8,7 +8,7 @@ import os
 import pytest
 
 import feedback.store
-from feedback import StoreUnwritable, all_corrections, count_prediction, prediction_counts, store_problem
+from feedback import CorrectionStore, StoreUnwritable
 from feedback.export import export_corrections
 from feedback.review import apart_by_verification, summary
 from feedback.store import DailyLimitReached, Quotas, StoreFull, check_note
@@ -23,23 +23,23 @@ def files_in(root) -> set[str]:
 
 def test_reading_writes_nothing(tmp_path):
     flag(tmp_path, png_bytes(1))
-    count_prediction(tmp_path, "v1")
+    CorrectionStore(tmp_path).count_prediction("v1")
     (tmp_path / "corrections.lock").unlink()
     before = files_in(tmp_path)
-    assert len(all_corrections(tmp_path)) == 1 and prediction_counts(tmp_path) == {"v1": 1}
+    assert len(CorrectionStore(tmp_path).all()) == 1 and CorrectionStore(tmp_path).prediction_counts() == {"v1": 1}
     assert files_in(tmp_path) == before and not (tmp_path / "corrections.lock").exists()
 
 
 def test_a_store_under_a_regular_file_says_why_and_stores_nothing(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     root = tmp_path / "file" / "feedback"
-    assert store_problem(root) == "its path is not a folder"
+    assert CorrectionStore(root).problem() == "its path is not a folder"
     with pytest.raises(StoreUnwritable, match="cannot be written: its path is not a folder") as refused:
         flag(root, png_bytes(2))
     assert isinstance(refused.value, OSError)
     with pytest.raises(StoreUnwritable):
-        count_prediction(root, "v1")
-    assert all_corrections(root) == [] and prediction_counts(root) == {}
+        CorrectionStore(root).count_prediction("v1")
+    assert CorrectionStore(root).all() == [] and CorrectionStore(root).prediction_counts() == {}
 
 
 def test_a_full_disk_is_named_and_leaves_no_record(tmp_path, monkeypatch):
@@ -51,20 +51,20 @@ def test_a_full_disk_is_named_and_leaves_no_record(tmp_path, monkeypatch):
     monkeypatch.setattr(feedback.store, "_store_image", no_space)
     with pytest.raises(StoreUnwritable, match="the disk is full"):
         flag(tmp_path, png_bytes(4))
-    assert len(all_corrections(tmp_path)) == 1
+    assert len(CorrectionStore(tmp_path).all()) == 1
 
 
 def test_a_read_only_store_reads_and_refuses_writes_with_the_reason(tmp_path):
     store = tmp_path / "store"
     flag(store, png_bytes(5), note="kept")
     with read_only_mount(store, tmp_path / "view") as view:
-        assert store_problem(view) == "its file system is read-only"
-        [row] = all_corrections(view)
+        assert CorrectionStore(view).problem() == "its file system is read-only"
+        [row] = CorrectionStore(view).all()
         assert row.note == "kept" and os.path.isfile(row.image_path)
         with pytest.raises(StoreUnwritable, match="read-only"):
             flag(view, png_bytes(6))
         with pytest.raises(StoreUnwritable, match="read-only"):
-            count_prediction(view, "v1")
+            CorrectionStore(view).count_prediction("v1")
 
 
 def test_record_quota_and_per_client_daily_limit(tmp_path):
@@ -77,7 +77,7 @@ def test_record_quota_and_per_client_daily_limit(tmp_path):
     flag(tmp_path, image, reader="walk-in-3", client="198.51.100.1", quotas=quotas)
     with pytest.raises(StoreFull, match="holds 3 corrections"):
         flag(tmp_path, png_bytes(8), reader="walk-in-4", client="198.51.100.2", quotas=quotas)
-    assert len(all_corrections(tmp_path)) == 3
+    assert len(CorrectionStore(tmp_path).all()) == 3
     assert Quotas.from_env({"XRAY_FEEDBACK_MAX_RECORDS": "9", "XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT": "4"}) == Quotas(
         records=9, daily_flags_per_client=4)
 
@@ -91,14 +91,14 @@ def test_text_direction_controls_are_refused_in_notes():
 def test_a_missing_stored_image_is_skipped_not_fatal(tmp_path):
     flag(tmp_path, png_bytes(9))
     flag(tmp_path, png_bytes(10), label="negative")
-    os.remove(all_corrections(tmp_path)[0].image_path)
-    counts = export_corrections(tmp_path, tmp_path / "out")
+    os.remove(CorrectionStore(tmp_path).all()[0].image_path)
+    counts = export_corrections(CorrectionStore(tmp_path), tmp_path / "out")
     assert counts["missing_images"] == 1 and counts["not_covid"] == 1 and counts["covid"] == 0
 
 
 def test_unverified_rows_under_a_readers_name_stay_apart(tmp_path):
     flag(tmp_path, png_bytes(11), reader="dr_a", verified=True)
     flag(tmp_path, png_bytes(11), label="negative", reader="dr_a", verified=False)
-    rows = apart_by_verification(all_corrections(tmp_path))
+    rows = apart_by_verification(CorrectionStore(tmp_path).all())
     assert [r.reader for r in rows] == ["dr_a", "dr_a (unverified)"]
     assert summary(rows, {}).readers == 2

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 
+import settings
 from model.images import Source
 from model.serving.predictor import Decoded, Prediction, Predictor, decode
-
-DEFAULT_MAX_BATCH_SIZE = 8
-
-
-def requested_batch_size() -> int | None:
-    """$XRAY_MAX_BATCH_SIZE (at least 1) when set: the batch size is forced; None: serving measures it."""
-    text = os.environ.get("XRAY_MAX_BATCH_SIZE", "").strip()
-    return max(1, int(text)) if text.isdigit() else None
 
 
 @dataclass
@@ -41,7 +33,7 @@ class BatchingPredictor:
     """
 
     predictor: Predictor
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_size: int = settings.DEFAULT_MAX_BATCH_SIZE
     _pending: list[_Slot] = field(default_factory=list)
     _running: bool = False
     _changed: threading.Condition = field(default_factory=threading.Condition)

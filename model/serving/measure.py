@@ -8,14 +8,14 @@ and gives every example the same answer (decision and input-gate status, after t
 recompute); otherwise float32. In the chosen precision, concurrent predictions are served up to the largest
 batch only when it is faster per image by MARGIN; else one at a time, so that a prediction never waits behind a
 long pass that buys no speed. The figures and the choice are logged and cached per CPU model, model and gate
-version, requested precision and batch size (CACHE_FILE), so a restart reuses them.
+version, requested precision and batch size (XRAY_PRECISION_CACHE, settings.precision_cache), so a
+restart reuses them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import statistics
 import time
@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+import settings
 from model.images import EXTENSIONS, read_grey
 from model.preprocessing import preprocessing_of, to_network_input
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 MARGIN = 1.15
 RUNS = 2
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CACHE_FILE = Path(os.environ.get("XRAY_PRECISION_CACHE") or Path.home() / ".cache" / "xray-covid" / "precision.json")
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,12 @@ def _key(card, requested: str, batch: int) -> str:
 
 
 def measured_serving(make: Callable[[str], object], card, requested: str, batch: int,
-                     cache_file: Path = CACHE_FILE) -> Serving:
+                     cache_file: Path | None = None) -> Serving:
     """How to serve this model on this CPU: from the cache, else measured and cached. `requested` is `auto`
     (both precisions timed) or a precision (only its batch size measured); `make(precision)` builds the
-    predictor in that precision."""
+    predictor in that precision; the cache is `cache_file`, else the configured one."""
     key = _key(card, requested, batch)
+    cache_file = settings.precision_cache() if cache_file is None else cache_file
     try:
         cached = json.loads(cache_file.read_text())
     except (OSError, ValueError):

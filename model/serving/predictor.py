@@ -8,6 +8,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+import settings
 from model.artifact import DEFAULT_ARTIFACT, artifact_gate, load_artifact
 from model.calibration import calibrate
 from model.card import ModelCard
@@ -190,15 +191,14 @@ def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, 
     """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto, which
     times this model in each precision on this CPU (model/serving/measure.py, cached). For `serving` (a server
     batching concurrent predictions), the batch size is measured too unless $XRAY_MAX_BATCH_SIZE sets it."""
-    from model.serving.batching import DEFAULT_MAX_BATCH_SIZE, requested_batch_size
-
     model, card = load_artifact(path)
     gate = artifact_gate(path, card)
-    requested, forced_batch = requested_precision(precision), requested_batch_size()
+    requested, forced_batch = requested_precision(precision), settings.max_batch_size()
     if requested == "auto" or (serving and forced_batch is None):
         from model.serving.measure import measured_serving
 
         choice = measured_serving(lambda p: predictor_from_model(model, card, p, gate), card, requested,
-                                  forced_batch or DEFAULT_MAX_BATCH_SIZE)
+                                  forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
         return predictor_from_model(model, card, choice.precision, gate, forced_batch or choice.batch_size)
-    return predictor_from_model(model, card, resolve(requested), gate, forced_batch or DEFAULT_MAX_BATCH_SIZE)
+    return predictor_from_model(model, card, resolve(requested), gate,
+                                forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
