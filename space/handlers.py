@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
+from PIL import Image
 
 import settings
 from feedback import (
@@ -36,6 +36,7 @@ from model.serving.predictor import Prediction, Predictor
 from model.serving.reload import ModelWatch
 from space import presentation as show
 from space.fairness import FairShare
+from space.served import expire
 
 log = logging.getLogger(__name__)
 EXPORT_PREFIX = "xray-covid-export-"
@@ -57,16 +58,23 @@ def remove_old_exports(keep_s: float = EXPORT_KEEP_S) -> None:
             continue
 
 
-def thumbnails(store: CorrectionStore, corrections: list[Correction]) -> list[tuple[np.ndarray, str]]:
-    """Small grey copies of the stored images (the store's files are never served), captioned with their record."""
-    made: dict[str, np.ndarray | None] = {}
+def thumbnails(store: CorrectionStore, corrections: list[Correction]) -> list[tuple[str, str]]:
+    """Small grey PNG copies of the stored images (the store's files are never served), captioned with their record;
+    deleted, with Gradio's copies, after space.served.LIFETIME_S."""
+    folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
+    made: dict[str, str | None] = {}
     for c in corrections:
         if c.image_sha256 not in made:
+            made[c.image_sha256] = None
             try:
                 image = store.image_bytes(c)
-                made[c.image_sha256] = show.preview(read_grey(image), show.THUMBNAIL_SIDE) if image else None
+                if image:
+                    path = folder / f"{c.image_sha256[:16]}.png"
+                    Image.fromarray(show.preview(read_grey(image), show.THUMBNAIL_SIDE)).save(path)
+                    made[c.image_sha256] = str(path)
             except (ImageError, StoreUnreadable):
-                made[c.image_sha256] = None
+                pass
+    expire([*(p for p in made.values() if p), folder])
     return [(made[c.image_sha256], f"#{c.id}") for c in corrections if made[c.image_sha256] is not None]
 
 
@@ -274,13 +282,16 @@ class Handlers:
         )
 
     def review_export(self, reader: str, password: str, request: gr.Request = None) -> str:
-        """For a signed-in reader, the labelled folder `python -m feedback export` writes, as a zip file."""
+        """For a signed-in reader, the labelled folder `python -m feedback export` writes, as a zip file (its URL
+        works for space.served.LIFETIME_S)."""
         self.review_sign_in(reader, password, request)
         remove_old_exports()
         folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
         try:
             export_corrections(self.store, folder / "corrections")
-            return shutil.make_archive(str(folder / "xray-covid-corrections"), "zip", folder / "corrections")
+            archive = shutil.make_archive(str(folder / "xray-covid-corrections"), "zip", folder / "corrections")
+            expire([Path(archive), folder])
+            return archive
         except (OSError, ValueError) as error:
             log.error("export of %s failed: %r", self.store.folder, error)
             raise refuse("Export failed: the store could not be read or the export could not be written "

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import socket
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -420,6 +421,22 @@ def test_corrections_tab_shows_nothing_without_a_valid_sign_in_and_everything_wi
     archive = client.predict("dr_plain", "opensesame", api_name="/review_export")
     names = zipfile.ZipFile(archive).namelist()
     assert "MANIFEST.csv" in names and any(name.startswith(("covid/", "not_covid/")) for name in names)
+
+
+def test_what_a_reader_downloads_is_fetchable_by_url_only_for_a_while(guarded_app, tmp_path, monkeypatch):
+    from space import served
+
+    client, url, _ = guarded_app
+    flag(client, EXAMPLES["normal-3.png"], "positive", "dr_plain", "opensesame")
+    monkeypatch.setattr(served, "LIFETIME_S", 1.5)
+    direct = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    archive = direct.predict("dr_plain", "opensesame", api_name="/review_export")
+    pictures = direct.predict("dr_plain", "opensesame", show.ALL, show.ALL, show.ALL, api_name="/review")[2]
+    links = [archive["url"], *(picture["image"]["url"] for picture in pictures)]
+    assert len(links) >= 2 and all(httpx.get(link, timeout=30).status_code == 200 for link in links)
+    time.sleep(3)
+    after = [httpx.get(link, timeout=30).status_code for link in links]
+    assert all(code in (403, 404) for code in after), f"still served after their lifetime: {after}"
 
 
 def test_in_open_mode_the_corrections_tab_has_no_endpoints_and_says_it_needs_accounts(open_app):
