@@ -1,7 +1,7 @@
 """One client's pile of predictions, sent from a process of its own (as a second user's machine would send them).
 
 `python -m tests.pile URL FOLDER FORWARDED` predicts every PNG in FOLDER at once through gradio_client, with
-X-Forwarded-For: FORWARDED, and prints `done <monotonic time>` as each answer arrives, then `errors <n>`.
+X-Forwarded-For: FORWARDED, and prints `done <monotonic time>` as each answer arrives, then `errors <n>` and the first distinct errors.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main(url: str, folder: str, forwarded: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    print("errors", len(errors), flush=True)
+    print("errors", len(errors), *sorted({f"{type(e).__name__}: {e}" for e in errors})[:3], flush=True)
 
 
 if __name__ == "__main__":
