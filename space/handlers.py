@@ -189,7 +189,8 @@ class Handlers:
         return (
             show.label_scores(prediction),
             show.decision_text(prediction, self.predictor.card.threshold_rule),
-            overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None,
+            overlay(show.preview(prediction.grey), prediction.heatmap, prediction.crop_box, prediction.grey.shape)
+            if prediction.answered else None,
             show.public_corrections(self.stored_corrections(sha256)),
             prediction.status,
             prediction.reason,
