@@ -68,14 +68,6 @@ def point_of(config: ModelConfig) -> dict:
 SEED_POINT = point_of(REFERENCE)
 
 
-def contains(space: dict[str, Spec], point: dict) -> bool:
-    """Whether every coordinate of point is a value the space can take."""
-    def inside(spec: Spec, value) -> bool:
-        return spec.low <= value <= spec.high if isinstance(spec, LogRange) else value in spec
-
-    return set(point) == set(space) and all(inside(space[name], value) for name, value in point.items())
-
-
 def config_of(point: dict, base: ModelConfig) -> ModelConfig:
     """base with the point's hyperparameters; names outside the space (Keras Tuner's own) are ignored.
 
