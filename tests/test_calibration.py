@@ -8,7 +8,7 @@ import pytest
 from model.calibration import calibrate
 from model.card import new_card
 from model.config import ModelConfig
-from model.training.calibration import (
+from model.training.platt import (
     ECE_LIMIT,
     choose_calibration,
     expected_calibration_error,

@@ -97,7 +97,7 @@ def test_grouped_folds_never_split_a_patient(fixture_dir):
 
     from model.data import scan_folder
     from model.features import Features
-    from model.training.crossval import grouped_folds
+    from model.training.folds import grouped_folds
 
     examples = scan_folder(fixture_dir)
     features = Features(np.zeros((len(examples), 1, 1)), np.array([e.label for e in examples], "float32"), examples)
