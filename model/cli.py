@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import typing
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import Callable, Sequence
 

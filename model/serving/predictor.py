@@ -18,6 +18,7 @@ from model.precision import requested_precision, resolve
 from model.preprocessing import Box, crop_box, preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
 
+
 @dataclass(frozen=True)
 class Decoded:
     """A decoded input: its grey pixels and what its DICOM header says it is (model.images.image_facts)."""
