@@ -138,7 +138,7 @@ def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
 class HeadHyperModel(keras_tuner.HyperModel):
     """Builds a head from hp and fits it on the cached features of hp's preprocessing and blocks.
 
-    `bank` gives each configuration its features (model.training.bank.FeatureBank); fit() tunes epochs,
+    `bank` gives each configuration its features (tuning.bank.FeatureBank); fit() tunes epochs,
     batch size and class weighting, and logs the external and cross-validated AUC objectives when asked.
     Under Hyperband the tuner sets the epochs, so the space given here should not hold them.
     """
