@@ -46,7 +46,8 @@ def test_the_blocker_does_block():
 def test_feedback_and_model_never_import_each_other():
     feedback = ["feedback", "feedback.export", "feedback.review", "feedback.__main__"]
     assert import_with_blocked(feedback, ["model"]).returncode == 0
-    model = ["model.training.export", "model.training.scoring", "model.training.split_features", "model.training.folds", "model.serving.predictor", "model.data"]
+    model = ["model.training.export", "model.training.scoring", "model.training.split_features", "model.training.folds",
+             "model.serving.predictor", "model.data"]
     assert import_with_blocked(model, ["feedback", "space", "tuning"]).returncode == 0
 
 
