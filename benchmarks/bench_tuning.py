@@ -26,10 +26,9 @@ from pathlib import Path
 from model.architecture import assemble, build_head, compile_model
 from model.config import REFERENCE
 from model.data import make_dataset, scan_folder, split_by_patient
-from model.features import base_key
-from model.features import featurize
-from model.training.export import prepare
+from model.features import base_key, featurize
 from model.training.head import train_head
+from model.training.split_features import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

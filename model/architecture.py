@@ -206,13 +206,6 @@ def gate_network(base: keras.Model) -> keras.Model:
     return keras.Model(base.input, gate_outputs(base)[2], name=f"{base.name}_gate")
 
 
-def build_model(config: ModelConfig, base: keras.Model | None = None) -> keras.Model:
-    """The full classifier for `config` (layers img_input, vgg16, flatten, fc1, fc2, preds for the reference)."""
-    base = base if base is not None else build_config_base(config)
-    head = build_head(tuple(base.output_shape[1:]), config)
-    return assemble(base, head, config.trainable_base)
-
-
 def make_optimizer(name: str, learning_rate: float, clipnorm: float = CLIPNORM) -> keras.optimizers.Optimizer:
     """The named optimizer with its global gradient norm clipped (see CLIPNORM)."""
     if name not in OPTIMIZER_CONSTRUCTORS:

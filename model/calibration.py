@@ -1,7 +1,7 @@
 """Apply a model card's probability calibration: plain numbers from the card, numpy only (serving uses it).
 
 `card.calibration` is empty or has method "none" (identity), or {"method": "platt", "a": A, "b": B}:
-calibrated = sigmoid(A * logit(p) + B), fitted on validation patients by model/training/calibration.py.
+calibrated = sigmoid(A * logit(p) + B), fitted on validation patients by model/training/platt.py.
 """
 
 from __future__ import annotations

@@ -7,22 +7,24 @@ unusable input files are each named and make the command exit 1 once it has done
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import Callable, Sequence
 
 import settings
 from model.config import (
-    BLOCKS,
+    BASE,
     DEFAULT_POSITIVE_FOLDERS,
-    EQUALIZATIONS,
-    HEADS,
-    OPTIMIZERS,
-    POOLINGS,
-    REFERENCE,
+    FEATURES,
+    HEAD,
+    PREPROCESSING,
+    SPLIT,
     ModelConfig,
+    fields_of,
 )
 from model.data import (
     Example,
@@ -122,7 +124,7 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                             "of the same image in place (see python -m model.data)")
     group.add_argument("--val-fraction", type=float, default=0.15, help="patients held out for validation")
     group.add_argument("--test-fraction", type=float, default=0.15, help="patients held out for the final test")
-    group.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and initialisation")
+    add_config_arguments(group, SPLIT)
     group.add_argument("--extra-train", type=Path, default=None, metavar="DIR",
                        help="a labelled folder (one class is enough, e.g. more normals) added to the training part only")
     group.add_argument("--extra-limit", type=int, default=None, metavar="N",
@@ -135,22 +137,43 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--views", type=int, default=2, help="augmented views cached per training image (default 2)")
     add_cache_arguments(group)
     base = parser.add_argument_group("base")
-    base.add_argument("--weights", default="imagenet",
-                      help="base weights: imagenet, none, or a VGG-16 no-top weights file (default imagenet)")
-    base.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
+    add_config_arguments(base, BASE)
     add_precision_argument(base)
-    base.add_argument("--target-sensitivity", type=float, default=None,
-                      help="choose the threshold for this validation sensitivity (default: Youden's J)")
+
+
+def flag_of(knob: dataclasses.Field) -> str:
+    """A ModelConfig field's command-line flag: its `flag` metadata, else --the-field-name."""
+    return knob.metadata.get("flag", "--" + knob.name.replace("_", "-"))
+
+
+def dest_of(knob: dataclasses.Field) -> str:
+    """Where argparse keeps a ModelConfig field's flag value."""
+    return flag_of(knob).removeprefix("--").replace("-", "_")
+
+
+def add_config_arguments(group: argparse._ArgumentGroup, name: str) -> None:
+    """One flag per ModelConfig field of the group `name`, with its help, choices and default from the field."""
+    types = typing.get_type_hints(ModelConfig)
+    for knob in fields_of(name):
+        kind, options = types[knob.name], {"help": knob.metadata["help"]}
+        if kind is not bool and knob.default is not None:
+            options["help"] += " (default: %(default)s)"
+        if kind is bool:
+            options["action"] = "store_true"
+        elif typing.get_origin(kind) is tuple:
+            options.update(type=typing.get_args(kind)[0], nargs=knob.metadata.get("nargs", "*"),
+                           default=list(knob.default))
+        else:
+            scalar = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]
+            options.update(type=scalar[0], default=knob.default)
+        options.update({k: knob.metadata[k] for k in ("choices", "metavar") if k in knob.metadata})
+        group.add_argument(flag_of(knob), **options)
 
 
 def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
     prep = parser.add_argument_group("preprocessing and features (defaults: the reference design)")
-    prep.add_argument("--crop", type=float, default=REFERENCE.crop, help="fraction of each border to remove")
-    prep.add_argument("--harmonize", type=int, default=REFERENCE.harmonize, metavar="PX",
-                      help="first bring every image to PX x PX (0: off), so all sources are equally coarse")
-    prep.add_argument("--equalize", choices=EQUALIZATIONS, default=REFERENCE.equalize, help="histogram equalization")
-    prep.add_argument("--feature-layers", nargs="+", choices=BLOCKS, default=list(REFERENCE.feature_layers),
-                      help="VGG-16 blocks the head reads (pooled; flatten reads block5 only)")
+    add_config_arguments(prep, PREPROCESSING)
+    add_config_arguments(prep, FEATURES)
 
 
 def examples_from_args(args: argparse.Namespace) -> list[Example]:
@@ -190,32 +213,21 @@ def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     head = parser.add_argument_group("head and training (defaults: the reference design)")
     head.add_argument("--hparams", type=Path, default=None,
                       help="take the head and training settings from a model_card.json or a JSON config instead")
-    head.add_argument("--pooling", choices=POOLINGS, default=REFERENCE.pooling)
-    head.add_argument("--head", choices=HEADS, default=REFERENCE.head, help="dense layers, or logistic (none)")
-    head.add_argument("--dense", type=int, nargs="*", default=list(REFERENCE.dense), help="dense layer sizes")
-    head.add_argument("--dropout", type=float, default=REFERENCE.dropout)
-    head.add_argument("--l2", type=float, default=REFERENCE.l2, help="L2 penalty on the head's weights")
-    head.add_argument("--optimizer", choices=OPTIMIZERS, default=REFERENCE.optimizer)
-    head.add_argument("--lr", type=float, default=REFERENCE.learning_rate, help="learning rate")
-    head.add_argument("--epochs", type=int, default=REFERENCE.epochs)
-    head.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
-    head.add_argument("--class-weight", action="store_true", help="weight classes by inverse frequency")
+    add_config_arguments(head, HEAD)
 
 
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    """The ModelConfig the flags describe; --hparams replaces the head and preprocessing settings, never the
-    base weights, the size or the seed (nor a --target-sensitivity given on the command line)."""
-    base = {"input_size": args.size, "weights": args.weights, "seed": args.seed}
-    if args.target_sensitivity is not None:
-        base["target_sensitivity"] = args.target_sensitivity
+    """The ModelConfig the flags describe (each field from its flag, where the command has it); --hparams replaces
+    the head and preprocessing settings, never the base weights, the size or the seed (nor a
+    --target-sensitivity given on the command line)."""
+    given = {knob.name: getattr(args, dest_of(knob)) for knob in dataclasses.fields(ModelConfig)
+             if hasattr(args, dest_of(knob))}
     if args.hparams:
         if not args.hparams.is_file():
             raise UsageError(f"--hparams {args.hparams}: no such file")
+        kept = {name: given[name] for name in ("input_size", "weights", "seed")}
+        if given["target_sensitivity"] is not None:
+            kept["target_sensitivity"] = given["target_sensitivity"]
         saved = json.loads(args.hparams.read_text())
-        return ModelConfig.from_dict({**saved.get("hyperparameters", saved), **base})
-    return ModelConfig(
-        crop=args.crop, harmonize=args.harmonize, equalize=args.equalize, feature_layers=tuple(args.feature_layers),
-        pooling=args.pooling, head=args.head, dense=tuple(args.dense), dropout=args.dropout, l2=args.l2,
-        optimizer=args.optimizer, learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-        class_weight=args.class_weight, **base,
-    )
+        return ModelConfig.from_dict({**saved.get("hyperparameters", saved), **kept})
+    return ModelConfig.from_dict(given)

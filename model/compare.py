@@ -23,7 +23,7 @@ from model.cli import (
 )
 from model.data import scan_folder
 from model.markdown import fmt, table
-from model.training.compare import Comparison, compare_models
+from model.training.paired import Comparison, compare_models
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:

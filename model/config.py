@@ -1,9 +1,16 @@
-"""The classifier's hyperparameters as plain data, with the seed's reference design as the default."""
+"""The classifier's hyperparameters as plain data, with the seed's reference design as the default.
+
+ModelConfig is the one list of knobs: each field's metadata says which part of the model it sets (`group`),
+what it means (`help`, the command lines' help), its command-line flag where that is not --the-field-name
+(`flag`), and for a preprocessing step its name in the feature cache key (`key`) and its words on the model
+card (`card`). model/preprocessing.py, model/cli.py and space/presentation.py read them from here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 POSITIVE_NAME = "COVID-19 positive"
 NEGATIVE_NAME = "COVID-19 negative"
@@ -16,38 +23,44 @@ BLOCKS = ("block3", "block4", "block5")
 EQUALIZATIONS = ("none", "global", "clahe")
 HEADS = ("dense", "logistic")
 
+BASE, PREPROCESSING, FEATURES, HEAD, SPLIT = "base", "preprocessing", "features", "head", "split"
+"""The groups of knobs: the base network, the preprocessing steps (off at their defaults), the features the
+head reads, the head and its training, and the seed (whose flag belongs to the data split's flags)."""
+
+
+def knob(default: Any, group: str, help: str, **metadata: Any) -> Any:
+    """A ModelConfig field with its metadata (see the module docstring)."""
+    return field(default=default, metadata={"group": group, "help": help, **metadata})
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to build, compile and train one classifier.
+    """Everything needed to build, compile and train one classifier; each field's `help` says what it does."""
 
-    `weights` is "imagenet", "none", or a path to a VGG-16 no-top weights file. Preprocessing: `crop`
-    removes that fraction of each border (where markers and rulers sit), `harmonize` first brings every
-    image to that many pixels square (0: off), `equalize` is none, global histogram equalization or CLAHE.
-    Features: `pooling` flatten reads block 5's map (the reference design); avg, max or avgmax pool each
-    block in `feature_layers` and concatenate. `head` dense has the `dense` hidden layers; logistic has
-    none and an L2 penalty `l2`. `target_sensitivity` picks the threshold on validation (None: Youden's J).
-    """
-
-    input_size: int = 256
-    weights: str = "imagenet"
-    trainable_base: bool = False
-    crop: float = 0.0
-    harmonize: int = 0
-    equalize: str = "none"
-    feature_layers: tuple[str, ...] = ("block5",)
-    pooling: str = "flatten"
-    head: str = "dense"
-    dense: tuple[int, ...] = (1024, 512)
-    dropout: float = 0.0
-    l2: float = 0.0
-    optimizer: str = "sgd"
-    learning_rate: float = 0.01
-    epochs: int = 20
-    batch_size: int = 32
-    class_weight: bool = False
-    target_sensitivity: float | None = None
-    seed: int = 0
+    input_size: int = knob(256, BASE, "input size in pixels", flag="--size")
+    weights: str = knob("imagenet", BASE, "base weights: imagenet, none, or a VGG-16 no-top weights file")
+    crop: float = knob(0.0, PREPROCESSING, "fraction of each border to remove (where markers and rulers sit)",
+                       key="crop", card="border crop {:g}")
+    harmonize: int = knob(0, PREPROCESSING, "first bring every image to PX x PX (0: off), so all sources are "
+                          "equally coarse", key="harm", card="brought to {} px", metavar="PX")
+    equalize: str = knob("none", PREPROCESSING, "histogram equalization", key="eq", card="{} histogram equalization",
+                         choices=EQUALIZATIONS)
+    feature_layers: tuple[str, ...] = knob(("block5",), FEATURES, "VGG-16 blocks the head reads (pooled; flatten "
+                                           "reads block5 only)", choices=BLOCKS, nargs="+")
+    pooling: str = knob("flatten", HEAD, "flatten reads block 5's map (the reference design); avg, max or avgmax "
+                        "pool each block of --feature-layers and concatenate", choices=POOLINGS)
+    head: str = knob("dense", HEAD, "dense layers, or logistic (none)", choices=HEADS)
+    dense: tuple[int, ...] = knob((1024, 512), HEAD, "dense layer sizes", nargs="*")
+    dropout: float = knob(0.0, HEAD, "dropout after each dense layer")
+    l2: float = knob(0.0, HEAD, "L2 penalty on the head's weights")
+    optimizer: str = knob("sgd", HEAD, "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = knob(0.01, HEAD, "learning rate", flag="--lr")
+    epochs: int = knob(20, HEAD, "training epochs")
+    batch_size: int = knob(32, HEAD, "training batch size")
+    class_weight: bool = knob(False, HEAD, "weight classes by inverse frequency")
+    target_sensitivity: float | None = knob(None, BASE, "choose the threshold for this validation sensitivity "
+                                            "(unset: Youden's J)")
+    seed: int = knob(0, SPLIT, "seed for the split, augmentation and initialisation")
 
     def __post_init__(self) -> None:
         if self.input_size < 32:
@@ -97,6 +110,11 @@ class ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         tuples = ("dense", "feature_layers")
         return cls(**{k: (tuple(v) if k in tuples else v) for k, v in d.items() if k in names})
+
+
+def fields_of(group: str, config_type: type = ModelConfig) -> tuple[dataclasses.Field, ...]:
+    """The fields of one group of knobs, in declaration order."""
+    return tuple(f for f in dataclasses.fields(config_type) if f.metadata.get("group") == group)
 
 
 REFERENCE = ModelConfig()

@@ -28,8 +28,8 @@ from model.cli import (
 )
 from model.data import scan_folder
 from model.features import featurizer
-from model.training.crossval import cross_validate
 from model.training.evaluation import cross_validated_summary
+from model.training.folds import cross_validate
 from model.training.report import write_report
 
 POOLED = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")

@@ -26,9 +26,9 @@ from model.cli import (
 )
 from model.data import scan_folder
 from model.training.evaluation import evaluate
-from model.training.export import score_saved
-from model.training.gate import screen, screen_out_of_scope
+from model.training.gate_fit import screen, screen_out_of_scope
 from model.training.report import write_report
+from model.training.scoring import score_saved
 from model.training.shortcut import shortcut_audit
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")

@@ -6,7 +6,7 @@ pass already computes (`gate_features` in model/serving/gradcam.py: the Grad-CAM
 4 x 4 grid, and the head's input) and applies, in numpy, a multinomial logistic regression over KINDS (refuse
 when the in-scope probability is under `threshold`) and a Mahalanobis distance to the in-scope films (refuse
 when it is over `novelty_threshold`: an input like nothing the gate was trained on). The gate is a file of
-its artifact (GATE_FILE), trained by model/training/gate.py and recorded in the model card's `gate` field.
+its artifact (GATE_FILE), trained by model/training/gate_fit.py and recorded in the model card's `gate` field.
 """
 
 from __future__ import annotations

@@ -8,33 +8,45 @@ three channels and apply VGG-16's own preprocessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import functools
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.config import ModelConfig
-from model.images import Source, read_grey
+from model.config import PREPROCESSING, ModelConfig, fields_of
 
 CLAHE_CLIP_LIMIT = 0.01
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a grey image becomes network input; `key` names it in the feature cache."""
+def _key(p) -> str:
+    """'256px-crop0-harm224-eqglobal': the size, then each step's key name and value (floats in %g)."""
+    steps = (f"{f.metadata.get('key', f.name)}{_spelled(getattr(p, f.name))}" for f in dataclasses.fields(p)[1:])
+    return "-".join([f"{p.size}px", *steps])
 
-    size: int
-    crop: float = 0.0
-    harmonize: int = 0
-    equalize: str = "none"
 
-    @property
-    def key(self) -> str:
-        return f"{self.size}px-crop{self.crop:g}-harm{self.harmonize}-eq{self.equalize}"
+def _spelled(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+@functools.cache
+def preprocessing_type(config_type: type = ModelConfig) -> type:
+    """The frozen dataclass of the network's `size` and config_type's preprocessing fields (same names, types,
+    defaults and metadata), whose `key` names it in the feature cache: a new field is a new part of the key."""
+    steps = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+             for f in fields_of(PREPROCESSING, config_type)]
+    namespace = {"key": property(_key), "__module__": __name__,
+                 "__doc__": "How a grey image becomes network input; `key` names it in the feature cache."}
+    return dataclasses.make_dataclass("Preprocessing", [("size", int), *steps], frozen=True, namespace=namespace)
+
+
+Preprocessing = preprocessing_type(ModelConfig)
 
 
 def preprocessing_of(config: ModelConfig) -> Preprocessing:
-    return Preprocessing(config.input_size, config.crop, config.harmonize, config.equalize)
+    """The preprocessing `config` prescribes (of its own class's preprocessing fields)."""
+    steps = {f.name: getattr(config, f.name) for f in fields_of(PREPROCESSING, type(config))}
+    return preprocessing_type(type(config))(config.input_size, **steps)
 
 
 def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
@@ -49,13 +61,21 @@ def shrink_grey(grey: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(image)
 
 
+Box = tuple[int, int, int, int]
+"""(top, left, bottom, right) in pixels, bottom and right exclusive."""
+
+
+def crop_box(shape: tuple[int, ...], fraction: float) -> Box:
+    """The region of an image of `shape` that border cropping by `fraction` keeps: the part the network sees."""
+    h, w = shape[:2]
+    dy, dx = (int(round(h * fraction)), int(round(w * fraction))) if fraction > 0 else (0, 0)
+    return dy, dx, h - dy, w - dx
+
+
 def crop_border(grey: np.ndarray, fraction: float) -> np.ndarray:
     """Remove `fraction` of the height from top and bottom and of the width from left and right."""
-    if fraction <= 0:
-        return grey
-    h, w = grey.shape
-    dy, dx = int(round(h * fraction)), int(round(w * fraction))
-    return grey[dy: h - dy, dx: w - dx]
+    top, left, bottom, right = crop_box(grey.shape, fraction)
+    return grey[top:bottom, left:right]
 
 
 def equalize(grey: np.ndarray, method: str) -> np.ndarray:
@@ -85,7 +105,3 @@ def to_network_input(grey: np.ndarray, p: Preprocessing | int) -> np.ndarray:
     rgb = np.repeat(prepare_grey(grey, p)[:, :, None].astype("float32"), 3, axis=2)
     return preprocess_input(rgb)
 
-
-def load_image(source: Source, p: Preprocessing | int) -> np.ndarray:
-    """One file to one network input."""
-    return to_network_input(read_grey(source), p)

@@ -26,7 +26,7 @@ from model.artifact import (
 from model.card import ModelCard
 from model.cli import UsageError, run, setup_logging
 from model.compare import add_comparison_arguments, compare_from_args, comparison_lines
-from model.training.compare import WORSE
+from model.training.paired import WORSE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,8 +20,8 @@ from model.cli import (
     add_data_arguments,
     add_head_arguments,
     cache_from_args,
-    corrections_meta,
     config_from_args,
+    corrections_meta,
     log,
     precision_from_args,
     report_skipped,
@@ -29,9 +29,10 @@ from model.cli import (
     setup_logging,
     split_from_args,
 )
-from model.training.export import finish, prepare
+from model.training.export import finish
 from model.training.finetune import fine_tune
 from model.training.head import train_head
+from model.training.split_features import prepare
 
 SHOWN = ("auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from model.artifact import CARD_FILE, DEFAULT_ARTIFACT
 from model.cli import add_data_arguments, cache_from_args, precision_from_args, run, setup_logging, split_from_args
-from model.training.gate import VIEWS, gate_artifact
+from model.training.gate_fit import VIEWS, gate_artifact
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -176,7 +176,10 @@ class Handlers:
             return gr.skip()
         with self.fair.turn(client_key(request)):
             data, sha256, prediction = self.read_and_predict(path, batched=True)
-            picture = overlay(show.preview(prediction.grey), prediction.heatmap) if prediction.answered else None
+            picture = None
+            if prediction.answered:
+                picture = overlay(show.preview(prediction.grey), prediction.heatmap, prediction.crop_box,
+                                  prediction.grey.shape)
         self.count_prediction(prediction.model_version, sha256)
         return (
             show.label_scores(prediction),

@@ -9,7 +9,7 @@ import numpy as np
 
 from feedback.store import LABELS
 from model.card import ModelCard
-from model.config import NEGATIVE_NAME, POSITIVE_NAME
+from model.config import NEGATIVE_NAME, POSITIVE_NAME, PREPROCESSING, fields_of
 from model.gate import NO_GATE
 from model.markdown import fmt, table
 from model.preprocessing import shrink_grey
@@ -113,8 +113,9 @@ def _head(hp) -> str:
 
 
 def _input(hp) -> str:
-    steps = ([f"border crop {hp.crop:g}"] if hp.crop else []) + ([f"brought to {hp.harmonize} px"] if hp.harmonize else [])
-    steps += [f"{hp.equalize} histogram equalization"] if hp.equalize != "none" else []
+    """The preprocessing steps the config turns on (off at their defaults), in its fields' words and order."""
+    steps = [knob.metadata["card"].format(getattr(hp, knob.name)) for knob in fields_of(PREPROCESSING, type(hp))
+             if getattr(hp, knob.name) != knob.default]
     return ", ".join([*steps, f"{hp.input_size} px square, grey stacked to three channels"])
 
 

@@ -61,9 +61,9 @@ def distinct_xrays(source: Path, folder: Path, count: int) -> list[Path]:
 
 def make_model(folder: Path, config: ModelConfig | None = None) -> Path:
     """Save a classifier (default: 64 px, random base, small head) with a 0.5 threshold as an artifact folder."""
-    from model.architecture import build_model
     from model.artifact import save_artifact
     from model.card import new_card
+    from tests.models import build_model
 
     config = config or ModelConfig(weights="none", input_size=64, pooling="avg", dense=(8,))
     save_artifact(build_model(config), folder, new_card(config, 0.5, "fixed at 0.5 for tests", {}, {}))

@@ -28,7 +28,6 @@ import app
 from feedback.export import export_corrections
 from feedback.readers import hash_password, load_readers
 from feedback.store import DB_NAME, CorrectionStore
-from model.architecture import build_model
 from model.artifact import save_artifact
 from model.card import new_card
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
@@ -36,6 +35,7 @@ from model.images import MAX_FILE_BYTES, ImageError, file_sha256, read_grey
 from model.serving.cache import PredictionCache
 from model.serving.predictor import load_predictor
 from space import presentation as show
+from tests.models import build_model
 from tests.server import distinct_xrays
 
 INPUT_SIZE = 64

@@ -14,7 +14,6 @@ from model.architecture import (
     build_base,
     build_config_base,
     build_head,
-    build_model,
     compile_model,
     feature_columns,
     head_of,
@@ -22,6 +21,7 @@ from model.architecture import (
     resolve_weights,
 )
 from model.config import OPTIMIZERS, REFERENCE, ModelConfig
+from tests.models import build_model
 
 SMALL = ModelConfig(input_size=32, weights="none", dense=(8,), learning_rate=0.1)
 
@@ -94,7 +94,7 @@ def test_head_of_shares_weights_with_the_model():
 
 @pytest.mark.parametrize("trainable_base", [False, True])
 def test_fit_step_changes_the_base_only_when_trainable(trainable_base):
-    model = compile_model(build_model(ModelConfig(**{**SMALL.to_dict(), "trainable_base": trainable_base})), "sgd", 0.1)
+    model = compile_model(build_model(SMALL, trainable_base=trainable_base), "sgd", 0.1)
     base_before, head_before = _weights(model.get_layer("vgg16")), _weights(model.get_layer("fc1"))
     model.fit(*_batch(), batch_size=4, epochs=1, verbose=0)
     assert _changed(base_before, _weights(model.get_layer("vgg16"))) == trainable_base

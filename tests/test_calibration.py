@@ -8,7 +8,7 @@ import pytest
 from model.calibration import calibrate
 from model.card import new_card
 from model.config import ModelConfig
-from model.training.calibration import (
+from model.training.platt import (
     ECE_LIMIT,
     choose_calibration,
     expected_calibration_error,
@@ -61,12 +61,22 @@ def test_a_perfectly_separated_small_validation_set_gets_a_finite_slope():
     assert decision["method"] == "platt" and 0 < decision["a"] < 50
 
 
+@pytest.mark.parametrize(("p", "a", "b", "expected"), [
+    (0.5, 1.0, np.log(3), 3 / 4),    # odds 1 -> 3
+    (1 / 3, 2.0, 0.0, 1 / 5),        # odds 1/2 -> 1/4
+    (1 / 3, 2.0, np.log(3), 3 / 7),  # odds 1/2 -> 3 * 1/4
+    (0.8, 0.5, -np.log(2), 1 / 2),   # odds 4 -> 2 / 2
+])
+def test_platt_scaling_multiplies_the_odds_as_hand_computed(p, a, b, expected):
+    """sigmoid(a * logit(p) + b) is odds(p) ** a * e ** b in odds: worked out by hand for each row."""
+    assert calibrate(p, {"method": "platt", "a": a, "b": b}) == pytest.approx(expected)
+
+
 def test_serving_applies_the_cards_calibration(fixture_dir):
     from model.serving.predictor import Predictor
 
     card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "test", {}, {})
-    card = dataclasses.replace(card, calibration={"method": "platt", "a": 2.0, "b": 1.0})
-    predictor = Predictor(card=card, run=lambda batch: (np.array([0.3]), np.zeros((1, 4, 4)), np.zeros((1, 2))))
+    card = dataclasses.replace(card, calibration={"method": "platt", "a": 2.0, "b": float(np.log(3))})
+    predictor = Predictor(card=card, run=lambda batch: (np.array([1 / 3]), np.zeros((1, 4, 4)), np.zeros((1, 2))))
     image = next((fixture_dir / "covid").iterdir())
-    assert predictor.predict(image).probability == pytest.approx(calibrate(0.3, card.calibration))
-    assert predictor.predict(image).probability != pytest.approx(0.3)
+    assert predictor.predict(image).probability == pytest.approx(3 / 7)

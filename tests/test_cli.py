@@ -97,7 +97,7 @@ def test_grouped_folds_never_split_a_patient(fixture_dir):
 
     from model.data import scan_folder
     from model.features import Features
-    from model.training.crossval import grouped_folds
+    from model.training.folds import grouped_folds
 
     examples = scan_folder(fixture_dir)
     features = Features(np.zeros((len(examples), 1, 1)), np.array([e.label for e in examples], "float32"), examples)
@@ -117,3 +117,31 @@ def test_command_lines_have_help(module):
                             cwd=Path(__file__).parents[1], timeout=120)
     assert result.returncode == 0
     assert "usage:" in result.stdout and "--" in result.stdout
+
+
+def test_each_flag_keeps_its_name_and_sets_its_config_field(tmp_path):
+    from model.cli import config_from_args
+    from model.config import ModelConfig
+
+    argv = ["--data", str(tmp_path), "--size", "64", "--weights", "none", "--seed", "7", "--target-sensitivity", "0.9",
+            "--crop", "0.05", "--harmonize", "48", "--equalize", "clahe", "--feature-layers", "block4", "block3",
+            "--pooling", "avgmax", "--head", "logistic", "--dense", "16", "4", "--dropout", "0.25", "--l2", "0.5",
+            "--optimizer", "adam", "--lr", "0.003", "--epochs", "3", "--batch-size", "8", "--class-weight"]
+    expected = ModelConfig(input_size=64, weights="none", seed=7, target_sensitivity=0.9, crop=0.05, harmonize=48,
+                           equalize="clahe", feature_layers=("block3", "block4"), pooling="avgmax", head="logistic",
+                           dense=(16, 4), dropout=0.25, l2=0.5, optimizer="adam", learning_rate=0.003, epochs=3,
+                           batch_size=8, class_weight=True)
+    assert config_from_args(train.parse_args(argv)) == expected
+    assert config_from_args(train.parse_args(["--data", str(tmp_path)])) == ModelConfig()
+
+
+def test_hparams_replace_the_head_but_keep_the_base_size_and_seed(tmp_path):
+    from model.cli import config_from_args
+    from model.config import ModelConfig
+
+    saved = ModelConfig(input_size=128, weights="imagenet", seed=3, pooling="avg", dense=(8,), epochs=4, crop=0.1)
+    (tmp_path / "card.json").write_text(json.dumps({"hyperparameters": saved.to_dict()}))
+    args = train.parse_args(["--data", str(tmp_path), "--hparams", str(tmp_path / "card.json"), "--size", "32",
+                             "--weights", "none", "--epochs", "9"])
+    assert config_from_args(args) == ModelConfig(input_size=32, weights="none", seed=0, pooling="avg", dense=(8,),
+                                                 epochs=4, crop=0.1)

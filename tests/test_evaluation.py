@@ -191,3 +191,39 @@ def test_bootstrap_auc_resamples_each_class_and_brackets_the_auc():
     separable = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert bootstrap_auc_ci(np.array([0, 0, 0, 1, 1, 1]), separable, n_boot=50)[0] == [1.0, 1.0]
     assert bootstrap_auc_ci(np.array([0, 0, 0, 0, 0, 1]), separable, n_boot=50) == (None, 0)
+
+
+def test_the_cards_threshold_is_chosen_on_validation_never_on_test(fixture_dir, tmp_path):
+    """Validation and test are each perfectly separated, at different places: Youden's J (ties to the highest
+    threshold) picks each set's lowest positive probability, 0.98 on validation and 0.95 on test."""
+    import keras
+
+    from model.architecture import build_config_base
+    from model.artifact import load_card
+    from model.config import ModelConfig
+    from model.data import scan_folder
+    from model.features import Features, SplitFeatures
+    from model.training.export import finish
+
+    config = ModelConfig(input_size=32, weights="none", pooling="avg", head="logistic")
+    base = build_config_base(config)
+    features_in = keras.Input((512,), name="features")
+    head = keras.Model(features_in, keras.layers.Dense(1, activation="sigmoid", name="preds")(features_in))
+    head.get_layer("preds").set_weights([np.eye(512, 1, dtype="float32"), np.zeros(1, "float32")])
+
+    examples = scan_folder(fixture_dir)
+    positives, negatives = [e for e in examples if e.label == 1], [e for e in examples if e.label == 0]
+
+    def part(chosen, probs) -> Features:
+        x = np.zeros((len(chosen), 1, 512), "float32")
+        x[:, 0, 0] = np.log(np.array(probs)) - np.log1p(-np.array(probs))
+        return Features(x, np.array([e.label for e in chosen], "float32"), chosen)
+
+    validation = part(positives[:2] + negatives[:2], [0.98, 0.99, 0.01, 0.02])
+    test = part(positives[2:4] + negatives[2:4], [0.95, 0.99, 0.01, 0.90])
+    sets = SplitFeatures(part(positives[4:6] + negatives[4:6], [0.5] * 4), validation, test)
+    finish(base, head, config, sets, tmp_path)
+    card = load_card(tmp_path)
+    assert card.calibration["method"] == "none"
+    assert card.threshold == pytest.approx(0.98, abs=1e-5)
+    assert card.threshold_rule == "Youden's J on validation"

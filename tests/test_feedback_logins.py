@@ -138,18 +138,25 @@ def test_invalid_names_count_against_the_client(guard):
 
 
 def test_the_guard_is_thread_safe(guard):
+    outcomes: list[BaseException | Login] = []
+
     def attempt():
         for _ in range(10):
             try:
-                check_login(READERS, guard, "alice", "wrong", None)
-            except LoginFailed:
-                pass
+                outcomes.append(check_login(READERS, guard, "alice", "wrong", None))
+            except BaseException as error:  # every outcome is kept, so none can pass unnoticed
+                outcomes.append(error)
 
     threads = [threading.Thread(target=attempt) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert len(outcomes) == 80
+    unexpected = [o for o in outcomes if not isinstance(o, LoginFailed)]
+    assert unexpected == []
+    assert sum(not isinstance(o, TooManyAttempts) for o in outcomes) >= guard.per_reader
+    assert any(isinstance(o, TooManyAttempts) for o in outcomes)
     with pytest.raises(TooManyAttempts):
         check_login(READERS, guard, "alice", "right")
 

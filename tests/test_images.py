@@ -16,10 +16,15 @@ from badfiles import (
 from PIL import Image
 
 from model.images import ImageError, file_sha256, load_bytes, read_grey
-from model.preprocessing import load_image, resize_grey
+from model.preprocessing import resize_grey, to_network_input
 
 FIXTURE_XRAYS = Path(__file__).parent / "fixtures" / "xrays"
 CAFFE_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype="float32")
+
+
+def load_image(source, size: int) -> np.ndarray:
+    """One file to one network input of size x size, as serving makes it."""
+    return to_network_input(read_grey(source), size)
 
 EXPECTED_MESSAGES = {
     "empty": "empty (0 bytes)",

@@ -105,7 +105,7 @@ def test_the_app_serving_the_shipped_model_refuses_a_photo_and_answers_a_film(tm
 
 def test_a_gate_trained_on_fixture_data_is_saved_recorded_and_used(tmp_path, monkeypatch):
     from model.data import scan_folder, split_by_patient
-    from model.training import gate as training
+    from model.training import gate_fit as training
 
     monkeypatch.setattr(training, "RENDERED", {"train": (6, 10, 11), "held_out": (2, 5, 12)})
     monkeypatch.setattr(training, "rendered_folder", lambda: tmp_path / "made")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 
@@ -9,13 +10,14 @@ import numpy as np
 import pytest
 
 from model.card import new_card
-from model.config import EQUALIZATIONS, ModelConfig
+from model.config import EQUALIZATIONS, PREPROCESSING, ModelConfig, fields_of, knob
 from model.data import make_dataset, scan_folder
 from model.features import _view_pixels
 from model.images import read_grey
 from model.preprocessing import (
     Preprocessing,
     crop_border,
+    crop_box,
     equalize,
     preprocessing_of,
     to_network_input,
@@ -57,3 +59,45 @@ def test_each_step_changes_the_input_as_its_name_says(fixture_dir):
 def test_the_preprocessing_names_its_cache_entries_apart():
     keys = {Preprocessing(256, c, h, e).key for c, h, e in OPTIONS}
     assert len(keys) == len(OPTIONS)
+
+
+def test_the_shipped_models_cache_key_keeps_its_spelling():
+    """Features cached before the key was derived from the config's fields are found again under the same name."""
+    config = ModelConfig(input_size=256, weights="none", harmonize=224, equalize="global", crop=0.05)
+    assert preprocessing_of(config).key == "256px-crop0.05-harm224-eqglobal"
+
+
+def another_value(knob: dataclasses.Field):
+    """A valid value of a preprocessing field other than its default."""
+    choices = knob.metadata.get("choices")
+    return next(c for c in choices if c != knob.default) if choices else {float: 0.1, int: 64}[type(knob.default)]
+
+
+@pytest.mark.parametrize("knob", fields_of(PREPROCESSING), ids=lambda knob: knob.name)
+def test_changing_any_one_preprocessing_field_changes_the_cache_key(knob):
+    base = ModelConfig(weights="none", input_size=32)
+    changed = dataclasses.replace(base, **{knob.name: another_value(knob)})
+    assert preprocessing_of(changed).key != preprocessing_of(base).key
+    assert preprocessing_of(dataclasses.replace(base, input_size=64)).key != preprocessing_of(base).key
+
+
+def test_a_new_preprocessing_field_of_the_config_is_part_of_the_key():
+    @dataclasses.dataclass(frozen=True)
+    class WithGamma(ModelConfig):
+        gamma: float = knob(1.0, PREPROCESSING, "gamma correction exponent", card="gamma {:g}")
+
+    made = dataclasses.make_dataclass("WithSharpen", [("sharpen", int, knob(0, PREPROCESSING, "unsharp mask px"))],
+                                      bases=(ModelConfig,), frozen=True)
+    plain, gamma, stronger = (preprocessing_of(c) for c in (
+        ModelConfig(weights="none", input_size=32), WithGamma(weights="none", input_size=32),
+        WithGamma(weights="none", input_size=32, gamma=2.0)))
+    assert stronger.gamma == 2.0 and len({plain.key, gamma.key, stronger.key}) == 3
+    assert preprocessing_of(made(weights="none", sharpen=3)).key != preprocessing_of(made(weights="none")).key
+
+
+def test_the_crop_box_is_the_region_cropping_keeps():
+    grey = np.arange(100 * 60, dtype="uint32").reshape(100, 60).astype("uint8")
+    top, left, bottom, right = crop_box(grey.shape, 0.1)
+    assert (top, left, bottom, right) == (10, 6, 90, 54)
+    np.testing.assert_array_equal(crop_border(grey, 0.1), grey[10:90, 6:54])
+    assert crop_box(grey.shape, 0.0) == (0, 0, 100, 60)

@@ -9,21 +9,19 @@ import pytest
 
 from feedback.store import Correction
 from model.card import ModelCard, new_card
-from model.config import NEGATIVE_NAME, POSITIVE_NAME, ModelConfig
-from model.serving.predictor import Prediction
+from model.config import NEGATIVE_NAME, POSITIVE_NAME, PREPROCESSING, ModelConfig, knob
+from model.serving.predictor import Prediction, Predictor
 from space import presentation as show
 
 
 def prediction(probability: float, threshold: float) -> Prediction:
-    positive = probability >= threshold
-    return Prediction(
-        probability=probability,
-        positive=positive,
-        label=POSITIVE_NAME if positive else NEGATIVE_NAME,
-        threshold=threshold,
-        heatmap=np.zeros((2, 2), "float32"),
-        grey=np.zeros((64, 64), "uint8"),
-    )
+    """What serving decides for an image its network scores `probability`, at a card threshold of `threshold`."""
+    card = new_card(ModelConfig(weights="none", input_size=32), threshold, "test", {}, {})
+
+    def run(batch: np.ndarray):
+        return np.full(len(batch), probability), np.zeros((len(batch), 2, 2), "float32"), np.zeros((len(batch), 2))
+
+    return Predictor(card, run).predict(np.zeros((64, 64), "uint8"))
 
 
 def correction(id: int, label: str, reader: str, note: str = "") -> Correction:
@@ -55,7 +53,7 @@ def test_label_scores_are_the_two_class_probabilities():
     (0.30, 0.25, POSITIVE_NAME, "at or above"),
     (0.25, 0.25, POSITIVE_NAME, "at or above"),
     (0.70, 0.80, NEGATIVE_NAME, "below"),
-])
+], ids=["above", "exactly at the threshold is positive", "below"])
 def test_decision_text_names_the_class_and_compares_with_the_threshold(probability, threshold, label, relation):
     text = show.decision_text(prediction(probability, threshold))
     assert text.startswith(f"**{label}**")
@@ -136,3 +134,13 @@ def test_card_summary_names_preprocessing_features_head_external_figures_and_cal
     assert "**External hospital**" in text and "| 30 | 0.95 (0.90-0.99) |" in text
     assert "calibrated (platt scaling" in text
     assert "External hospital" not in show.card_summary(card) and "calibrated" not in show.card_summary(card)
+
+
+def test_the_cards_input_line_names_a_new_preprocessing_step_in_its_fields_words(card):
+    @dataclasses.dataclass(frozen=True)
+    class WithGamma(ModelConfig):
+        gamma: float = knob(1.0, PREPROCESSING, "gamma correction exponent", card="gamma {:g}")
+
+    text = show.card_summary(dataclasses.replace(card, config=WithGamma(weights="none", input_size=64, gamma=0.5)))
+    assert "- Input: gamma 0.5, 64 px square" in text
+    assert "gamma" not in show.card_summary(dataclasses.replace(card, config=WithGamma(weights="none", input_size=64)))

@@ -47,7 +47,8 @@ def test_the_blocker_does_block():
 def test_feedback_and_model_never_import_each_other():
     feedback = ["feedback", "feedback.export", "feedback.review", "feedback.__main__"]
     assert import_with_blocked(feedback, ["model"]).returncode == 0
-    model = ["model.training.export", "model.training.crossval", "model.serving.predictor", "model.data"]
+    model = ["model.training.export", "model.training.scoring", "model.training.split_features", "model.training.folds",
+             "model.serving.predictor", "model.data"]
     assert import_with_blocked(model, ["feedback", "space", "tuning"]).returncode == 0
 
 
@@ -126,3 +127,9 @@ def test_calibration_and_history_are_optional_and_checked():
         ModelCard.from_dict({**card_dict(), "history": {"version": "x"}})
     entry = {"action": "promote", "version": "abc", "replaced": "", "verdict": "better", "data": "d", "at": "t"}
     assert ModelCard.from_json(dataclasses.replace(card, history=[entry]).to_json()).history == [entry]
+
+
+def test_no_module_name_stands_twice_under_model():
+    names = [path.stem for path in (REPO / "model").rglob("*.py")
+             if path.stem not in ("__init__", "__main__") and "artifacts" not in path.parts]
+    assert sorted({name for name in names if names.count(name) > 1}) == []

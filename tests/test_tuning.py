@@ -28,7 +28,6 @@ from tuning.space import (
     SPACE,
     LogRange,
     config_of,
-    contains,
     declare,
     narrow,
 )
@@ -90,6 +89,14 @@ def synthetic_sets(seed: int = 0) -> SplitFeatures:
         return Features(x.astype("float32"), y, examples)
 
     return SplitFeatures(train=features(48), validation=features(24), test=features(0))
+
+
+def contains(space: dict, point: dict) -> bool:
+    """Whether every coordinate of point is a value the space can take."""
+    def inside(spec, value) -> bool:
+        return spec.low <= value <= spec.high if isinstance(spec, LogRange) else value in spec
+
+    return set(point) == set(space) and all(inside(space[name], value) for name, value in point.items())
 
 
 def test_seed_setting_is_a_point_of_the_space_and_its_default():

@@ -7,7 +7,7 @@ When memory has grown by --restart-growth the command restarts itself the same w
 some memory per fitted model that only the end of the process gives back.
 The best trial's head (at its best epoch) is evaluated once on the test patients and exported to
 <out>/best; <out>/report.md compares all trials. With --ood DIR the exported model's input gate is then
-trained on its final network (model/training/gate.py) and saved in the same artifact.
+trained on its final network (model/training/gate_fit.py) and saved in the same artifact.
 
 Several machines sharing one --out folder (and, ideally, --cache): start the chief first, then workers:
   python -m tuning ... --out /shared/runs/NAME --chief 0.0.0.0:8000
@@ -37,7 +37,7 @@ from model.cli import (
 )
 from model.config import ModelConfig
 from model.data import scan_folder
-from model.training.gate import gate_artifact
+from model.training.gate_fit import gate_artifact
 from tuning.bank import FeatureBank
 from tuning.report import write_search_report
 from tuning.search import (

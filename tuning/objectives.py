@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from model.config import ModelConfig
 from model.features import Features
-from model.training.crossval import cross_validate
 from model.training.evaluation import bootstrap_auc_ci
+from model.training.folds import cross_validate
 
 CV_FOLDS = 5
 INTERVAL_RESAMPLES = 200

@@ -3,7 +3,7 @@
 The project lives in <out>/search; Keras Tuner reloads it when it exists (overwrite=False), so a rerun
 continues where the last one stopped and repeats no finished trial. Each trial builds its head after
 keras.backend.clear_session() (Keras Tuner's Tuner._try_build); what Keras keeps per trial all the same is
-given back by ending the process when memory has grown too much, and the CLI then restarts (see Progress).
+given back by ending the process when memory has grown too much, and the CLI then restarts (see TrialLog).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RestartNeeded(Exception):
     """Memory grew past the allowance since this process's first trial; a fresh process resumes the project."""
 
 
-class Progress:
+class TrialLog:
     """Tuner mixin: keeps each trial's epoch history and time in its folder, prints one line per finished trial,
     and ends the search with RestartNeeded once resident memory exceeds that after this process's first trial
     by more than the fraction `restart_growth` (0: never).
@@ -153,7 +153,7 @@ def make_tuner(
 ) -> keras_tuner.Tuner:
     """A tuner of `kind` over `space`; Hyperband sets the epochs itself (up to the largest in the space).
 
-    With restart_growth, search() raises RestartNeeded once memory has grown by that fraction (see Progress).
+    With restart_growth, search() raises RestartNeeded once memory has grown by that fraction (see TrialLog).
     """
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}, got {kind!r}")
@@ -162,7 +162,7 @@ def make_tuner(
         space = {name: spec for name, spec in space.items() if name != "epochs"}
     else:
         options = {"max_trials": max_trials}
-    tuner_class = type(TUNERS[kind].__name__, (Progress, TUNERS[kind]), {})
+    tuner_class = type(TUNERS[kind].__name__, (TrialLog, TUNERS[kind]), {})
     tuner = tuner_class(
         hypermodel=HeadHyperModel(bank, base, space, objective_name),
         objective=objective(objective_name),

@@ -68,14 +68,6 @@ def point_of(config: ModelConfig) -> dict:
 SEED_POINT = point_of(REFERENCE)
 
 
-def contains(space: dict[str, Spec], point: dict) -> bool:
-    """Whether every coordinate of point is a value the space can take."""
-    def inside(spec: Spec, value) -> bool:
-        return spec.low <= value <= spec.high if isinstance(spec, LogRange) else value in spec
-
-    return set(point) == set(space) and all(inside(space[name], value) for name, value in point.items())
-
-
 def config_of(point: dict, base: ModelConfig) -> ModelConfig:
     """base with the point's hyperparameters; names outside the space (Keras Tuner's own) are ignored.
 
@@ -146,7 +138,7 @@ def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
 class HeadHyperModel(keras_tuner.HyperModel):
     """Builds a head from hp and fits it on the cached features of hp's preprocessing and blocks.
 
-    `bank` gives each configuration its features (model.training.bank.FeatureBank); fit() tunes epochs,
+    `bank` gives each configuration its features (tuning.bank.FeatureBank); fit() tunes epochs,
     batch size and class weighting, and logs the external and cross-validated AUC objectives when asked.
     Under Hyperband the tuner sets the epochs, so the space given here should not hold them.
     """

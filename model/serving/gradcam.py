@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.architecture import BASE_NAME, gate_outputs
+from model.preprocessing import Box
 
 
 def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -55,12 +56,27 @@ def _jet(alpha: float) -> np.ndarray:
     return (alpha * 255.0 * colormaps["jet"](np.linspace(0, 1, 256))[:, :3]).astype("float32")
 
 
-def overlay(grey: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Blend a [0, 1] heatmap (any resolution) over a uint8 grey image as an RGB uint8 picture."""
+def overlay(grey: np.ndarray, heatmap: np.ndarray, box: Box | None = None, box_shape: tuple[int, ...] | None = None,
+            alpha: float = 0.4) -> np.ndarray:
+    """Blend a [0, 1] heatmap (any resolution) over a uint8 grey image as an RGB uint8 picture.
+
+    The heatmap covers `box` (model.preprocessing.crop_box: the region the network saw; None: all of it), given
+    in the pixels of an image of `box_shape` (default: grey's own, e.g. the full upload when grey is its preview);
+    outside it the picture stays plain grey.
+    """
     from PIL import Image
 
     h, w = grey.shape
+    top, left, bottom, right = _scaled(box or (0, 0, *(box_shape or grey.shape)[:2]), box_shape or grey.shape, (h, w))
     small = Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype("uint8"), mode="L")
-    heat = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
-    blended = (1 - alpha) * grey[:, :, None].astype("float32") + _jet(alpha)[heat]
+    heat = np.asarray(small.resize((right - left, bottom - top), Image.Resampling.BILINEAR))
+    blended = np.repeat(grey[:, :, None].astype("float32"), 3, axis=2)
+    blended[top:bottom, left:right] = (1 - alpha) * blended[top:bottom, left:right] + _jet(alpha)[heat]
     return np.clip(blended, 0, 255).astype("uint8")
+
+
+def _scaled(box: Box, shape: tuple[int, ...], to: tuple[int, int]) -> Box:
+    """`box` of an image of `shape` in the pixels of one of shape `to` (at least one pixel each way)."""
+    (top, left, bottom, right), (h, w), (th, tw) = box, shape[:2], to
+    top, left = round(top * th / h), round(left * tw / w)
+    return top, left, max(top + 1, round(bottom * th / h)), max(left + 1, round(right * tw / w))

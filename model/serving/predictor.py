@@ -16,8 +16,9 @@ from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
 from model.images import ImageError, Source, image_facts, load_bytes, read_grey
 from model.precision import requested_precision, resolve
-from model.preprocessing import preprocessing_of, to_network_input
+from model.preprocessing import Box, crop_box, preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -32,7 +33,8 @@ Input = Union[Source, np.ndarray, Decoded]
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1].
+    """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1] over
+    `crop_box`, the region of `grey` the network saw (model.preprocessing.crop_box; None: all of it).
 
     `status` is the input gate's verdict (model.gate): only an `answered` prediction has a decision (`label`,
     `positive`); an `out_of_scope` one has an empty label, and its probability and heatmap must not be shown.
@@ -51,6 +53,7 @@ class Prediction:
     reason: str = ""
     model_version: str = ""
     gate_score: float | None = None
+    crop_box: Box | None = None
 
     @property
     def answered(self) -> bool:
@@ -156,7 +159,7 @@ class Predictor:
         return Prediction(
             probability=probability, positive=positive, label=label, threshold=self.threshold, heatmap=heatmap,
             grey=grey, precision=precision, status=scope.status, reason=scope.reason, model_version=self.version,
-            gate_score=scope.score,
+            gate_score=scope.score, crop_box=crop_box(grey.shape, self.card.config.crop),
         )
 
     def _refused(self, grey: np.ndarray, scope: Scope) -> Prediction:

@@ -18,7 +18,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from model.training.calibration import expected_calibration_error
+from model.training.platt import expected_calibration_error
 
 PROB_EPSILON = 1e-7  # same clipping as Keras' binary cross-entropy
 

@@ -1,29 +1,19 @@
-"""From a split to a saved model: featurize the split's parts, then threshold, evaluate once, save and report."""
+"""From a trained head to a saved model: calibrate and threshold on validation, evaluate once, save and report."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from model.architecture import BASE_NAME, assemble, build_config_base, head_of
+from model.architecture import assemble
 from model.artifact import save_artifact
 from model.calibration import calibrate
-from model.card import ModelCard, new_card
+from model.card import new_card
 from model.config import ModelConfig
-from model.data import Example, Split, dataset_summary
-from model.features import (
-    DEFAULT_CACHE,
-    Features,
-    SplitFeatures,
-    feature_network,
-    featurize,
-    featurizer,
-)
-from model.preprocessing import preprocessing_of
-from model.training.calibration import choose_calibration
+from model.data import dataset_summary
+from model.features import Features, SplitFeatures
 from model.training.evaluation import (
     Evaluation,
     evaluate,
@@ -31,20 +21,9 @@ from model.training.evaluation import (
     pick_threshold,
 )
 from model.training.head import probabilities
+from model.training.platt import choose_calibration
 from model.training.report import write_report
 from model.training.shortcut import shortcut_audit
-
-
-def prepare(split: Split, config: ModelConfig, views: int = 2, cache_dir: Path | None = DEFAULT_CACHE,
-            precision: str = "float32") -> tuple[object, SplitFeatures]:
-    """The base a model of `config` runs, and the features of each part of the split (views for training only).
-
-    Features come from the cache of every pooled block (or block 5's map) under the config's preprocessing,
-    sliced to the blocks and pooling the config reads, computed in `precision`; the base returned is float32.
-    """
-    features = featurizer(config, cache_dir, precision)
-    sets = SplitFeatures(features(split.train, views), features(split.validation), features(split.test))
-    return build_config_base(config), sets
 
 
 def evaluate_features(name: str, features: Features, probs: np.ndarray, threshold: float) -> Evaluation:
@@ -52,16 +31,6 @@ def evaluate_features(name: str, features: Features, probs: np.ndarray, threshol
     evaluation = evaluate(name, features.y, probs, threshold, [e.source for e in features.examples])
     evaluation.metrics["shortcut_audit"] = shortcut_audit(features.examples, probs)
     return evaluation
-
-
-def score_saved(model, card: ModelCard, examples: Sequence[Example], cache_dir: Path | None = DEFAULT_CACHE,
-                precision: str = "float32") -> tuple[Features, np.ndarray]:
-    """A saved model's features (through its own base and preprocessing, in `precision`, cached) and
-    calibrated probabilities."""
-    preprocessing = preprocessing_of(card.config)
-    network, key = feature_network(model.get_layer(BASE_NAME), precision, preprocessing)
-    scored = featurize(network, key, examples, 0, cache_dir, 0, preprocessing)
-    return scored, calibrate(probabilities(head_of(model), scored), card.calibration)
 
 
 def finish(

@@ -23,7 +23,7 @@ from model.card import ModelCard
 from model.data import Example
 from model.features import DEFAULT_CACHE
 from model.training.evaluation import evaluate
-from model.training.export import score_saved
+from model.training.scoring import score_saved
 
 BETTER, SAME, WORSE = "better", "not distinguishable", "worse"
 METHOD = "paired percentile bootstrap over patients (positives and negatives resampled separately)"
