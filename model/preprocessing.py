@@ -72,6 +72,13 @@ def crop_box(shape: tuple[int, ...], fraction: float) -> Box:
     return dy, dx, h - dy, w - dx
 
 
+def scale_box(box: Box, shape: tuple[int, ...], to: tuple[int, ...]) -> Box:
+    """`box` of an image of `shape` in the pixels of one of shape `to` (at least one pixel each way)."""
+    (top, left, bottom, right), (h, w), (th, tw) = box, shape[:2], to[:2]
+    top, left = round(top * th / h), round(left * tw / w)
+    return top, left, max(top + 1, round(bottom * th / h)), max(left + 1, round(right * tw / w))
+
+
 def crop_border(grey: np.ndarray, fraction: float) -> np.ndarray:
     """Remove `fraction` of the height from top and bottom and of the width from left and right."""
     top, left, bottom, right = crop_box(grey.shape, fraction)

@@ -392,6 +392,7 @@ def test_prediction_cache_keeps_preview_size_images_within_its_byte_limit(predic
     for data in datas:
         _, kept = cache(data)
         assert kept.grey.shape == (410, 512)
+        assert kept.crop_box == (0, 0, 410, 512), "the crop box follows the grey image it is kept with"
     assert cache.nbytes <= 600_000 and cache.get(file_sha256(datas[0])) is None
     assert cache.get(file_sha256(datas[-1])) is not None
 

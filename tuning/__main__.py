@@ -41,13 +41,12 @@ from model.training.gate_fit import gate_artifact
 from tuning.bank import FeatureBank
 from tuning.report import write_search_report
 from tuning.search import (
+    EXPORT_FILE,
     OBJECTIVES,
     TUNERS,
     RestartNeeded,
-    choose_trial,
-    export_best,
+    finish_search,
     make_tuner,
-    prune_checkpoints,
     search,
     set_role,
     trial_records,
@@ -56,8 +55,6 @@ from tuning.space import SEED_POINT, SPACE, LogRange, narrow
 
 RESTART = "restart"
 SETTINGS_FILE = "search.json"
-EXPORT_FILE = "export.json"
-TEST_SUMMARY = ("n", "auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy", "threshold")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,32 +163,19 @@ def main(argv: list[str] | None = None) -> str | None:
         return
     records = trial_records(tuner)
     log.info("ran %d trials in this run; %d recorded in %s", ran, len(records), args.out / "search")
-    export_path = args.out / EXPORT_FILE
-    chosen = choose_trial(tuner, records)
-    log.info("chosen trial %s: %s", *chosen)
-    wanted = {"trial": chosen[0], "fine_tune_epochs": args.fine_tune_epochs,
-              "export": str(args.export),
-              "target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None}
-    done = json.loads(export_path.read_text()) if export_path.is_file() else {}
-    if {k: done.get(k) for k in wanted} == wanted:
-        log.info("best trial %s already exported to %s; nothing to export", wanted["trial"], args.export)
-    else:
-        artifact, evaluations, config = export_best(
-            tuner, bank, base_config, args.export, args.fine_tune_epochs, chosen=chosen,
-            meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
-                  "objective": args.objective, **corrections_meta(split)},
-        )
-        test = next(e.metrics for e in evaluations if e.name == "test")
-        done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
-        if args.ood:
-            gate = gate_artifact(args.export, split, args.ood, args.external, args.positive, cache_from_args(args),
-                                 precision_from_args(args))
-            done["gate"] = gate["version"]
-        export_path.write_text(json.dumps(done, indent=2, default=float) + "\n")
-        log.info("exported trial %s to %s; test: %s", done["trial"], artifact, json.dumps(done["test"], default=float))
-    freed = prune_checkpoints(tuner, wanted["trial"])
-    if freed:
-        log.info("deleted the saved weights of the other trials (%.1f MiB)", freed / 2**20)
+    gate = None
+    if args.ood:
+        def gate(export: Path) -> str:
+            return gate_artifact(export, split, args.ood, args.external, args.positive, cache_from_args(args),
+                                 precision_from_args(args))["version"]
+    chosen, done = finish_search(
+        tuner, bank, base_config, args.out, args.export,
+        {"target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None},
+        args.fine_tune_epochs,
+        meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
+              "objective": args.objective, **corrections_meta(split)},
+        gate=gate,
+    )
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
             "artifact": args.export / "model.keras",

@@ -1,4 +1,5 @@
-"""Run a Keras Tuner search over the head: tuner and objective, resuming, progress, distributed roles, the result.
+"""Run a Keras Tuner search over the head: tuner and objective, resuming, progress, distributed roles, the result;
+then what the tuner owns (finish_search): choosing the trial, exporting it once, pruning the others' weights.
 
 The project lives in <out>/search; Keras Tuner reloads it when it exists (overwrite=False), so a rerun
 continues where the last one stopped and repeats no finished trial. Each trial builds its head after
@@ -16,6 +17,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import keras_tuner
 import numpy as np
@@ -293,3 +295,44 @@ def export_best(
     artifact, evaluations = finish(base, head, config, sets, out_dir, history,
                                    meta={**(meta or {}), "trial": trial.trial_id}, notes=notes, external=external)
     return artifact, evaluations, config
+
+
+EXPORT_FILE = "export.json"
+TEST_SUMMARY = ("n", "auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy", "threshold")
+
+
+def finish_search(
+    tuner: keras_tuner.Tuner,
+    bank: FeatureBank,
+    base_config: ModelConfig,
+    out: Path,
+    export: Path,
+    wanted: dict,
+    fine_tune_epochs: int = 0,
+    meta: dict | None = None,
+    gate: Callable[[Path], str] | None = None,
+) -> tuple[tuple[str, str], dict]:
+    """After the search, what the tuner owns: choose the trial, export it once, keep only its weights.
+
+    The export is recorded in OUT/export.json with `wanted` (the settings that shape it); a rerun with the same
+    chosen trial and settings exports nothing again. `gate(export)` trains the exported model's input gate and
+    returns its version. Returns (the chosen trial and why, the export record with its test summary)."""
+    chosen = choose_trial(tuner, trial_records(tuner))
+    log.info("chosen trial %s: %s", *chosen)
+    wanted = {"trial": chosen[0], "fine_tune_epochs": fine_tune_epochs, "export": str(export), **wanted}
+    record_file = out / EXPORT_FILE
+    done = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    if {k: done.get(k) for k in wanted} == wanted:
+        log.info("best trial %s already exported to %s; nothing to export", chosen[0], export)
+    else:
+        artifact, evaluations, config = export_best(tuner, bank, base_config, export, fine_tune_epochs, meta, chosen)
+        test = next(e.metrics for e in evaluations if e.name == "test")
+        done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
+        if gate:
+            done["gate"] = gate(export)
+        record_file.write_text(json.dumps(done, indent=2, default=float) + "\n")
+        log.info("exported trial %s to %s; test: %s", done["trial"], artifact, json.dumps(done["test"], default=float))
+    freed = prune_checkpoints(tuner, chosen[0])
+    if freed:
+        log.info("deleted the saved weights of the other trials (%.1f MiB)", freed / 2**20)
+    return chosen, done

@@ -10,7 +10,7 @@ from typing import Callable
 
 from model.decode_budget import release_freed_memory
 from model.images import file_sha256
-from model.preprocessing import shrink_grey
+from model.preprocessing import scale_box, shrink_grey
 from model.serving.predictor import Prediction, Predictor
 
 DEFAULT_MAX_BYTES = 64 * 2**20
@@ -25,8 +25,8 @@ def _nbytes(prediction: Prediction) -> int:
 class PredictionCache:
     """The latest predictions, at most `size` of them and `max_bytes` of images, least recently used dropped first.
 
-    With `preview_side`, each kept Prediction's `grey` is shrunk to that long side, so a huge upload does not stay
-    in memory at full size. At most `slots` network calls run at once, whichever threads ask; safe to share.
+    With `preview_side`, each kept Prediction's `grey` is shrunk to that long side (and its crop box with it), so a
+    huge upload does not stay in memory at full size. At most `slots` network calls run at once, whichever threads ask; safe to share.
     """
 
     predictor: Predictor
@@ -64,7 +64,9 @@ class PredictionCache:
                 prediction = self.predictor.predict(data)
         if self.preview_side:
             large = prediction.grey.nbytes >= LARGE_GREY_BYTES
-            prediction = dataclasses.replace(prediction, grey=shrink_grey(prediction.grey, self.preview_side))
+            small = shrink_grey(prediction.grey, self.preview_side)
+            box = prediction.crop_box and scale_box(prediction.crop_box, prediction.grey.shape, small.shape)
+            prediction = dataclasses.replace(prediction, grey=small, crop_box=box)
             if large:
                 release_freed_memory()
         with self._lock:

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.architecture import BASE_NAME, gate_outputs
-from model.preprocessing import Box
+from model.preprocessing import Box, scale_box
 
 
 def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -67,16 +67,9 @@ def overlay(grey: np.ndarray, heatmap: np.ndarray, box: Box | None = None, box_s
     from PIL import Image
 
     h, w = grey.shape
-    top, left, bottom, right = _scaled(box or (0, 0, *(box_shape or grey.shape)[:2]), box_shape or grey.shape, (h, w))
+    top, left, bottom, right = scale_box(box or (0, 0, *(box_shape or grey.shape)[:2]), box_shape or grey.shape, (h, w))
     small = Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype("uint8"), mode="L")
     heat = np.asarray(small.resize((right - left, bottom - top), Image.Resampling.BILINEAR))
     blended = np.repeat(grey[:, :, None].astype("float32"), 3, axis=2)
     blended[top:bottom, left:right] = (1 - alpha) * blended[top:bottom, left:right] + _jet(alpha)[heat]
     return np.clip(blended, 0, 255).astype("uint8")
-
-
-def _scaled(box: Box, shape: tuple[int, ...], to: tuple[int, int]) -> Box:
-    """`box` of an image of `shape` in the pixels of one of shape `to` (at least one pixel each way)."""
-    (top, left, bottom, right), (h, w), (th, tw) = box, shape[:2], to
-    top, left = round(top * th / h), round(left * tw / w)
-    return top, left, max(top + 1, round(bottom * th / h)), max(left + 1, round(right * tw / w))
