@@ -163,18 +163,19 @@ def main(argv: list[str] | None = None) -> str | None:
         return
     records = trial_records(tuner)
     log.info("ran %d trials in this run; %d recorded in %s", ran, len(records), args.out / "search")
-    gate = None
-    if args.ood:
-        def gate(export: Path) -> str:
-            return gate_artifact(export, split, args.ood, args.external, args.positive, cache_from_args(args),
-                                 precision_from_args(args))["version"]
+
+    def gate(export: Path) -> str:
+        """Train the exported model's input gate on --ood; returns its version."""
+        return gate_artifact(export, split, args.ood, args.external, args.positive, cache_from_args(args),
+                             precision_from_args(args))["version"]
+
     chosen, done = finish_search(
         tuner, bank, base_config, args.out, args.export,
         {"target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None},
         args.fine_tune_epochs,
         meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
               "objective": args.objective, **corrections_meta(split)},
-        gate=gate,
+        gate=gate if args.ood else None,
     )
     meta = {"tuner": args.tuner, "objective": f"{args.objective} ({OBJECTIVES[args.objective]})", "data": args.data,
             "input size": args.size, "base weights": args.weights, "seed": args.seed,
