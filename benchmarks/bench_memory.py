@@ -45,7 +45,7 @@ def burst(url: str, files: list[Path], downloads: Path) -> tuple[float, int]:
     def one(path: Path) -> bool:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads)
         try:
-            scores, _, _, _ = client.predict(handle_file(str(path)), api_name="/predict")
+            scores, *_ = client.predict(handle_file(str(path)), api_name="/predict")
             return len(scores["confidences"]) == 2
         except Exception as error:
             print(f"    error: {type(error).__name__}: {error}")
