@@ -24,16 +24,19 @@ def served_copy(path: Path) -> Path:
 
 
 def _remove(paths: list[Path]) -> None:
+    """Delete each file with Gradio's copy of it (found by its content hash, read here, off the request's path)."""
     for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
+        if path.is_file():
+            shutil.rmtree(served_copy(path), ignore_errors=True)
             path.unlink(missing_ok=True)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def expire(paths: Iterable[Path], lifetime_s: float | None = None) -> None:
-    """Delete these files (or folders), and the copies Gradio serves them from, after lifetime_s seconds."""
-    doomed = [p for path in paths for p in ((Path(path), served_copy(path)) if Path(path).is_file() else (Path(path),))]
-    timer = threading.Timer(LIFETIME_S if lifetime_s is None else lifetime_s, _remove, [doomed])
+    """Delete these files (or folders), and the copies Gradio serves them from, after lifetime_s seconds.
+
+    Files before the folders that hold them, so each file is still there to be hashed."""
+    timer = threading.Timer(LIFETIME_S if lifetime_s is None else lifetime_s, _remove, [[Path(p) for p in paths]])
     timer.daemon = True
     timer.start()
