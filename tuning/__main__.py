@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> str | None:
                              precision_from_args(args))["version"]
 
     chosen, done = finish_search(
-        tuner, bank, base_config, args.out, args.export,
+        tuner, records, bank, base_config, args.out, args.export,
         {"target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None},
         args.fine_tune_epochs,
         meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,

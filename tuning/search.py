@@ -303,6 +303,7 @@ TEST_SUMMARY = ("n", "auc", "auc_ci95", "sensitivity", "specificity", "f1", "acc
 
 def finish_search(
     tuner: keras_tuner.Tuner,
+    records: list[TrialRecord],
     bank: FeatureBank,
     base_config: ModelConfig,
     out: Path,
@@ -312,12 +313,13 @@ def finish_search(
     meta: dict | None = None,
     gate: Callable[[Path], str] | None = None,
 ) -> tuple[tuple[str, str], dict]:
-    """After the search, what the tuner owns: choose the trial, export it once, keep only its weights.
+    """After the search, what the tuner owns: choose the trial (from its `records`, see trial_records), export it
+    once, keep only its weights.
 
     The export is recorded in OUT/export.json with `wanted` (the settings that shape it); a rerun with the same
     chosen trial and settings exports nothing again. `gate(export)` trains the exported model's input gate and
     returns its version. Returns (the chosen trial and why, the export record with its test summary)."""
-    chosen = choose_trial(tuner, trial_records(tuner))
+    chosen = choose_trial(tuner, records)
     log.info("chosen trial %s: %s", *chosen)
     wanted = {"trial": chosen[0], "fine_tune_epochs": fine_tune_epochs, "export": str(export), **wanted}
     record_file = out / EXPORT_FILE
