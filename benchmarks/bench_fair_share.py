@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +18,10 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 from benchmarks.bench_predict import benchmark_model, load_average
-from tests.server import EXAMPLES, REPO, distinct_xrays, running_server
+from tests.pile import race
+from tests.server import EXAMPLES, distinct_xrays, running_server
+
+FIRST = 10
 
 
 def timed_predict(client: Client, path: Path) -> float:
@@ -50,20 +51,14 @@ def main() -> None:
                         headers={"X-Forwarded-For": "198.51.100.10"})
         timed_predict(client, lone[0])
         alone = statistics.median(timed_predict(client, path) for path in lone[1:5])
-        pile = subprocess.Popen([sys.executable, "-m", "tests.pile", server.url, str(tmp / "pile"), "203.0.113.10"],
-                                cwd=REPO, stdout=subprocess.PIPE, text=True)
-        for _ in range(10):
-            pile.stdout.readline()
-        behind = timed_predict(client, lone[5])
-        lone_done = time.monotonic()
-        rest = pile.stdout.read().splitlines()
-        pile.wait(60)
+        timings = []
+        result = race(server.url, tmp / "pile", FIRST, lambda: timings.append(timed_predict(client, lone[5])))
         chosen = re.findall(r"precision \w+, batch \d+", server.log_tail(200_000))
-    before = sum(1 for line in rest if line.startswith("done") and float(line.split()[1]) < lone_done)
+    behind = timings[0]
     print(f"model: {model_path}; server: {chosen[-1] if chosen else 'precision/batch not logged'}")
     print(f"lone prediction on an idle server: {alone:.2f} s (median of 4)")
     print(f"behind a pile of {args.pile} from another client: {behind:.2f} s = {behind / alone:.1f}x (target <= 3x); "
-          f"{before} of the {args.pile - 10} still waiting finished before it; pile: {rest[-1] if rest else '?'}")
+          f"{result.overtaken_by} of the {args.pile - FIRST} still waiting finished before it; pile: {result.errors}")
     print(f"load average (1, 5, 15 min): before {load_before}; after {load_average()}")
 
 

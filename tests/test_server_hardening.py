@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from gradio_client.exceptions import AppError
 from feedback.store import CorrectionStore
 from model.config import ModelConfig
 from space import presentation as show
+from tests.pile import race
 from tests.readonly import read_only_mount
 from tests.server import APP, EXAMPLES, REPO, distinct_xrays, make_model, running_server
 
@@ -148,19 +148,11 @@ def pile_then_lone(server, tmp_path: Path) -> None:
     distinct_xrays(EXAMPLES / "covid-1.jpg", tmp_path / "pile", PILE)
     lone = distinct_xrays(EXAMPLES / "normal-1.png", tmp_path / "lone", 1)[0]
     client = client_for(server, False, "198.51.100.10")
-    pile = subprocess.Popen([sys.executable, "-m", "tests.pile", server.url, str(tmp_path / "pile"), "203.0.113.10"],
-                            cwd=REPO, stdout=subprocess.PIPE, text=True)
-    answered = [pile.stdout.readline() for _ in range(FIRST)]
-    assert all(line.startswith("done") for line in answered), answered
-    predict(client, lone)
-    lone_done = time.monotonic()
-    rest = pile.stdout.read().split("\n")
-    pile.wait(60)
-    finished = [float(line.split()[1]) for line in rest if line.startswith("done")]
-    assert "errors 0" in rest and len(finished) == PILE - FIRST, [line for line in rest if line.startswith("errors")]
-    before = sum(1 for t in finished if t < lone_done)
+    result = race(server.url, tmp_path / "pile", FIRST, lambda: predict(client, lone))
+    assert result.errors == "errors 0" and len(result.finished) == PILE - FIRST, result.errors
     waiting = PILE - FIRST
-    assert before < waiting / 2, f"{before} of the {waiting} waiting predictions of the other client finished first"
+    assert result.overtaken_by < waiting / 2, \
+        f"{result.overtaken_by} of the {waiting} waiting predictions of the other client finished first"
 
 
 def test_a_loopback_peers_forged_header_is_ignored_and_open_mode_flags_are_limited_per_client(model_dir, tmp_path):
