@@ -45,9 +45,11 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    """No distributed-mode variables, and none left behind."""
+    """No distributed-mode variables, and none left behind (setenv first, so that monkeypatch also removes the
+    ones set_role writes later)."""
     for name in ENV:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def cli(fixture_dir: Path, out: Path, cache: Path, *extra: str) -> list[str]:
