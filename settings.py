@@ -55,7 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
             "in the app: at start-up the loaded model is timed in both precisions at batch 1 and "
             "`XRAY_MAX_BATCH_SIZE` on the example films, and bfloat16 is kept only where it is 1.15x faster at both "
             "and gives every example the same answer (the figures and the choice are logged and cached); each "
-            "decision says which precision computed it (the card's threshold was chosen in float32)"),
+            "decision says which precision computed it; `auto` in the commands: the frozen base is timed in both "
+            "before it extracts features (the card records the precision its threshold was chosen in)"),
     Setting("XRAY_PRECISION_CACHE", f"`{CACHE_HOME}/precision.json`",
             "the cached measured choices (precision and batch size), per CPU model, model and gate version, requested precision and batch size"),
     Setting("XRAY_MAX_BATCH_SIZE", f"measured (1 or {DEFAULT_MAX_BATCH_SIZE})",

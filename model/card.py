@@ -30,7 +30,8 @@ class ModelCard:
     `calibration` names a method, see model/calibration.py); `version` is the SHA-256 prefix of the saved
     model file (empty until the artifact is written); `history` lists promotions and rollbacks (model.promote);
     `gate` describes the input gate (model/gate.py: its file, version, thresholds, training data and figures),
-    empty for a model without one.
+    empty for a model without one; `precision` is what computed the features its head, calibration and threshold
+    were fitted on (`--precision float32` reproduces a float32 card on any CPU).
     """
 
     config: ModelConfig
@@ -54,6 +55,7 @@ class ModelCard:
     calibration: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     gate: dict = field(default_factory=dict)
+    precision: str = "float32"
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -116,7 +118,7 @@ REQUIRED = {
     "base_weights": str,
     "base_weights_origin": str,
 }
-OPTIONAL = {"calibration": dict, "history": list, "gate": dict}
+OPTIONAL = {"calibration": dict, "history": list, "gate": dict, "precision": str}
 
 
 def weights_origin(weights: str) -> str:

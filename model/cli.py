@@ -34,7 +34,7 @@ from model.data import (
     scan_folder,
     split_by_patient,
 )
-from model.precision import PRECISIONS, resolve
+from model.precision import PRECISIONS, requested_precision
 
 log = logging.getLogger("xray-covid")
 USAGE_ERROR = 2
@@ -104,14 +104,14 @@ def add_cache_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 def add_precision_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="network precision: auto (serving: the faster on this CPU, measured once and cached; "
-                             "feature extraction: bfloat16 where the CPU has AMX), float32 or bfloat16 "
+                        help="network precision: auto (the faster on this CPU, measured once on the loaded network "
+                             "and cached), float32 (reproduces a float32 model exactly on any CPU) or bfloat16 "
                              "(default: $XRAY_PRECISION, else auto)")
 
 
 def precision_from_args(args: argparse.Namespace) -> str:
-    """The precision the flag (else $XRAY_PRECISION, else auto) chooses on this CPU; the reason is logged."""
-    return resolve(args.precision)
+    """The precision the flag (else $XRAY_PRECISION, else auto) asks for; `auto` is measured where a network runs."""
+    return requested_precision(args.precision)
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from model.architecture import BASE_NAME
 from model.artifact import DEFAULT_ARTIFACT, artifact_gate, load_artifact
 from model.cli import (
     add_cache_arguments,
@@ -25,6 +26,7 @@ from model.cli import (
     setup_logging,
 )
 from model.data import scan_folder
+from model.features import resolved_precision
 from model.training.evaluation import evaluate
 from model.training.gate_fit import screen, screen_out_of_scope
 from model.training.report import write_report
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
     examples = scan_folder(args.data, positive=args.positive)
-    precision = precision_from_args(args)
+    precision = resolved_precision(model.get_layer(BASE_NAME), precision_from_args(args))
     gate = artifact_gate(args.model, card)
     scored, probs = score_saved(model, card, examples, cache_from_args(args), precision)
     answered, refused = screen(model, card, gate, scored.examples, cache_from_args(args), precision)

@@ -92,10 +92,24 @@ def _compute(base, todo: list, paths: Sequence[Path], seed: int, batch_size: int
     return failed
 
 
+def resolved_precision(base, precision: str = "float32") -> str:
+    """float32 or bfloat16 for the frozen base: `precision` itself, or for `auto` the faster on this CPU, timed on
+    the example films once per CPU model and base weights and cached (model.precision.measured_precision)."""
+    if precision != "auto":
+        return precision
+    from model.precision import MEASURE_BATCH, example_greys, measured_precision
+
+    plain = Preprocessing(int(base.input_shape[1]))
+    greys = example_greys()[:MEASURE_BATCH] or [np.random.default_rng(0).integers(0, 256, (256, 256), np.uint8)]
+    inputs = np.stack([to_network_input(grey, plain) for grey in greys])
+    return measured_precision(base, inputs, base_key(base, plain))
+
+
 def feature_network(base, precision: str = "float32", preprocessing: Preprocessing | None = None) -> tuple[object, str]:
-    """The frozen base as it runs in `precision` (see model.precision) and its feature cache key."""
+    """The frozen base as it runs in `precision` (`auto`: see resolved_precision) and its feature cache key."""
     from model.precision import in_precision
 
+    precision = resolved_precision(base, precision)
     return in_precision(base, precision), base_key(base, preprocessing, precision)
 
 
@@ -148,12 +162,14 @@ def extract_features(
 
 @dataclass
 class Features:
-    """Base features of some examples: x is (n, views + 1, *feature_shape), view 0 being the clean image."""
+    """Base features of some examples: x is (n, views + 1, *feature_shape), view 0 being the clean image, computed
+    in `precision`."""
 
     x: np.ndarray
     y: np.ndarray
     examples: list[Example]
     skipped: list[Path] = field(default_factory=list)
+    precision: str = "float32"
 
     def clean(self) -> tuple[np.ndarray, np.ndarray]:
         return self.x[:, 0], self.y.reshape(-1, 1)
@@ -167,17 +183,18 @@ class Features:
         """The same examples with only these feature columns (of pooled vectors); None keeps everything."""
         if columns is None:
             return self
-        return Features(self.x[..., columns], self.y, self.examples, self.skipped)
+        return Features(self.x[..., columns], self.y, self.examples, self.skipped, self.precision)
 
     def take(self, indices: Sequence[int]) -> "Features":
         indices = np.asarray(indices, dtype=int)
-        return Features(self.x[indices], self.y[indices], [self.examples[i] for i in indices])
+        return Features(self.x[indices], self.y[indices], [self.examples[i] for i in indices],
+                        precision=self.precision)
 
     def __add__(self, other: "Features") -> "Features":
         views = min(self.x.shape[1], other.x.shape[1])
         x = np.concatenate([self.x[:, :views], other.x[:, :views]])
         return Features(x, np.concatenate([self.y, other.y]), self.examples + other.examples,
-                        self.skipped + other.skipped)
+                        self.skipped + other.skipped, self.precision)
 
 
 @dataclass
@@ -209,7 +226,10 @@ def featurize(
     kept_examples = [examples[i] for i in kept]
     loaded = set(kept)
     skipped = [e.path for i, e in enumerate(examples) if i not in loaded]
-    return Features(x, np.array([e.label for e in kept_examples], dtype="float32"), kept_examples, skipped)
+    from model.precision import precision_of
+
+    return Features(x, np.array([e.label for e in kept_examples], dtype="float32"), kept_examples, skipped,
+                    precision_of(base))
 
 
 def extractor_for(config: ModelConfig):

@@ -53,9 +53,10 @@ def label_scores(prediction: Prediction) -> dict[str, float]:
     return {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
 
 
-def decision_text(prediction: Prediction, rule: str = "") -> str:
+def decision_text(prediction: Prediction, rule: str = "", chosen_in: str = "float32") -> str:
     """The decision in words: the probability, the threshold it was compared with and the operating point that
-    chose it (the card's threshold rule), and the precision; for a refused input, why there is no answer."""
+    chose it (the card's threshold rule), and the precision (against the card's, `chosen_in`); for a refused
+    input, why there is no answer."""
     if not prediction.answered:
         return (f"**{OUT_OF_SCOPE_TITLE}.** {prediction.reason} No COVID-19 probability or Grad-CAM is given for it. "
                 f"Model version `{prediction.model_version}`.")
@@ -64,16 +65,16 @@ def decision_text(prediction: Prediction, rule: str = "") -> str:
     unchecked = f" *Note: {NO_GATE}, so it answers whatever it is given.*" if prediction.reason == NO_GATE else ""
     return (
         f"**{prediction.label}**: the model's probability of COVID-19 is {prediction.probability:.2f}, "
-        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision)} "
+        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision, chosen_in)} "
         f"Model version `{prediction.model_version}`.{unchecked}"
     )
 
 
-def served_in(precision: str) -> str:
-    """Which precision computed the answer, against the float32 the threshold was chosen in."""
-    if precision == "float32":
+def served_in(precision: str, chosen_in: str = "float32") -> str:
+    """Which precision computed the answer, against the one the threshold was chosen in (the card's)."""
+    if precision == chosen_in == "float32":
         return "Computed in float32."
-    return (f"Computed in {precision} (the threshold was chosen in float32; answers within 0.03 of it are "
+    return (f"Computed in {precision} (the threshold was chosen in {chosen_in}; answers within 0.03 of it are "
             "recomputed in float32, so the precision never changes a decision).")
 
 

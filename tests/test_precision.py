@@ -14,40 +14,41 @@ import pytest
 
 from model.config import ModelConfig
 from model.images import ImageError
-from model.precision import choose, cpu_flags, in_precision, resolve
+from model.precision import (
+    MARGIN,
+    choose_by_timing,
+    in_precision,
+    relative_difference,
+    requested_precision,
+)
 from model.serving.batching import BatchingPredictor
 from model.serving.predictor import Prediction, load_predictor
 from tests.server import make_model
 
-SAPPHIRE_RAPIDS = "flags\t\t: fpu vme sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 avx512_fp16\n"
-COOPER_LAKE = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\nbugs\t\t: spectre_v1\n"
-SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n"
-GRAVITON = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+def test_auto_picks_bfloat16_for_a_base_only_when_timed_faster_and_computing_the_same():
+    assert choose_by_timing({"float32": 92.8, "bfloat16": 47.0}, 0.004)[0] == "bfloat16"
+    slower, why = choose_by_timing({"float32": 150.0, "bfloat16": 220.0}, 0.004)
+    assert slower == "float32" and "0.68x float32" in why and "bfloat16 220.0 ms/image" in why
+    assert choose_by_timing({"float32": 90.0, "bfloat16": 90.0 / MARGIN + 1}, 0.0)[0] == "float32"
+    different, why = choose_by_timing({"float32": 92.8, "bfloat16": 47.0}, 0.05)
+    assert different == "float32" and "differs by 0.050" in why
 
 
-@pytest.mark.parametrize("cpuinfo, expected", [
-    (SAPPHIRE_RAPIDS, "bfloat16"), (COOPER_LAKE, "float32"), (SKYLAKE, "float32"), (GRAVITON, "float32"),
-    ("", "float32"),
-])
-def test_auto_picks_bfloat16_only_where_the_cpu_reports_amx(cpuinfo, expected):
-    precision, reason = choose("auto", cpu_flags(cpuinfo))
-    assert precision == expected
-    assert reason.startswith("auto:") and ("amx_bf16" in reason) == ("amx_bf16" in cpuinfo)
-    assert ("avx512_bf16 but not AMX" in reason) == (cpuinfo == COOPER_LAKE)
+def test_relative_difference_is_the_worst_images_l2_error_over_its_norm():
+    exact = np.array([[3.0, 4.0], [1.0, 0.0]])
+    assert relative_difference(exact, exact) == 0.0
+    assert relative_difference(exact, [[3.0, 4.5], [1.0, 0.0]]) == pytest.approx(0.5 / 5.0)
+    assert relative_difference(exact, [[3.0, 4.0], [1.0, 0.2]]) == pytest.approx(0.2)
 
 
-def test_a_requested_precision_is_kept_and_an_unknown_one_refused(tmp_path, monkeypatch):
-    assert choose("float32", cpu_flags(SAPPHIRE_RAPIDS))[0] == "float32"
-    assert choose("bfloat16", cpu_flags(SKYLAKE))[0] == "bfloat16"
-    with pytest.raises(ValueError, match="unknown precision"):
-        choose("float16", set())
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(SKYLAKE)
-    monkeypatch.setenv("XRAY_PRECISION", "auto")
-    assert resolve(cpuinfo=cpuinfo) == "float32"
-    assert resolve(cpuinfo=tmp_path / "missing") == "float32"
+def test_a_requested_precision_is_kept_and_an_unknown_one_refused(monkeypatch):
     monkeypatch.setenv("XRAY_PRECISION", "BFloat16")
-    assert resolve(cpuinfo=cpuinfo) == "bfloat16"
+    assert requested_precision() == "bfloat16"
+    assert requested_precision("float32") == "float32"
+    monkeypatch.delenv("XRAY_PRECISION")
+    assert requested_precision() == "auto"
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        requested_precision("float16")
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,7 @@ def test_the_answer_says_which_precision_computed_it():
 
     assert served_in("float32") == "Computed in float32."
     assert "bfloat16" in served_in("bfloat16") and "threshold was chosen in float32" in served_in("bfloat16")
+    assert "Computed in float32 (the threshold was chosen in bfloat16;" in served_in("float32", "bfloat16")
 
 
 def test_a_reduced_precision_answer_near_the_threshold_is_recomputed_in_float32():
@@ -258,3 +260,37 @@ def test_a_server_measures_its_batch_size_unless_the_environment_sets_it(tiny_mo
     assert load_predictor(tiny_model, "float32", serving=True).batch_size == 8
     monkeypatch.setenv("XRAY_MAX_BATCH_SIZE", "3")
     assert load_predictor(tiny_model, "float32", serving=True).batch_size == 3
+
+
+def test_a_base_is_measured_once_per_cpu_and_weights_and_a_forced_precision_never(tiny_model, tmp_path, monkeypatch):
+    from model import precision
+    from model.features import base_key, resolved_precision
+
+    monkeypatch.setenv("XRAY_PRECISION_CACHE", str(tmp_path / "precision.json"))
+    base = keras.models.load_model(tiny_model / "model.keras", compile=False).get_layer("vgg16")
+    timed = []
+    real = precision.ms_per_image
+    monkeypatch.setattr(precision, "ms_per_image", lambda run, x: timed.append(len(x)) or real(run, x))
+    chosen = resolved_precision(base, "auto")
+    assert chosen in ("float32", "bfloat16") and timed == [precision.MEASURE_BATCH] * 2
+    [(key, choice)] = json.loads((tmp_path / "precision.json").read_text()).items()
+    assert precision.cpu_model() in key and base_key(base) in key and choice["precision"] == chosen
+    assert "ms/image" in choice["reason"]
+    assert resolved_precision(base, "auto") == chosen and len(timed) == 2, "the cached choice was not reused"
+    assert resolved_precision(base, "bfloat16") == "bfloat16" and len(timed) == 2
+
+
+def test_the_card_records_the_precision_its_features_threshold_and_fine_tuning_ran_in(fixture_dir, tmp_path):
+    from model import train
+    from model.architecture import build_base
+    from model.artifact import load_artifact
+
+    out = tmp_path / "run"
+    assert train.main(["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--dense", "8", "--epochs",
+                       "1", "--views", "0", "--no-cache", "--out", str(out), "--precision", "bfloat16",
+                       "--fine-tune-epochs", "1"]) == 0
+    model, card = load_artifact(out)
+    assert card.precision == "bfloat16"
+    assert json.loads((out / "report.json").read_text())["meta"]["precision"] == "bfloat16"
+    saved, started = model.get_layer("vgg16").get_weights()[0], build_base(32, "none", card.config.seed).get_weights()[0]
+    assert not np.array_equal(saved, started), "fine-tuning (a bfloat16 copy) moved the saved base's weights"

@@ -14,26 +14,17 @@ restart reuses them.
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-import settings
-from model.images import EXTENSIONS, read_grey
+from model.precision import MARGIN, cache_choice, cached_choice, cpu_model, example_greys, ms_per_image
 from model.preprocessing import preprocessing_of, to_network_input
 
 log = logging.getLogger(__name__)
-
-MARGIN = 1.15
-RUNS = 2
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @dataclass(frozen=True)
@@ -43,27 +34,6 @@ class Serving:
     precision: str
     batch_size: int
     reason: str
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo, else the platform's), what the cached choice is keyed by."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _ms_per_image(run: Callable, inputs: np.ndarray) -> float:
-    run(inputs)
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        run(inputs)
-        times.append((time.perf_counter() - start) * 1000 / len(inputs))
-    return statistics.median(times)
 
 
 def _answers(predictor, greys: list[np.ndarray]) -> list[tuple[str, str]]:
@@ -76,7 +46,7 @@ def measure(predictors: dict, greys: list[np.ndarray], batch: int) -> dict:
     any_predictor = next(iter(predictors.values()))
     one = np.stack([to_network_input(greys[0], preprocessing_of(any_predictor.card.config))])
     many = np.repeat(one, batch, axis=0)
-    figures = {name: {str(n): _ms_per_image(predictor.run, x) for n, x in ((1, one), (batch, many))}
+    figures = {name: {str(n): ms_per_image(predictor.run, x) for n, x in ((1, one), (batch, many))}
                for name, predictor in predictors.items()}
     answers = [_answers(predictor, greys) for predictor in predictors.values()]
     return {"ms_per_image": figures, "same_answers": all(a == answers[0] for a in answers)}
@@ -117,18 +87,13 @@ def measured_serving(make: Callable[[str], object], card, requested: str, batch:
     (both precisions timed) or a precision (only its batch size measured); `make(precision)` builds the
     predictor in that precision; the cache is `cache_file`, else the configured one."""
     key = _key(card, requested, batch)
-    cache_file = settings.precision_cache() if cache_file is None else cache_file
-    try:
-        cached = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if key in cached:
-        serving = Serving(**cached[key])
+    cached = cached_choice(key, cache_file)
+    if cached:
+        serving = Serving(**cached)
         log.info("precision %s, batch %d (%s; cached for %s)", serving.precision, serving.batch_size,
                  serving.reason, cpu_model())
         return serving
-    films = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in EXTENSIONS) if EXAMPLES.is_dir() else []
-    greys = [read_grey(p) for p in films]
+    greys = example_greys()
     if not greys:
         precision = "float32" if requested == "auto" else requested
         log.info("precision %s, batch 1 (no example films to measure on)", precision)
@@ -136,9 +101,5 @@ def measured_serving(make: Callable[[str], object], card, requested: str, batch:
     precisions = ("bfloat16", "float32") if requested == "auto" else (requested,)
     serving = decide(measure({p: make(p) for p in precisions}, greys, batch))
     log.info("precision %s, batch %d (%s)", serving.precision, serving.batch_size, serving.reason)
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({**cached, key: asdict(serving)}, indent=2))
-    except OSError as error:
-        log.warning("precision choice not cached in %s: %s", cache_file, error)
+    cache_choice(key, asdict(serving), cache_file)
     return serving

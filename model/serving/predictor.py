@@ -15,7 +15,7 @@ from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
 from model.images import ImageError, Source, image_facts, load_bytes, read_grey
-from model.precision import requested_precision, resolve
+from model.precision import requested_precision
 from model.preprocessing import Box, crop_box, preprocessing_of, to_network_input
 from model.serving.runtime import Runtime, keras_runtime
 
@@ -203,5 +203,5 @@ def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, 
         choice = measured_serving(lambda p: predictor_from_model(model, card, p, gate), card, requested,
                                   forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
         return predictor_from_model(model, card, choice.precision, gate, forced_batch or choice.batch_size)
-    return predictor_from_model(model, card, resolve(requested), gate,
+    return predictor_from_model(model, card, requested, gate,
                                 forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)

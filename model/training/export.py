@@ -58,9 +58,11 @@ def finish(
     others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}
     metrics["operating_points"] = operating_points((sets.validation.y, probs["validation"]), others)
     training_data = {name: dataset_summary(part.examples) for name, part in sets.parts().items() if part.examples}
-    card = dataclasses.replace(new_card(config, threshold, rule, training_data, metrics, notes), calibration=calibration)
+    card = dataclasses.replace(new_card(config, threshold, rule, training_data, metrics, notes), calibration=calibration,
+                               precision=sets.validation.precision)
     path = save_artifact(assemble(base, head, trainable_base=False), Path(out_dir), card)
-    meta = {"threshold_rule": rule, "calibration": _calibration_line(calibration), **(meta or {}), **_flat(config)}
+    meta = {"threshold_rule": rule, "calibration": _calibration_line(calibration), "precision": card.precision,
+            **(meta or {}), **_flat(config)}
     write_report(Path(out_dir), evaluations, history, meta)
     return path, evaluations
 

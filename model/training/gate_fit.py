@@ -31,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 
 from model.architecture import BASE_NAME, GATE_GRID, gate_network
 from model.data import Example
-from model.features import DEFAULT_CACHE, base_key, extract_features
+from model.features import DEFAULT_CACHE, base_key, extract_features, resolved_precision
 from model.gate import IN_SCOPE, KINDS, Gate
 from model.precision import in_precision
 from model.preprocessing import preprocessing_of
@@ -333,6 +333,7 @@ def gate_artifact(folder: Path, split, ood_root: Path, external_root: Path | Non
     from model.data import scan_folder
 
     model, card = load_artifact(folder)
+    precision = resolved_precision(model.get_layer(BASE_NAME), precision)
     external = scan_folder(external_root, **({"positive": positive} if positive else {})) if external_root else []
     result = train_gate(model, card, split, ood_root, external, folder, cache_dir, precision, views)
     record = gate_record(result, split, ood_root, external_root, precision)
