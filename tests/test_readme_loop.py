@@ -167,7 +167,10 @@ def test_the_readme_loop_runs_as_written_and_corrections_really_correct(tmp_path
     assert run_command(uncorrected, ["--csv", str(before)]) == 0
     [(dev_key, dev_row)] = [(k, r) for k, r in examples_csv(before).items() if k[0] == dev_image]
 
-    with running_server(app_model, store, tmp_path / "app.log", {"XRAY_READERS": f"{READER}:{PASSWORD}"}) as server:
+    # Precision and batch size forced: each hot swap below then loads without timing the new model first (the
+    # timing is tested in tests/test_precision.py).
+    env = {"XRAY_READERS": f"{READER}:{PASSWORD}", "XRAY_PRECISION": "float32", "XRAY_MAX_BATCH_SIZE": "1"}
+    with running_server(app_model, store, tmp_path / "app.log", env) as server:
         client = Client(server.url, verbose=False, analytics_enabled=False)
         flag(client, dev_image, "negative")
         flag(client, external_image, "negative")

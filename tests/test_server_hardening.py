@@ -3,6 +3,7 @@ outsider cannot turn against a reader, forged X-Forwarded-For, per-client quotas
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from gradio_client.exceptions import AppError
 
 from feedback.store import CorrectionStore
 from model.config import ModelConfig
+from model.images import image_identity, lossless_png
 from space import presentation as show
 from tests.pile import race
 from tests.readonly import read_only_mount
@@ -65,9 +67,11 @@ def test_a_store_path_under_a_regular_file_never_breaks_predict(model_dir, tmp_p
 
 
 def test_a_read_only_store_never_breaks_predict(model_dir, tmp_path):
-    store = tmp_path / "store"
-    with running_server(model_dir, store, tmp_path / "first.log") as server:
-        flag(client_for(server, tmp_path), EXAMPLES / "covid-2.jpg", "dr_before", note="kept")
+    store, image = tmp_path / "store", EXAMPLES / "covid-2.jpg"
+    data = image.read_bytes()
+    CorrectionStore(store).add(lossless_png(data), image.name, "negative", "dr_before", "kept", "positive", 0.9, "v0",
+                               image_sha256=hashlib.sha256(data).hexdigest(), extension=".png",
+                               pixel_sha256=image_identity(data))
     with read_only_mount(store, tmp_path / "view") as view:
         with running_server(model_dir, view, tmp_path / "app.log") as server:
             assert_unwritable_store_keeps_predict_and_refuses_flags_in_words(
