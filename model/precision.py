@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import statistics
 import time
@@ -94,7 +95,9 @@ def cache_choice(key: str, choice: dict, cache_file: Path | None = None) -> None
         cached = {}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({**cached, key: choice}, indent=2))
+        written = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+        written.write_text(json.dumps({**cached, key: choice}, indent=2))
+        os.replace(written, cache_file)  # whole, so a process reading it at the same time never sees half of it
     except OSError as error:
         log.warning("precision choice not cached in %s: %s", cache_file, error)
 
