@@ -20,12 +20,15 @@ DEFAULT_POSITIVE_FOLDERS = ("covid", "COVID")
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
 POOLINGS = ("flatten", "avg", "max", "avgmax")
 BLOCKS = ("block3", "block4", "block5")
+BASE_BLOCKS = ("block1", "block2", *BLOCKS)
+AUGMENTATIONS = ("none", "light")
 EQUALIZATIONS = ("none", "global", "clahe")
 HEADS = ("dense", "logistic")
 
-BASE, PREPROCESSING, FEATURES, HEAD, SPLIT = "base", "preprocessing", "features", "head", "split"
+BASE, PREPROCESSING, FEATURES, HEAD, FINE_TUNE, SPLIT = "base", "preprocessing", "features", "head", "fine_tune", "split"
 """The groups of knobs: the base network, the preprocessing steps (off at their defaults), the features the
-head reads, the head and its training, and the seed (whose flag belongs to the data split's flags)."""
+head reads, the head and its training, fine-tuning (off at its default), and the seed (whose flag belongs to the
+data split's flags)."""
 
 
 def knob(default: Any, group: str, help: str, **metadata: Any) -> Any:
@@ -58,6 +61,16 @@ class ModelConfig:
     epochs: int = knob(20, HEAD, "training epochs")
     batch_size: int = knob(32, HEAD, "training batch size")
     class_weight: bool = knob(False, HEAD, "weight classes by inverse frequency")
+    fine_tune_epochs: int = knob(0, FINE_TUNE, "after the head, train the unfrozen base blocks and the head together "
+                                 "for N epochs from the images (0: off; minutes per epoch without a GPU; resumable "
+                                 "by epoch: rerun the same command after an interruption)", metavar="N")
+    fine_tune_blocks: tuple[str, ...] = knob(("block4", "block5"), FINE_TUNE, "VGG-16 blocks fine-tuning unfreezes",
+                                             choices=BASE_BLOCKS, nargs="+")
+    fine_tune_optimizer: str = knob("adam", FINE_TUNE, "fine-tuning optimizer", choices=OPTIMIZERS)
+    fine_tune_learning_rate: float = knob(1e-4, FINE_TUNE, "fine-tuning learning rate", flag="--fine-tune-lr")
+    fine_tune_batch_size: int = knob(16, FINE_TUNE, "fine-tuning batch size")
+    fine_tune_augment: str = knob("light", FINE_TUNE, "augmentation of the fine-tuning images (model/augment.py)",
+                                  choices=AUGMENTATIONS)
     target_sensitivity: float | None = knob(None, BASE, "choose the threshold for this validation sensitivity "
                                             "(unset: Youden's J)")
     seed: int = knob(0, SPLIT, "seed for the split, augmentation and initialisation")
@@ -75,7 +88,21 @@ class ModelConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         object.__setattr__(self, "dense", tuple(int(d) for d in self.dense))
         object.__setattr__(self, "feature_layers", tuple(b for b in BLOCKS if b in self.feature_layers))
+        object.__setattr__(self, "fine_tune_blocks", tuple(b for b in BASE_BLOCKS if b in self.fine_tune_blocks))
         self._check_preprocessing_and_features()
+        self._check_fine_tuning()
+
+    def _check_fine_tuning(self) -> None:
+        if self.fine_tune_epochs < 0:
+            raise ValueError(f"fine_tune_epochs must be at least 0, got {self.fine_tune_epochs}")
+        if not self.fine_tune_blocks:
+            raise ValueError(f"fine_tune_blocks must name at least one of {BASE_BLOCKS}")
+        if self.fine_tune_optimizer not in OPTIMIZERS:
+            raise ValueError(f"fine_tune_optimizer must be one of {OPTIMIZERS}, got {self.fine_tune_optimizer!r}")
+        if self.fine_tune_learning_rate <= 0 or self.fine_tune_batch_size < 1:
+            raise ValueError("fine_tune_learning_rate must be positive and fine_tune_batch_size at least 1")
+        if self.fine_tune_augment not in AUGMENTATIONS:
+            raise ValueError(f"fine_tune_augment must be one of {AUGMENTATIONS}, got {self.fine_tune_augment!r}")
 
     def _check_preprocessing_and_features(self) -> None:
         if not 0.0 <= self.crop < 0.25:
@@ -103,12 +130,13 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["dense"], d["feature_layers"] = list(self.dense), list(self.feature_layers)
+        d["fine_tune_blocks"] = list(self.fine_tune_blocks)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        tuples = ("dense", "feature_layers")
+        tuples = ("dense", "feature_layers", "fine_tune_blocks")
         return cls(**{k: (tuple(v) if k in tuples else v) for k, v in d.items() if k in names})
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from model.cli import (
     UsageError,
     add_data_arguments,
+    add_fine_tune_arguments,
     add_head_arguments,
     cache_from_args,
     config_from_args,
@@ -43,8 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_arguments(parser)
     add_head_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="artifact and report folder")
-    parser.add_argument("--fine-tune-epochs", type=int, default=0,
-                        help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
+    add_fine_tune_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if not np.isfinite(history["loss"][-1]):
         raise UsageError(f"training diverged (loss {history['loss'][-1]}); lower --lr or change --optimizer")
     skipped = sets.skipped
-    if args.fine_tune_epochs:
-        sets, tuned = fine_tune(base, head, sets, config, args.fine_tune_epochs)
+    if config.fine_tune_epochs:
+        sets, tuned = fine_tune(base, head, sets, config, args.out / "fine_tune_backup")
         history = {**history, **tuned}
     path, evaluations = finish(base, head, config, sets, args.out, history,
                                meta={"command": "python -m model.train", "data": str(args.data),

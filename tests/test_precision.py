@@ -278,19 +278,3 @@ def test_a_base_is_measured_once_per_cpu_and_weights_and_a_forced_precision_neve
     assert "ms/image" in choice["reason"]
     assert resolved_precision(base, "auto") == chosen and len(timed) == 2, "the cached choice was not reused"
     assert resolved_precision(base, "bfloat16") == "bfloat16" and len(timed) == 2
-
-
-def test_the_card_records_the_precision_its_features_threshold_and_fine_tuning_ran_in(fixture_dir, tmp_path):
-    from model import train
-    from model.architecture import build_base
-    from model.artifact import load_artifact
-
-    out = tmp_path / "run"
-    assert train.main(["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--dense", "8", "--epochs",
-                       "1", "--views", "0", "--no-cache", "--out", str(out), "--precision", "bfloat16",
-                       "--fine-tune-epochs", "1"]) == 0
-    model, card = load_artifact(out)
-    assert card.precision == "bfloat16"
-    assert json.loads((out / "report.json").read_text())["meta"]["precision"] == "bfloat16"
-    saved, started = model.get_layer("vgg16").get_weights()[0], build_base(32, "none", card.config.seed).get_weights()[0]
-    assert not np.array_equal(saved, started), "fine-tuning (a bfloat16 copy) moved the saved base's weights"

@@ -27,8 +27,10 @@ from pathlib import Path
 from model.cli import (
     UsageError,
     add_data_arguments,
+    add_fine_tune_arguments,
     cache_from_args,
     corrections_meta,
+    fine_tune_from_args,
     log,
     precision_from_args,
     run,
@@ -86,15 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               help="continue in a fresh process once resident memory exceeds that after this process's "
                                    "first trial by this fraction, giving back what Keras keeps per trial "
                                    "(0: never; default %(default)s)")
-    search_group.add_argument("--fine-tune-epochs", type=int, default=0,
-                              help="then unfreeze the base and train end to end for N epochs at lr 1e-5 (slow without a GPU)")
+    add_fine_tune_arguments(parser)
     distributed = parser.add_argument_group("several machines (Keras Tuner's distributed mode)")
     distributed.add_argument("--chief", metavar="HOST:PORT", help="serve the search on this address, export at the end")
     distributed.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
     distributed.add_argument("--worker-id", help="this worker's name, unique; reuse it to resume its trial after a crash")
     args = parser.parse_args(argv)
-    if args.max_trials < 1 or args.fine_tune_epochs < 0 or args.restart_growth < 0:
-        parser.error("--max-trials must be at least 1, --fine-tune-epochs and --restart-growth at least 0")
+    if args.max_trials < 1 or args.restart_growth < 0:
+        parser.error("--max-trials must be at least 1, --restart-growth at least 0")
     args.export = args.export or args.out / "best"
     if args.objective == "external_auc" and args.external is None:
         parser.error("--objective external_auc needs --external DIR (or choose --objective cv_auc or val_auc)")
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> str | None:
         if args.overwrite:
             (args.out / EXPORT_FILE).unlink(missing_ok=True)
     base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed,
-                              target_sensitivity=args.target_sensitivity)
+                              target_sensitivity=args.target_sensitivity, **fine_tune_from_args(args))
     external = scan_folder(args.external, positive=args.positive) if args.external else []
     split = split_from_args(args, external)
     bank = FeatureBank(split, args.views, cache_from_args(args), external, precision_from_args(args))
@@ -172,7 +173,6 @@ def main(argv: list[str] | None = None) -> str | None:
     chosen, done = finish_search(
         tuner, records, bank, base_config, args.out, args.export,
         {"target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None},
-        args.fine_tune_epochs,
         meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
               "objective": args.objective, **corrections_meta(split)},
         gate=gate if args.ood else None,

@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 
 from model.architecture import build_config_base
-from model.config import ModelConfig
+from model.config import FINE_TUNE, ModelConfig, fields_of
 from model.training.export import finish
 from model.training.finetune import fine_tune
 from tuning.bank import FeatureBank
@@ -263,15 +263,16 @@ def export_best(
     bank: FeatureBank,
     base_config: ModelConfig,
     out_dir: Path,
-    fine_tune_epochs: int = 0,
     meta: dict | None = None,
     chosen: tuple[str, str] | None = None,
+    backup: Path | None = None,
 ):
     """Export the chosen trial's head (default: the best) at its best epoch; threshold on validation, test once.
 
     The kept weights were trained on the training split only, so the validation patients stay unseen by
     the weights and can choose the threshold honestly; the test patients were used for nothing before.
     The external folder (when given) chose the trial and is reported at the threshold, never trained on.
+    With base_config.fine_tune_epochs, the fine-tuning stage follows the head (resumable from `backup`).
     Returns (artifact path, evaluations, the exported configuration).
     """
     trial_id, why = chosen or (best_trial(tuner).trial_id, "the best objective")
@@ -282,13 +283,14 @@ def export_best(
     base, sets, external = build_config_base(config), bank.sets(config), bank.external(config)
     path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
     history = json.loads(path.read_text())["history"] if path.is_file() else None
-    if fine_tune_epochs:
-        sets, tuned = fine_tune(base, head, sets, config, fine_tune_epochs)
+    if config.fine_tune_epochs:
+        sets, tuned = fine_tune(base, head, sets, config, backup)
         history, external = {**(history or {}), **tuned}, None
     notes = (
         f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
         f"{epochs}; weights of that epoch, trained on the training split"
-        + (f", then {fine_tune_epochs} fine-tuning epochs of the whole network" if fine_tune_epochs else "")
+        + (f", then {config.fine_tune_epochs} fine-tuning epochs of {'+'.join(config.fine_tune_blocks)} with the "
+           "head" if config.fine_tune_epochs else "")
         + f". Chosen as {why}; {tuner.oracle.objective.name} chose the epoch, validation patients the threshold; "
         "the test split was evaluated once."
     )
@@ -309,7 +311,6 @@ def finish_search(
     out: Path,
     export: Path,
     wanted: dict,
-    fine_tune_epochs: int = 0,
     meta: dict | None = None,
     gate: Callable[[Path], str] | None = None,
 ) -> tuple[tuple[str, str], dict]:
@@ -321,13 +322,15 @@ def finish_search(
     returns its version. Returns (the chosen trial and why, the export record with its test summary)."""
     chosen = choose_trial(tuner, records)
     log.info("chosen trial %s: %s", *chosen)
-    wanted = {"trial": chosen[0], "fine_tune_epochs": fine_tune_epochs, "export": str(export), **wanted}
+    fine_tuning = {knob.name: getattr(base_config, knob.name) for knob in fields_of(FINE_TUNE)}
+    wanted = {"trial": chosen[0], **json.loads(json.dumps(fine_tuning)), "export": str(export), **wanted}
     record_file = out / EXPORT_FILE
     done = json.loads(record_file.read_text()) if record_file.is_file() else {}
     if {k: done.get(k) for k in wanted} == wanted:
         log.info("best trial %s already exported to %s; nothing to export", chosen[0], export)
     else:
-        artifact, evaluations, config = export_best(tuner, bank, base_config, export, fine_tune_epochs, meta, chosen)
+        artifact, evaluations, config = export_best(tuner, bank, base_config, export, meta, chosen,
+                                                    out / "fine_tune_backup")
         test = next(e.metrics for e in evaluations if e.name == "test")
         done = {**wanted, "test": {k: test[k] for k in TEST_SUMMARY}, "config": config.to_dict()}
         if gate:
