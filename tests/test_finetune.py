@@ -11,6 +11,7 @@ import pytest
 from model import train
 from model.architecture import build_base
 from model.artifact import load_artifact
+from model.serving.predictor import load_predictor
 from model.training import finetune
 
 SMALL = ["--weights", "none", "--size", "32", "--dense", "8", "--epochs", "1", "--views", "0", "--no-cache"]
@@ -32,6 +33,9 @@ def test_fine_tuning_trains_only_its_blocks_in_the_features_precision_and_the_ca
         for before, after in zip(layer.get_weights(), saved.get_layer(layer.name).get_weights()):
             assert np.array_equal(before, after) != layer.name.startswith("block5"), layer.name
     assert not (out / "fine_tune_backup").exists(), "the backup is removed once every epoch is done"
+    served = load_predictor(out, "float32").predict(next(fixture_dir.glob("covid/*.png")))
+    assert served.answered and served.heatmap.shape == (2, 2) and np.isfinite(served.heatmap).all(), \
+        "the fine-tuned model serves with its Grad-CAM map (block 5's 2x2 at 32 px)"
 
 
 def test_an_interrupted_fine_tuning_resumes_after_its_last_finished_epoch(fixture_dir, tmp_path, monkeypatch, caplog):
