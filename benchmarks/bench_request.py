@@ -22,11 +22,13 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks.bench_predict import benchmark_model, load_average, median_ms  # noqa: E402
+
 WARMUP = 2
 
 
 def ms(samples: list[float]) -> str:
-    return f"{statistics.median(samples) * 1000:8.1f} ms"
+    return f"{median_ms(samples):8.1f} ms"
 
 
 def through_server(url: str, files: list[Path], split: list[Path]) -> dict[str, list[float]]:
@@ -106,7 +108,6 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="artifact folder (default: shipped, else the reference network)")
     args = parser.parse_args()
 
-    from benchmarks.bench_predict import benchmark_model, load_average
     from tests.server import EXAMPLES, distinct_xrays, running_server
 
     load_before = load_average()

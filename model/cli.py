@@ -222,22 +222,18 @@ def add_fine_tune_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser.add_argument_group("fine-tuning, after the head (off by default)"), FINE_TUNE)
 
 
-def fine_tune_from_args(args: argparse.Namespace) -> dict:
-    """The fine_tune_* fields as the flags set them."""
-    return {knob.name: getattr(args, dest_of(knob)) for knob in fields_of(FINE_TUNE)}
-
-
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    """The ModelConfig the flags describe (each field from its flag, where the command has it); --hparams replaces
+    """The ModelConfig the flags describe (each field from its flag, where the command has it, the others at their
+    defaults); --hparams, where the command has it, replaces
     the head and preprocessing settings, never the base weights, the size, the seed or fine-tuning (nor a
     --target-sensitivity given on the command line)."""
     given = {knob.name: getattr(args, dest_of(knob)) for knob in dataclasses.fields(ModelConfig)
              if hasattr(args, dest_of(knob))}
-    if args.hparams:
+    if getattr(args, "hparams", None):
         if not args.hparams.is_file():
             raise UsageError(f"--hparams {args.hparams}: no such file")
         kept = {name: given[name] for name in ("input_size", "weights", "seed")}
-        kept |= {name: value for name, value in given.items() if name.startswith("fine_tune_")}
+        kept |= {knob.name: given[knob.name] for knob in fields_of(FINE_TUNE) if knob.name in given}
         if given["target_sensitivity"] is not None:
             kept["target_sensitivity"] = given["target_sensitivity"]
         saved = json.loads(args.hparams.read_text())

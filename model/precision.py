@@ -121,14 +121,11 @@ def choose_by_timing(ms: dict[str, float], difference: float, margin: float = MA
     return "float32", f"auto: bfloat16 is {speedup:.2f}x float32, not {margin:.2f}x faster ({shown})"
 
 
-def measured_precision(network: keras.Model, inputs: np.ndarray, key: str, requested: str = "auto",
-                       cache_file: Path | None = None) -> str:
-    """The precision to run `network` (with no decision of its own: the frozen base extracting features) in.
+def measured_precision(network: keras.Model, inputs: np.ndarray, key: str, cache_file: Path | None = None) -> str:
+    """What `auto` runs `network` (with no decision of its own: the frozen base extracting features) in.
 
-    A forced precision is kept; `auto` times float32 and the bfloat16 copy on `inputs`, checks that their outputs
-    agree within FEATURE_TOLERANCE, and picks by choose_by_timing; logged, and cached per CPU model and `key`."""
-    if requested != "auto":
-        return requested
+    Times float32 and the bfloat16 copy on `inputs`, checks that their outputs agree within FEATURE_TOLERANCE, and
+    picks by choose_by_timing; logged, and cached per CPU model and `key`."""
     cache_key = f"network|{cpu_model()}|{key}|{len(inputs)}"
     cached = cached_choice(cache_key, cache_file)
     if cached:

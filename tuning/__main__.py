@@ -29,15 +29,14 @@ from model.cli import (
     add_data_arguments,
     add_fine_tune_arguments,
     cache_from_args,
+    config_from_args,
     corrections_meta,
-    fine_tune_from_args,
     log,
     precision_from_args,
     run,
     setup_logging,
     split_from_args,
 )
-from model.config import ModelConfig
 from model.data import scan_folder
 from model.training.gate_fit import gate_artifact
 from tuning.bank import FeatureBank
@@ -143,8 +142,7 @@ def main(argv: list[str] | None = None) -> str | None:
         check_settings(args.out, settings(args), args.overwrite)
         if args.overwrite:
             (args.out / EXPORT_FILE).unlink(missing_ok=True)
-    base_config = ModelConfig(input_size=args.size, weights=args.weights, seed=args.seed,
-                              target_sensitivity=args.target_sensitivity, **fine_tune_from_args(args))
+    base_config = config_from_args(args)
     external = scan_folder(args.external, positive=args.positive) if args.external else []
     split = split_from_args(args, external)
     bank = FeatureBank(split, args.views, cache_from_args(args), external, precision_from_args(args))

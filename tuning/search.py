@@ -322,8 +322,8 @@ def finish_search(
     returns its version. Returns (the chosen trial and why, the export record with its test summary)."""
     chosen = choose_trial(tuner, records)
     log.info("chosen trial %s: %s", *chosen)
-    fine_tuning = {knob.name: getattr(base_config, knob.name) for knob in fields_of(FINE_TUNE)}
-    wanted = {"trial": chosen[0], **json.loads(json.dumps(fine_tuning)), "export": str(export), **wanted}
+    fine_tuning = {knob.name: base_config.to_dict()[knob.name] for knob in fields_of(FINE_TUNE)}
+    wanted = {"trial": chosen[0], **fine_tuning, "export": str(export), **wanted}
     record_file = out / EXPORT_FILE
     done = json.loads(record_file.read_text()) if record_file.is_file() else {}
     if {k: done.get(k) for k in wanted} == wanted:
