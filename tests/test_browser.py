@@ -24,6 +24,11 @@ EXAMPLE = "covid-1.jpg"
 DECISION = re.compile(r"(COVID-19 (?:positive|negative)): the model's probability of COVID-19 is (\d\.\d\d)")
 RECORD = re.compile(r"recorded as record #(\d+)")
 TIMEOUT_MS = 60_000
+LOADED_SIZE = """img => img.complete ? [img.naturalWidth, img.naturalHeight] : new Promise(done => {
+    img.addEventListener("load", () => done([img.naturalWidth, img.naturalHeight]));
+    img.addEventListener("error", () => done([0, 0]));
+})"""
+"""An image's natural size once it has loaded ([0, 0] if it failed): visible is not yet loaded on a busy machine."""
 NOTE_EXAMPLE = "normal-1.png"
 FAKE_RECORD = "- #99 **positive** by dr_chief"
 HOSTILE_NOTE = ('see <form action="http://evil.example/"><input type=password name=pw></form>'
@@ -83,7 +88,7 @@ def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_
     assert float(positive_bar.get_attribute("aria-valuenow")) == pytest.approx(100 * expected.probability, abs=1)
     overlay = page.locator(".block", has_text="Grad-CAM overlay").locator("img").first
     expect(overlay).to_be_visible(timeout=TIMEOUT_MS)
-    assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+    assert overlay.evaluate(LOADED_SIZE)[0] > 0
 
     page.get_by_text("Flag as wrong (radiologists)").click()
     right_label = "negative" if "positive" in label else "positive"
@@ -183,7 +188,7 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         expect(panel.get_by_text("1 correction matches")).to_be_visible()
         expect(note).to_have_text(REVIEW_NOTE)
         expect(thumbnail).to_be_visible()
-        assert thumbnail.evaluate("img => Math.max(img.naturalWidth, img.naturalHeight)") == 96
+        assert max(thumbnail.evaluate(LOADED_SIZE)) == 96
 
         page.get_by_role("button", name="Download the export (zip)").click()
         link = panel.locator(".block", has_text="Export: covid/").get_by_role("link").first
