@@ -31,7 +31,9 @@ class ModelCard:
     model file (empty until the artifact is written); `history` lists promotions and rollbacks (model.promote);
     `gate` describes the input gate (model/gate.py: its file, version, thresholds, training data and figures),
     empty for a model without one; `precision` is what computed the features its head, calibration and threshold
-    were fitted on (`--precision float32` reproduces a float32 card on any CPU).
+    were fitted on (`--precision float32` reproduces a float32 card on any CPU); `transfer` is the operating point
+    chosen for hospitals the model never saw and what it is expected to find there (model/training/transfer.py),
+    empty for a threshold chosen on validation alone.
     """
 
     config: ModelConfig
@@ -56,6 +58,7 @@ class ModelCard:
     history: list = field(default_factory=list)
     gate: dict = field(default_factory=dict)
     precision: str = "float32"
+    transfer: dict = field(default_factory=dict)
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -118,7 +121,7 @@ REQUIRED = {
     "base_weights": str,
     "base_weights_origin": str,
 }
-OPTIONAL = {"calibration": dict, "history": list, "gate": dict, "precision": str}
+OPTIONAL = {"calibration": dict, "history": list, "gate": dict, "precision": str, "transfer": dict}
 
 
 def weights_origin(weights: str) -> str:

@@ -24,6 +24,7 @@ from model.config import (
     HEAD,
     PREPROCESSING,
     SPLIT,
+    UNSEEN_SOURCES,
     ModelConfig,
     fields_of,
 )
@@ -35,6 +36,7 @@ from model.data import (
     scan_folder,
     split_by_patient,
 )
+from model.images import file_sha256
 from model.precision import PRECISIONS, requested_precision
 
 log = logging.getLogger("xray-covid")
@@ -130,6 +132,9 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                        help="a labelled folder (one class is enough, e.g. more normals) added to the training part only")
     group.add_argument("--extra-limit", type=int, default=None, metavar="N",
                        help="take only the first N images of --extra-train, in file-name order")
+    group.add_argument("--reference-normals", type=Path, default=None, metavar="DIR",
+                       help="normal films no model trains on (images also in the data or --extra-train are left out): "
+                            "--operating-point unseen_sources sets the threshold's specificity on them")
     return group
 
 
@@ -198,6 +203,23 @@ def split_from_args(args: argparse.Namespace, evaluation: Sequence[Example] = ()
     if split.corrections:
         log.info(split.corrections.describe())
     return split
+
+
+def reference_from_args(args: argparse.Namespace, split: Split) -> list[Example]:
+    """The --reference-normals images whose files are in no part of the split ([] without the flag); a usage error where
+    the operating point needs them and there are none, or where one is not a negative."""
+    if not args.reference_normals:
+        if args.operating_point == UNSEEN_SOURCES:
+            raise UsageError("--operating-point unseen_sources needs --reference-normals DIR")
+        return []
+    used = {file_sha256(e.path) for part in (split.train, split.validation, split.test) for e in part}
+    reference = [e for e in scan_folder(args.reference_normals, positive=args.positive, require_both=False)
+                 if file_sha256(e.path) not in used]
+    if not reference or any(e.label for e in reference):
+        raise UsageError(f"--reference-normals {args.reference_normals}: needs negative films only, none of them in "
+                         "the data")
+    log.info("%d reference normals from %s (not in the split)", len(reference), args.reference_normals)
+    return reference
 
 
 def corrections_meta(split: Split) -> dict[str, str]:

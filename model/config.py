@@ -24,6 +24,8 @@ BASE_BLOCKS = ("block1", "block2", *BLOCKS)
 AUGMENTATIONS = ("none", "light")
 EQUALIZATIONS = ("none", "global", "clahe")
 HEADS = ("dense", "logistic")
+VALIDATION, UNSEEN_SOURCES = "validation", "unseen_sources"
+OPERATING_POINTS = (VALIDATION, UNSEEN_SOURCES)
 
 BASE, PREPROCESSING, FEATURES, HEAD, FINE_TUNE, SPLIT = "base", "preprocessing", "features", "head", "fine_tune", "split"
 """The groups of knobs: the base network, the preprocessing steps (off at their defaults), the features the
@@ -71,8 +73,12 @@ class ModelConfig:
     fine_tune_batch_size: int = knob(16, FINE_TUNE, "fine-tuning batch size")
     fine_tune_augment: str = knob("light", FINE_TUNE, "augmentation of the fine-tuning images (model/augment.py)",
                                   choices=AUGMENTATIONS)
-    target_sensitivity: float | None = knob(None, BASE, "choose the threshold for this validation sensitivity "
-                                            "(unset: Youden's J)")
+    target_sensitivity: float | None = knob(None, BASE, "choose the threshold for this sensitivity (unset: Youden's "
+                                            "J on validation)")
+    operating_point: str = knob(VALIDATION, BASE, "where --target-sensitivity must hold: on the validation patients, "
+                                "or on COVID-19 films from hospitals never trained on (unseen_sources: cross-validation "
+                                "grouped by source, at a specificity among --reference-normals; model/training/"
+                                "transfer.py)", choices=OPERATING_POINTS)
     seed: int = knob(0, SPLIT, "seed for the split, augmentation and initialisation")
 
     def __post_init__(self) -> None:
@@ -121,6 +127,10 @@ class ModelConfig:
             raise ValueError(f"l2 must be at least 0, got {self.l2}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             raise ValueError(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.operating_point not in OPERATING_POINTS:
+            raise ValueError(f"operating_point must be one of {OPERATING_POINTS}, got {self.operating_point!r}")
+        if self.operating_point == UNSEEN_SOURCES and self.target_sensitivity is None:
+            raise ValueError("operating_point unseen_sources needs a target_sensitivity")
 
     @property
     def hidden(self) -> tuple[int, ...]:

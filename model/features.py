@@ -174,6 +174,10 @@ class Features:
     def clean(self) -> tuple[np.ndarray, np.ndarray]:
         return self.x[:, 0], self.y.reshape(-1, 1)
 
+    def first_view(self) -> "Features":
+        """The same examples with their clean view only."""
+        return Features(self.x[:, :1], self.y, self.examples, self.skipped, self.precision)
+
     def all_views(self) -> tuple[np.ndarray, np.ndarray]:
         """Every stored view as its own training sample."""
         views = self.x.shape[1]

@@ -25,13 +25,15 @@ from model.cli import (
     corrections_meta,
     log,
     precision_from_args,
+    reference_from_args,
     report_skipped,
     run,
     setup_logging,
     split_from_args,
 )
 from model.training.export import finish
-from model.training.finetune import fine_tune
+from model.features import featurizer
+from model.training.finetune import fine_tune, featurize_tuned
 from model.training.head import train_head
 from model.training.split_features import prepare
 
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     start = time.time()
     split = split_from_args(args)
+    reference_examples = reference_from_args(args, split)
     base, sets = prepare(split, config, args.views, cache_from_args(args), precision_from_args(args))
+    reference = featurizer(config, cache_from_args(args), sets.validation.precision)(reference_examples) \
+        if reference_examples else None
     log.info("features ready in %.0f s", time.time() - start)
     head, history = train_head(base.output_shape[1:], sets.train, sets.validation, config, verbose=2)
     if not np.isfinite(history["loss"][-1]):
@@ -63,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if config.fine_tune_epochs:
         sets, tuned = fine_tune(base, head, sets, config, args.out / "fine_tune_backup")
         history = {**history, **tuned}
+        reference = featurize_tuned(base, config, reference_examples, sets.validation.precision) \
+            if reference_examples else None
     path, evaluations = finish(base, head, config, sets, args.out, history,
                                meta={"command": "python -m model.train", "data": str(args.data),
-                                     **corrections_meta(split)})
+                                     **corrections_meta(split)}, reference=reference)
     for evaluation in evaluations:
         print(f"{evaluation.name}: {json.dumps({k: evaluation.metrics[k] for k in SHOWN})}")
     print(f"wrote {path} and {args.out / 'report.md'} in {time.time() - start:.0f} s")

@@ -183,7 +183,7 @@ class Handlers:
         self.count_prediction(prediction.model_version, sha256)
         return (
             show.label_scores(prediction),
-            show.decision_text(prediction, self.predictor.card.threshold_rule, self.predictor.card.precision),
+            show.decision_text(prediction, self.predictor.card),
             picture,
             show.public_corrections(self.stored_corrections(sha256)),
             prediction.status,

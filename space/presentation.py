@@ -14,6 +14,7 @@ from model.gate import NO_GATE
 from model.markdown import fmt, table
 from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction
+from model.training.transfer import expected_at_new_hospital
 
 NOTICE = (
     "**Research demo, not a diagnosis.** The model has not been validated clinically; do not use its output "
@@ -53,21 +54,44 @@ def label_scores(prediction: Prediction) -> dict[str, float]:
     return {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
 
 
-def decision_text(prediction: Prediction, rule: str = "", chosen_in: str = "float32") -> str:
-    """The decision in words: the probability, the threshold it was compared with and the operating point that
-    chose it (the card's threshold rule), and the precision (against the card's, `chosen_in`); for a refused
-    input, why there is no answer."""
+def decision_text(prediction: Prediction, card: ModelCard | None = None) -> str:
+    """The decision in words: the class, what the threshold is for (screening_purpose), the probability against the
+    threshold and the operating point that chose it (the card's rule), and the precision (against the card's); for
+    a refused input, why there is no answer."""
     if not prediction.answered:
         return (f"**{OUT_OF_SCOPE_TITLE}.** {prediction.reason} No COVID-19 probability or Grad-CAM is given for it. "
                 f"Model version `{prediction.model_version}`.")
     relation = "at or above" if prediction.positive else "below"
-    chosen = f" (operating point: {rule})" if rule else ""
+    purpose = screening_purpose(card)
+    chosen = f" (operating point: {card.threshold_rule})" if card and card.threshold_rule else ""
     unchecked = f" *Note: {NO_GATE}, so it answers whatever it is given.*" if prediction.reason == NO_GATE else ""
     return (
-        f"**{prediction.label}**: the model's probability of COVID-19 is {prediction.probability:.2f}, "
-        f"{relation} its decision threshold of {prediction.threshold:.2f}{chosen}. {served_in(prediction.precision, chosen_in)} "
+        f"**{prediction.label}**{f' ({purpose})' if purpose else ''}: the model's probability of COVID-19 is "
+        f"{prediction.probability:.2f}, {relation} its decision threshold of {prediction.threshold:.2f}{chosen}. "
+        f"{served_in(prediction.precision, card.precision if card else 'float32')} "
         f"Model version `{prediction.model_version}`.{unchecked}"
     )
+
+
+def _of_ten(share: float) -> int:
+    return int(round(10 * share))
+
+
+def screening_purpose(card: ModelCard | None) -> str:
+    """What the card's threshold is for, in a reader's words: how many of 10 COVID-19 films it finds, at hospitals
+    it never saw where the card estimated that (its `transfer`), else on its validation patients; "" when the card
+    says neither."""
+    if card is None:
+        return ""
+    if card.transfer:
+        return (f"screening: finds about {_of_ten(card.transfer['sensitivity'])} of 10 COVID-19 films at hospitals "
+                f"it never saw, and calls about {_of_ten(1 - card.transfer['specificity'])} of 10 normal films "
+                "positive")
+    sensitivity = (card.metrics.get("validation") or {}).get("sensitivity")
+    if sensitivity is None:
+        return ""
+    return (f"screening: finds about {_of_ten(sensitivity)} of 10 COVID-19 films of its validation patients, "
+            "fewer at hospitals it never saw")
 
 
 def served_in(precision: str, chosen_in: str = "float32") -> str:
@@ -132,6 +156,7 @@ def card_summary(card: ModelCard | None) -> str:
         f"- Base: VGG-16, weights from {card.base_weights_origin}; features: {_features(hp)}; head: {_head(hp)}.",
         f"- Input: {_input(hp)}.",
         f"- Decision threshold: {card.threshold:.2f} ({card.threshold_rule}).",
+        *([f"- At a hospital it never saw (estimated): {expected_at_new_hospital(card.transfer)}."] if card.transfer else []),
     ]
     data = _data_table(card.training_data)
     if data:

@@ -21,7 +21,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run"]
 SCREENSHOT = Path("/tmp/xray-covid-browser-test.png")
 EXAMPLE = "covid-1.jpg"
-DECISION = re.compile(r"(COVID-19 (?:positive|negative)): the model's probability of COVID-19 is (\d\.\d\d)")
+DECISION = re.compile(r"(COVID-19 (?:positive|negative))(?: \(screening: [^)]*\))?: the model's probability of "
+                      r"COVID-19 is (\d\.\d\d)")
 RECORD = re.compile(r"recorded as record #(\d+)")
 TIMEOUT_MS = 60_000
 LOADED_SIZE = """img => img.complete ? [img.naturalWidth, img.naturalHeight] : new Promise(done => {

@@ -45,6 +45,43 @@ def test_train_writes_artifact_card_and_report(trained):
     assert predictor.threshold == card["threshold"]
 
 
+def test_train_can_set_the_threshold_for_unseen_sources_on_reference_normals(trained, tmp_path, fixture_dir):
+    """The threshold leaves the transfer point's share of the reference normals below it, as the served model
+    scores them; a reference file that is also a training image is left out."""
+    from PIL import Image, ImageOps
+
+    _, cache = trained
+    normals = sorted((fixture_dir / "normal").iterdir())
+    reference = tmp_path / "reference" / "normal"
+    reference.mkdir(parents=True)
+    for path in normals:
+        ImageOps.mirror(Image.open(path)).save(reference / f"mirrored_{path.stem}.png")
+    (reference / normals[0].name).write_bytes(normals[0].read_bytes())
+    out = tmp_path / "run"
+    train.main(["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--dense", "8", "--epochs", "2",
+                "--views", "1", "--cache", str(cache), "--out", str(out), "--target-sensitivity", "0.9",
+                "--operating-point", "unseen_sources", "--reference-normals", str(reference.parent)])
+    card = json.loads((out / "model_card.json").read_text())
+    transfer = card["transfer"]
+    assert transfer["n_reference"] == len(normals) and transfer["target_sensitivity"] == 0.9
+    assert transfer["sensitivity"] >= 0.9 and transfer["n_sources"] >= 2
+    assert card["threshold_rule"].startswith("sensitivity >= 0.9 on COVID-19 films from hospitals")
+    predictor = load_predictor(out)
+    probs = [predictor.predict(path).probability for path in sorted(reference.glob("mirrored_*"))]
+    assert sum(p < card["threshold"] for p in probs) / len(probs) == pytest.approx(transfer["specificity"])
+    assert "expected at a new hospital" in (out / "report.md").read_text()
+
+
+def test_unseen_sources_needs_reference_normals(tmp_path, fixture_dir, capsys):
+    from model.cli import USAGE_ERROR, run
+
+    status = run(train.main, ["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--out", str(tmp_path),
+                              "--target-sensitivity", "0.9", "--operating-point", "unseen_sources"])
+    assert status == USAGE_ERROR
+    assert "--operating-point unseen_sources needs --reference-normals DIR" in capsys.readouterr().err
+    assert not (tmp_path / "model_card.json").exists()
+
+
 def test_evaluate_reports_every_metric_and_plots(trained, tmp_path, fixture_dir, capsys):
     out, cache = trained
     evaluate.main(["--model", str(out), "--data", str(fixture_dir), "--out", str(tmp_path), "--cache", str(cache)])

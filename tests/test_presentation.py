@@ -56,10 +56,22 @@ def test_label_scores_are_the_two_class_probabilities():
 ], ids=["above", "exactly at the threshold is positive", "below"])
 def test_decision_text_names_the_class_and_compares_with_the_threshold(probability, threshold, label, relation):
     text = show.decision_text(prediction(probability, threshold))
-    assert text.startswith(f"**{label}**")
+    assert text.startswith(f"**{label}**: ")
     assert f"{probability:.2f}, {relation} its decision threshold of {threshold:.2f}" in text
-    ruled = show.decision_text(prediction(probability, threshold), "sensitivity >= 0.9 on validation")
+    card = new_card(ModelConfig(weights="none", input_size=32), threshold, "sensitivity >= 0.9 on validation", {}, {})
+    ruled = show.decision_text(prediction(probability, threshold), card)
     assert f"threshold of {threshold:.2f} (operating point: sensitivity >= 0.9 on validation)." in ruled
+
+
+def test_decision_text_says_what_the_threshold_is_for_after_the_class(card):
+    unseen = dataclasses.replace(card, transfer={"sensitivity": 0.87, "specificity": 0.78})
+    text = show.decision_text(prediction(0.6, 0.37), unseen)
+    assert text.startswith(f"**{POSITIVE_NAME}** (screening: finds about 9 of 10 COVID-19 films at hospitals it "
+                           "never saw, and calls about 2 of 10 normal films positive): ")
+    validated = show.decision_text(prediction(0.1, 0.37), card)
+    assert validated.startswith(f"**{NEGATIVE_NAME}** (screening: finds about 8 of 10 COVID-19 films of its "
+                                "validation patients, fewer at hospitals it never saw): ")
+    assert show.screening_purpose(dataclasses.replace(card, metrics={})) == ""
 
 
 def test_card_summary_shows_identity_data_test_metrics_and_limitations(card):
@@ -72,6 +84,14 @@ def test_card_summary_shows_identity_data_test_metrics_and_limitations(card):
     assert all(limitation in text for limitation in show.LIMITATIONS)
     assert "Trained on the dev set only." in text
     assert "not for diagnosis" in text
+
+
+def test_card_summary_states_what_to_expect_at_a_new_hospital_when_the_card_estimated_it(card):
+    assert "never saw" not in show.card_summary(card)
+    transfer = {"sensitivity": 0.9, "sensitivity_ci95": [0.84, 0.94], "specificity": 0.81, "other_specificity": 0.42}
+    text = show.card_summary(dataclasses.replace(card, transfer=transfer))
+    assert ("- At a hospital it never saw (estimated): sensitivity 0.90 (0.84-0.94), specificity 0.81 among normal "
+            "films and 0.42 among other pneumonias.") in text
 
 
 def test_card_summary_without_test_metrics_or_card_says_so(card):

@@ -33,6 +33,7 @@ from model.cli import (
     corrections_meta,
     log,
     precision_from_args,
+    reference_from_args,
     run,
     setup_logging,
     split_from_args,
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> str | None:
     base_config = config_from_args(args)
     external = scan_folder(args.external, positive=args.positive) if args.external else []
     split = split_from_args(args, external)
-    bank = FeatureBank(split, args.views, cache_from_args(args), external, precision_from_args(args))
+    bank = FeatureBank(split, args.views, cache_from_args(args), external, precision_from_args(args),
+                       reference_from_args(args, split))
     tuner = make_tuner(args.tuner, bank, base_config, args.out, args.objective,
                        args.max_trials, args.space, args.overwrite and args.role != "worker", args.restart_growth)
     try:
@@ -170,7 +172,9 @@ def main(argv: list[str] | None = None) -> str | None:
 
     chosen, done = finish_search(
         tuner, records, bank, base_config, args.out, args.export,
-        {"target_sensitivity": args.target_sensitivity, "ood": str(args.ood) if args.ood else None},
+        {"target_sensitivity": args.target_sensitivity, "operating_point": args.operating_point,
+         "reference_normals": str(args.reference_normals.resolve()) if args.reference_normals else None,
+         "ood": str(args.ood) if args.ood else None},
         meta={"command": "python -m tuning", "data": str(args.data), "tuner": args.tuner,
               "objective": args.objective, **corrections_meta(split)},
         gate=gate if args.ood else None,

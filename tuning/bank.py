@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FeatureBank:
-    """Features of the split (and of an external folder) for any configuration of the search space.
+    """Features of the split (and of an external folder and reference normals) for any configuration of the search
+    space.
 
     The base runs once per image, view and preprocessing, ever (the disk cache), and once per process per
     preprocessing and kind (the memory cache); a trial slices the pooled blocks it reads.
@@ -33,6 +34,7 @@ class FeatureBank:
     cache_dir: Path | None = DEFAULT_CACHE
     external_examples: list[Example] = field(default_factory=list)
     precision: str = "float32"
+    reference_examples: list[Example] = field(default_factory=list)
     _memory: dict = field(default_factory=dict)
 
     @property
@@ -42,8 +44,9 @@ class FeatureBank:
     def _variant(self, config: ModelConfig) -> str:
         return f"{preprocessing_of(config).key}-{'map' if config.pooling == 'flatten' else 'pooled'}"
 
-    def _full(self, config: ModelConfig) -> tuple[SplitFeatures, Features | None]:
-        """All features of config's preprocessing and kind (every pooled block, or block 5's map)."""
+    def _full(self, config: ModelConfig) -> tuple[SplitFeatures, Features | None, Features | None]:
+        """All features of config's preprocessing and kind (every pooled block, or block 5's map): the split's,
+        the external folder's and the reference normals' (None where there are none)."""
         variant = self._variant(config)
         if variant not in self._memory:
             log.info("features for %s", variant)
@@ -51,7 +54,8 @@ class FeatureBank:
             sets = SplitFeatures(part(self.split.train, self.views), part(self.split.validation, 0),
                                  part(self.split.test, 0))
             external = part(self.external_examples, 0) if self.has_external else None
-            self._memory[variant] = (sets, external)
+            reference = part(self.reference_examples, 0) if self.reference_examples else None
+            self._memory[variant] = (sets, external, reference)
         return self._memory[variant]
 
     def sets(self, config: ModelConfig) -> SplitFeatures:
@@ -60,6 +64,10 @@ class FeatureBank:
     def external(self, config: ModelConfig) -> Features | None:
         external = self._full(config)[1]
         return None if external is None else external.columns(columns_for(config))
+
+    def reference(self, config: ModelConfig) -> Features | None:
+        reference = self._full(config)[2]
+        return None if reference is None else reference.columns(columns_for(config))
 
     def feature_shape(self, config: ModelConfig) -> tuple[int, ...]:
         return tuple(self._full(config)[0].validation.columns(columns_for(config)).x.shape[2:])

@@ -26,7 +26,7 @@ import psutil
 from model.architecture import build_config_base
 from model.config import FINE_TUNE, ModelConfig, fields_of
 from model.training.export import finish
-from model.training.finetune import fine_tune
+from model.training.finetune import fine_tune, featurize_tuned
 from tuning.bank import FeatureBank
 from tuning.report import TrialRecord
 from tuning.space import SPACE, HeadHyperModel, Spec, config_of
@@ -267,7 +267,8 @@ def export_best(
     chosen: tuple[str, str] | None = None,
     backup: Path | None = None,
 ):
-    """Export the chosen trial's head (default: the best) at its best epoch; threshold on validation, test once.
+    """Export the chosen trial's head (default: the best) at its best epoch; threshold by the config's operating
+    point, test once.
 
     The kept weights were trained on the training split only, so the validation patients stay unseen by
     the weights and can choose the threshold honestly; the test patients were used for nothing before.
@@ -281,11 +282,14 @@ def export_best(
     config = replace(config_of(trial.hyperparameters.values, base_config), epochs=epochs)
     head = tuner.load_model(trial)
     base, sets, external = build_config_base(config), bank.sets(config), bank.external(config)
+    reference = bank.reference(config)
     path = Path(tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
     history = json.loads(path.read_text())["history"] if path.is_file() else None
     if config.fine_tune_epochs:
         sets, tuned = fine_tune(base, head, sets, config, backup)
-        history, external = {**(history or {}), **tuned}, None
+        history = {**(history or {}), **tuned}
+        external, reference = (featurize_tuned(base, config, part.examples, sets.validation.precision)
+                               if part is not None else None for part in (external, reference))
     notes = (
         f"Keras Tuner search: trial {trial.trial_id}, {tuner.oracle.objective.name} = {trial.score:.4f} at epoch "
         f"{epochs}; weights of that epoch, trained on the training split"
@@ -295,7 +299,8 @@ def export_best(
         "the test split was evaluated once."
     )
     artifact, evaluations = finish(base, head, config, sets, out_dir, history,
-                                   meta={**(meta or {}), "trial": trial.trial_id}, notes=notes, external=external)
+                                   meta={**(meta or {}), "trial": trial.trial_id}, notes=notes, external=external,
+                                   reference=reference)
     return artifact, evaluations, config
 
 

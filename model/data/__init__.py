@@ -22,7 +22,8 @@ from model.preprocessing import Preprocessing, to_network_input
 
 SKIPPED_FOLDERS = frozenset({"masks"})
 MANIFEST_NAME = "MANIFEST.csv"
-SOURCE_COLUMNS = ("source", "source_repo", "origin")
+ORIGIN_COLUMN = "origin"
+SOURCE_COLUMNS = ("source", "source_repo", ORIGIN_COLUMN)
 FEEDBACK_SOURCE = "feedback"
 EXCLUDED = "excluded"
 IDENTITY_COLUMN = "pixel_sha256"
@@ -31,7 +32,8 @@ READERS_COLUMN = "readers"
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled image: label 1 is COVID-19 positive, 0 negative."""
+    """One labelled image: label 1 is COVID-19 positive, 0 negative; `origin` is the hospital or publication it
+    came from (the manifest's `origin` column), empty where unknown."""
 
     path: Path
     label: int
@@ -39,6 +41,7 @@ class Example:
     patient_id: str
     source: str
     corrected_by: tuple[str, ...] = ()
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ def _scan(root: Path, positive: Sequence[str], source_column: str | None) -> lis
                 class_name=class_dir.name,
                 patient_id=row.get("patient_id") or relative,
                 source=(row.get(column) if column else None) or class_dir.name,
+                origin=(row.get(ORIGIN_COLUMN) or "").strip(),
             ))
     if not examples:
         suffixes = ", ".join(EXTENSIONS)

@@ -11,7 +11,7 @@ from model.architecture import assemble
 from model.artifact import save_artifact
 from model.calibration import calibrate
 from model.card import new_card
-from model.config import ModelConfig
+from model.config import UNSEEN_SOURCES, ModelConfig
 from model.data import dataset_summary
 from model.features import Features, SplitFeatures
 from model.training.evaluation import (
@@ -24,6 +24,7 @@ from model.training.head import probabilities
 from model.training.platt import choose_calibration
 from model.training.report import write_report
 from model.training.shortcut import shortcut_audit
+from model.training.transfer import expected_at_new_hospital, threshold_at, transfer_point
 
 
 def evaluate_features(name: str, features: Features, probs: np.ndarray, threshold: float) -> Evaluation:
@@ -43,25 +44,39 @@ def finish(
     meta: dict | None = None,
     notes: str = "",
     external: Features | None = None,
+    reference: Features | None = None,
 ) -> tuple[Path, list[Evaluation]]:
-    """Calibrate and threshold on validation; evaluate validation, test (and the external folder) once; save, report.
+    """Calibrate on validation; threshold by the config's operating point; evaluate validation, test (and the
+    external folder) once; save, report.
 
-    The card also gets the operating points of OPERATING_RULES on validation and external.
+    Under operating_point unseen_sources the threshold is the one that transfers (model/training/transfer.py:
+    cross-validation over the training and validation parts, grouped by source, at a specificity among the
+    `reference` normals); else it is chosen on validation. The card also gets the operating points of
+    OPERATING_RULES on validation and external.
     """
     scored = {"validation": sets.validation, "test": sets.test, **({"external": external} if external else {})}
     raw = {name: probabilities(head, features) for name, features in scored.items()}
     calibration = choose_calibration(sets.validation.y, raw["validation"])
     probs = {name: calibrate(p, calibration) for name, p in raw.items()}
     threshold, rule = pick_threshold(sets.validation.y, probs["validation"], config.target_sensitivity)
+    transfer = {}
+    if config.operating_point == UNSEEN_SOURCES:
+        if reference is None:
+            raise ValueError("operating_point unseen_sources needs reference normals (--reference-normals DIR)")
+        point = transfer_point(sets.train.first_view() + sets.validation, config, reference,
+                               target_sensitivity=config.target_sensitivity)
+        threshold = threshold_at(calibrate(probabilities(head, reference), calibration), point.specificity)
+        rule, transfer = point.describe(), point.to_dict()
     evaluations = [evaluate_features(name, features, probs[name], threshold) for name, features in scored.items()]
     metrics = {e.name: e.metrics for e in evaluations}
     others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}
     metrics["operating_points"] = operating_points((sets.validation.y, probs["validation"]), others)
     training_data = {name: dataset_summary(part.examples) for name, part in sets.parts().items() if part.examples}
     card = dataclasses.replace(new_card(config, threshold, rule, training_data, metrics, notes), calibration=calibration,
-                               precision=sets.validation.precision)
+                               precision=sets.validation.precision, transfer=transfer)
     path = save_artifact(assemble(base, head, trainable_base=False), Path(out_dir), card)
     meta = {"threshold_rule": rule, "calibration": _calibration_line(calibration), "precision": card.precision,
+            **({"expected at a new hospital": expected_at_new_hospital(transfer)} if transfer else {}),
             **(meta or {}), **_flat(config)}
     write_report(Path(out_dir), evaluations, history, meta)
     return path, evaluations

@@ -13,7 +13,7 @@ import keras
 from model.architecture import assemble, compile_model
 from model.config import ModelConfig
 from model.data import make_dataset
-from model.features import SplitFeatures, featurize
+from model.features import Features, SplitFeatures, featurize
 from model.precision import in_precision
 from model.preprocessing import preprocessing_of
 from model.progress import duration
@@ -78,7 +78,11 @@ def fine_tune(base, head, sets: SplitFeatures, config: ModelConfig, backup: Path
     if trained is not model:
         model.set_weights(trained.get_weights())
     base.trainable = False
-    network = in_precision(base, precision)
-    refeaturized = SplitFeatures(**{name: featurize(network, "", part.examples, 0, None, preprocessing=size)
+    refeaturized = SplitFeatures(**{name: featurize_tuned(base, config, part.examples, precision)
                                     for name, part in sets.parts().items()})
     return refeaturized, {f"fine_tune_{k}": v for k, v in history.history.items()}
+
+
+def featurize_tuned(base, config: ModelConfig, examples, precision: str) -> Features:
+    """Features of examples (clean views, uncached) through a fine-tuned base, in `precision`."""
+    return featurize(in_precision(base, precision), "", examples, 0, None, preprocessing=preprocessing_of(config))

@@ -1,0 +1,80 @@
+"""Tests of the operating point that transfers: ranks among reference normals, grouping by source, the point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.config import ModelConfig
+from model.data import Example
+from model.features import Features
+from model.training.transfer import reference_rank, source_groups, threshold_at, transfer_point
+
+CONFIG = ModelConfig(weights="none", input_size=32, pooling="avg", head="logistic", optimizer="adam",
+                     learning_rate=0.05, epochs=30, batch_size=32, class_weight=True, target_sensitivity=0.9)
+
+
+def example(i: int, label: int, class_name: str, origin: str = "") -> Example:
+    return Example(Path(f"/made/{class_name}/{i}.png"), label, class_name, f"p{i}", class_name, origin=origin)
+
+
+def features(examples: list[Example], x: np.ndarray) -> Features:
+    return Features(x.reshape(len(examples), 1, -1).astype("float32"), np.array([e.label for e in examples], "float32"),
+                    examples)
+
+
+def test_threshold_at_leaves_that_share_of_the_reference_below_it_and_rank_agrees():
+    reference = np.random.default_rng(0).uniform(size=200)
+    for specificity in (0.5, 0.8, 0.9, 0.995):
+        threshold = threshold_at(reference, specificity)
+        assert (reference < threshold).mean() == pytest.approx(specificity)
+        probs = np.random.default_rng(1).uniform(size=500)
+        assert np.array_equal(reference_rank(reference, probs) >= specificity, probs >= threshold)
+    assert (reference < threshold_at(reference, 1.0)).all()
+
+
+def test_sources_are_held_out_whole_except_one_archive_too_big_for_a_fold():
+    examples = ([example(i, 0, "normal", "NIH") for i in range(60)]
+                + [example(100 + i, 1, "covid", f"hospital {i % 8}") for i in range(32)]
+                + [example(200 + i, 1, "covid") for i in range(8)])
+    groups = source_groups(features(examples, np.zeros((100, 1))), folds=5)
+    assert groups[:60] == [f"patient:p{i}" for i in range(60)]
+    assert groups[60:92] == [f"source:hospital {i % 8}" for i in range(32)]
+    assert groups[92:] == [f"patient:p{200 + i}" for i in range(8)]
+
+
+def test_the_point_holds_the_target_on_positives_of_unseen_sources_and_shows_what_they_cost():
+    """Positives of 'easy' sources sit far from the normals, those of 'hard' sources near them: a threshold set on
+    the easy ones would miss the hard ones. The point's sensitivity is counted on held-out sources only, so the
+    hard sources pull its specificity down."""
+    rng = np.random.default_rng(0)
+    normals = [example(i, 0, "normal", "archive") for i in range(120)]
+    easy = [example(200 + i, 1, "covid", f"easy {i % 6}") for i in range(30)]
+    hard = [example(300 + i, 1, "covid", f"hard {i % 6}") for i in range(30)]
+    others = [example(400 + i, 0, "other_pneumonia", f"other {i % 4}") for i in range(20)]
+    shift = np.concatenate([np.zeros(120), np.full(30, 4.0), np.full(30, 1.0), np.full(20, 2.0)])
+    data = features(normals + easy + hard + others, np.stack([shift + rng.normal(size=200), rng.normal(size=200)], 1))
+    reference_examples = [example(600 + i, 0, "normal", "archive") for i in range(300)]
+    reference = features(reference_examples, rng.normal(size=(300, 2)))
+
+    point = transfer_point(data, CONFIG, reference, target_sensitivity=0.9)
+
+    assert point.sensitivity >= 0.9 and point.n_positive == 60 and point.n_sources == 12
+    assert point.n_reference == 300 and point.n_other == 20 and point.folds == 5
+    assert 0.2 < point.specificity < 0.8  # the hard sources' positives (shift 1) are found only well into the normals
+    assert point.other_specificity < point.specificity  # other pneumonias score above normals
+    lo, hi = point.sensitivity_ci95
+    assert lo < point.sensitivity < hi
+    assert "sensitivity >= 0.9" in point.describe() and "300 reference normals" in point.describe()
+    easy_only = transfer_point(data.take(list(range(150)) + list(range(180, 200))), CONFIG, reference,
+                               target_sensitivity=0.9)
+    assert easy_only.specificity > point.specificity + 0.2
+
+
+def test_the_reference_must_hold_negatives_only():
+    data = features([example(i, i % 2, "covid" if i % 2 else "normal", f"s{i % 5}") for i in range(40)],
+                    np.arange(40.0))
+    with pytest.raises(ValueError, match="negative"):
+        transfer_point(data, CONFIG, data, target_sensitivity=0.9)
