@@ -62,12 +62,15 @@ class FeatureBank:
         return self._full(config)[0].columns(columns_for(config))
 
     def external(self, config: ModelConfig) -> Features | None:
-        external = self._full(config)[1]
-        return None if external is None else external.columns(columns_for(config))
+        return _sliced(self._full(config)[1], config)
 
     def reference(self, config: ModelConfig) -> Features | None:
-        reference = self._full(config)[2]
-        return None if reference is None else reference.columns(columns_for(config))
+        return _sliced(self._full(config)[2], config)
 
     def feature_shape(self, config: ModelConfig) -> tuple[int, ...]:
         return tuple(self._full(config)[0].validation.columns(columns_for(config)).x.shape[2:])
+
+
+def _sliced(features: Features | None, config: ModelConfig) -> Features | None:
+    """The feature columns config's head reads (None stays None)."""
+    return None if features is None else features.columns(columns_for(config))

@@ -58,8 +58,6 @@ def finish(
     raw = {name: probabilities(head, features) for name, features in scored.items()}
     calibration = choose_calibration(sets.validation.y, raw["validation"])
     probs = {name: calibrate(p, calibration) for name, p in raw.items()}
-    threshold, rule = pick_threshold(sets.validation.y, probs["validation"], config.target_sensitivity)
-    transfer = {}
     if config.operating_point == UNSEEN_SOURCES:
         if reference is None:
             raise ValueError("operating_point unseen_sources needs reference normals (--reference-normals DIR)")
@@ -67,6 +65,9 @@ def finish(
                                target_sensitivity=config.target_sensitivity)
         threshold = threshold_at(calibrate(probabilities(head, reference), calibration), point.specificity)
         rule, transfer = point.describe(), point.to_dict()
+    else:
+        threshold, rule = pick_threshold(sets.validation.y, probs["validation"], config.target_sensitivity)
+        transfer = {}
     evaluations = [evaluate_features(name, features, probs[name], threshold) for name, features in scored.items()]
     metrics = {e.name: e.metrics for e in evaluations}
     others = {e.name: (e.y_true, e.probs) for e in evaluations if e.name == "external"}

@@ -82,41 +82,40 @@ def threshold_at(reference: np.ndarray, specificity: float) -> float:
     return 0.0 if k == 0 else float(np.nextafter(ranked[min(k, len(ranked)) - 1], np.inf))
 
 
-def _held_out_ranks(features: Features, groups: list[str], config: ModelConfig, folds: int, extra: Features | None,
+def _held_out_ranks(features: Features, groups: list[str], config: ModelConfig, folds: int,
                     reference: Features) -> np.ndarray:
     """Each example's rank among the reference normals, scored by a head that never saw its source."""
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     ranks = np.zeros(len(features.y))
     progress = Progress("source-held-out folds", folds, unit="folds", every_s=0)
     for train_idx, test_idx in splitter.split(np.zeros(len(features.y)), features.y, groups):
-        train = features.take(train_idx)
-        train = train + extra if extra is not None else train
-        head, _ = train_head(features.x.shape[2:], train, None, config)
+        head, _ = train_head(features.x.shape[2:], features.take(train_idx), None, config)
         ranks[test_idx] = reference_rank(probabilities(head, reference), probabilities(head, features.take(test_idx)))
         progress.advance()
     return ranks
 
 
-def transfer_point(features: Features, config: ModelConfig, reference: Features,
-                   extra: Features | None = None, target_sensitivity: float = 0.9, folds: int = FOLDS) -> TransferPoint:
+def transfer_point(features: Features, config: ModelConfig, reference: Features, target_sensitivity: float = 0.9,
+                   folds: int = FOLDS) -> TransferPoint:
     """The highest specificity among the reference normals at which `target_sensitivity` of the positives from
-    held-out sources is found (see the module docstring); `extra` trains in every fold and is never held out."""
+    held-out sources is found (see the module docstring)."""
     if not reference.examples or any(e.label for e in reference.examples):
         raise ValueError("the reference for the operating point must be negative (normal) films only")
     groups = source_groups(features, folds)
-    ranks = _held_out_ranks(features, groups, config, folds, extra, reference)
+    ranks = _held_out_ranks(features, groups, config, folds, reference)
     positive = features.y == 1
+    n_positive = int(positive.sum())
     other = np.array([e.label == 0 and e.class_name != NORMAL_CLASS for e in features.examples])
-    needed = math.ceil(target_sensitivity * positive.sum() - 1e-9)
+    needed = math.ceil(target_sensitivity * n_positive - 1e-9)
     specificity = float(np.sort(ranks[positive])[::-1][needed - 1])
     found = int((ranks[positive] >= specificity).sum())
     return TransferPoint(
         target_sensitivity=target_sensitivity,
         specificity=specificity,
-        sensitivity=found / int(positive.sum()),
-        sensitivity_ci95=wilson_interval(found, int(positive.sum())),
+        sensitivity=found / n_positive,
+        sensitivity_ci95=wilson_interval(found, n_positive),
         other_specificity=float((ranks[other] < specificity).mean()) if other.any() else None,
-        n_positive=int(positive.sum()),
+        n_positive=n_positive,
         n_other=int(other.sum()),
         n_sources=len({g for g, p in zip(groups, positive) if p and g.startswith("source:")}),
         n_reference=len(reference.examples),
