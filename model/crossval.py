@@ -28,6 +28,7 @@ from model.cli import (
 )
 from model.data import scan_folder
 from model.features import featurizer
+from model.markdown import fmt
 from model.training.evaluation import cross_validated_summary
 from model.training.folds import cross_validate
 from model.training.report import write_report
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "crossval.json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=2, default=str))
     print(json.dumps({k: summary["pooled"][k] for k in POOLED}))
     print("per fold: " + json.dumps({k: summary[k] for k in ("auc", "sensitivity", "specificity")}))
+    within = summary["pooled"].get("within_collection")
+    if within:
+        print(f"COVID-19 vs other pneumonias within {' + '.join(within['sources'])} ({within['n']} films): "
+              f"AUC {fmt(within['auc'])} {fmt(within['auc_ci95'])}")
     print(f"wrote {args.out / 'crossval.json'} in {time.time() - start:.0f} s")
     if args.record_in:
         record_in_card(args.record_in, summary, meta, " ".join(["python -m model.crossval", *(argv or sys.argv[1:])]))

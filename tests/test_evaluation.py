@@ -123,6 +123,9 @@ def test_per_source_split():
     assert per["c"]["auc"] is None and per["c"]["sensitivity"] == 0.5
     assert "per_source" not in per["a"]
     assert sum(s["n"] for s in per.values()) == m["n"]
+    within = m["within_collection"]
+    assert within["sources"] == ["a", "b"] and within["n"] == 4
+    assert within["auc"] == pytest.approx(0.75)  # a's negative (0.8) outranks b's positive (0.7)
     json.dumps(m, allow_nan=False)
 
 
@@ -164,6 +167,7 @@ def test_cross_validated_summary_pools_each_fold_at_its_threshold():
     assert pooled["n"] == 8
     assert pooled["auc"] < 1.0  # fold 2's negatives score above fold 1's positives
     assert sum(s["n"] for s in pooled["per_source"].values()) == 8
+    assert pooled["within_collection"]["sources"] == ["x", "y"] and pooled["within_collection"]["n"] == 8
     assert summary["auc"]["mean"] == 1.0 and summary["auc"]["std"] == 0.0
     assert [f["name"] for f in summary["folds"]] == ["fold 1", "fold 2"]
     json.dumps(summary, allow_nan=False)

@@ -59,6 +59,7 @@ def test_markdown_mentions_every_metric_and_links_plots(tmp_path, evaluations):
         if path.suffix == ".png":
             assert f"({path.name})" in text
     assert "site B" in text and "| model | vgg16 |" in text
+    assert "| site A + site B | 60 |" in text  # both sites hold both classes: the within-collection row
     assert "chosen on validation data" in text
     assert "n/a" in text  # the positives-only evaluation has no AUC or specificity
 

@@ -148,6 +148,18 @@ def _per_source(y: np.ndarray, p: np.ndarray, pred: np.ndarray, sources: list[st
     return {s: _metrics(y[src == s], p[src == s], pred[src == s], n_boot, seed) for s in sorted(set(sources))}
 
 
+def _within_collection(y: np.ndarray, p: np.ndarray, pred: np.ndarray, sources: list[str], n_boot: int,
+                       seed: int) -> dict | None:
+    """Metrics over the films of every source that holds both classes (in dev: COVID-19 against other pneumonias of
+    one collection, where format and archive cannot tell them apart), with those sources; None where none does."""
+    src = np.asarray(sources)
+    both = sorted(s for s in set(sources) if len(np.unique(y[src == s])) == 2)
+    if not both:
+        return None
+    mask = np.isin(src, both)
+    return {"sources": both, **_metrics(y[mask], p[mask], pred[mask], n_boot, seed)}
+
+
 def evaluate(
     name: str,
     y_true,
@@ -165,6 +177,7 @@ def evaluate(
     metrics = {"threshold": float(threshold), **_metrics(y, p, pred, n_boot, seed)}
     if sources is not None:
         metrics["per_source"] = _per_source(y, p, pred, sources, n_boot, seed)
+        metrics["within_collection"] = _within_collection(y, p, pred, sources, n_boot, seed)
     return Evaluation(name, y, p, float(threshold), metrics, sources)
 
 
@@ -196,7 +209,9 @@ def cross_validated_summary(evaluations: list[Evaluation], n_boot: int = 1000, s
     thresholds = [e.threshold for e in evaluations]
     pooled = {"threshold": thresholds[0] if len(set(thresholds)) == 1 else None, **_metrics(y, p, pred, n_boot, seed)}
     if all(e.sources is not None for e in evaluations):
-        pooled["per_source"] = _per_source(y, p, pred, [s for e in evaluations for s in e.sources], n_boot, seed)
+        sources = [s for e in evaluations for s in e.sources]
+        pooled["per_source"] = _per_source(y, p, pred, sources, n_boot, seed)
+        pooled["within_collection"] = _within_collection(y, p, pred, sources, n_boot, seed)
     folds = [
         {key: e.metrics[key] for key in ("n", "threshold", "auc", "sensitivity", "specificity")} | {"name": e.name}
         for e in evaluations

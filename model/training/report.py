@@ -156,6 +156,8 @@ def _shortcut_table(audit: dict) -> list[str]:
     return table(["images", "n", "AUC from file facts only", "model's AUC"], rows)
 
 
+COLLECTION_NOTE = ("The films of the sources that hold both classes (COVID-19 against other pneumonias of one "
+                   "collection): archive and format cannot separate them, so this is the COVID-19-specific figure.")
 GATE_NOTE = ("Share of each kind of input the input gate refused (no COVID-19 answer given). The metrics above are "
              "on the films it answered; a refused COVID-19 film is a film the model did not find.")
 
@@ -181,6 +183,11 @@ def _markdown(evaluations: list[Evaluation], meta: dict, paths: dict[str, Path])
         lines += _confusion_table(m) + ["", f"![Confusion matrix {e.name}]({paths[f'confusion_{e.name}'].name})", ""]
         if "per_source" in m:
             lines += ["### per_source", ""] + _source_table(m["per_source"]) + [""]
+        if m.get("within_collection"):
+            lines += ["### within_collection", "", COLLECTION_NOTE, ""]
+            within = m["within_collection"]
+            lines += table(["sources", *SOURCE_COLUMNS, "auc_ci95"],
+                           [[" + ".join(within["sources"]), *(within[c] for c in (*SOURCE_COLUMNS, "auc_ci95"))]]) + [""]
         if "input_gate" in m:
             lines += ["### input gate", "", GATE_NOTE, ""] + gate_table(m["input_gate"]) + [""]
         if "shortcut_audit" in m:
