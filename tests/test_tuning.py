@@ -8,7 +8,7 @@ import re
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras_tuner
@@ -22,7 +22,8 @@ from model.features import Features, SplitFeatures
 from model.serving.predictor import load_predictor
 from tuning.__main__ import RESTART, main
 from tuning.report import TrialRecord, ranked, write_search_report
-from tuning.search import ENV, OBJECTIVES, make_tuner, search, set_role, trial_records
+from tuning.objectives import collection_auc
+from tuning.search import ENV, OBJECTIVES, choose_trial, make_tuner, search, set_role, trial_records
 from tuning.space import (
     SEED_POINT,
     SPACE,
@@ -152,6 +153,42 @@ def test_best_trial_is_best_by_the_objective_direction(tmp_path, clean_env, name
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.trial_id == pick(per_trial, key=per_trial.get)
     assert best.score == pytest.approx(per_trial[best.trial_id])
+
+
+def test_trials_external_auc_cannot_tell_apart_are_chosen_by_the_within_collection_auc(tmp_path, clean_env):
+    space = narrow(SPACE, ["epochs=1,2,3", "dense=16,8", "batch_size=16"])
+    tuner = make_tuner("random", StaticBank(synthetic_sets()), ModelConfig(input_size=32, weights="none"), tmp_path,
+                       "external_auc", 4, space)
+    search(tuner)
+    records = [r for r in trial_records(tuner) if r.score is not None]
+    _, by_validation = choose_trial(tuner, records)
+    assert "trials have external AUC intervals" in by_validation, "24 external films must leave trials tied"
+    tied = int(by_validation.split(" trials")[0])
+    auc = {r.trial_id: 0.5 + 0.1 * k for k, r in enumerate(sorted(records, key=lambda r: -r.score))}
+
+    def within(record: TrialRecord) -> dict:
+        return {"auc": auc[record.trial_id], "auc_ci95": [auc[record.trial_id] - 0.15, auc[record.trial_id] + 0.05],
+                "n": 30}
+
+    trial_id, why = choose_trial(tuner, records, within)
+    tied_ids = [r.trial_id for r in records if r.at_best["external_auc_high"] >= max(
+        records, key=lambda r: r.score).at_best["external_auc_low"]]
+    assert len(tied_ids) == tied >= 2
+    assert trial_id == max(tied_ids, key=auc.get)
+    assert "COVID-19 against other pneumonias" in why and "runner-up" in why and "lies inside" in why
+    undefined_for_one, _ = choose_trial(tuner, records, lambda r: None if r.trial_id == trial_id else within(r))
+    assert undefined_for_one == choose_trial(tuner, records)[0]
+
+
+def test_collection_auc_scores_only_sources_holding_both_classes():
+    sets = synthetic_sets()
+    normals = sets.validation.take(np.flatnonzero(sets.validation.y == 0))
+    only_normals = Features(normals.x, normals.y, [replace(e, source="normals archive") for e in normals.examples])
+    config = ModelConfig(input_size=32, weights="none", epochs=2, dense=(16,))
+    within = collection_auc(sets.train + only_normals, config)
+    assert within["sources"] == ["synthetic"] and within["n"] == len(sets.train.y)
+    assert 0.0 <= within["auc"] <= 1.0 and within["auc_ci95"][0] <= within["auc"] <= within["auc_ci95"][1]
+    assert collection_auc(only_normals, config) is None
 
 
 def test_report_ranks_by_direction_and_lists_every_trial(tmp_path):

@@ -3,6 +3,8 @@
 external_auc: AUC on a labelled folder from other hospitals, never trained on (with its 95% interval).
 cv_auc: mean AUC over patient-grouped folds of the training data, logged at the last epoch (earlier
 epochs log 0, so the trial's kept weights are the last epoch's, the epoch count the folds used).
+collection_auc: cross-validated AUC of COVID-19 against other pneumonias within the one collection holding both,
+computed after the search for the trials external AUC cannot tell apart (tuning/search.py: choose_trial).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.config import ModelConfig
 from model.features import Features
-from model.training.evaluation import bootstrap_auc_ci
+from model.training.evaluation import bootstrap_auc_ci, cross_validated_summary
 from model.training.folds import cross_validate
 
 CV_FOLDS = 5
@@ -57,3 +59,12 @@ def cv_auc(train: Features, config: ModelConfig, folds: int = CV_FOLDS) -> float
     aucs = [e.metrics["auc"] for e in cross_validate(train, config, folds, config.seed)]
     defined = [a for a in aucs if a is not None]
     return float(np.mean(defined)) if defined else 0.0
+
+
+def collection_auc(features: Features, config: ModelConfig, folds: int = CV_FOLDS) -> dict | None:
+    """Pooled out-of-fold metrics (auc, auc_ci95, n, ...) over the films of sources holding both classes, from
+    patient-grouped folds of `features`; None without such a source (then nothing is trained)."""
+    sources = np.asarray([e.source for e in features.examples])
+    if not any(len(np.unique(features.y[sources == s])) == 2 for s in set(sources)):
+        return None
+    return cross_validated_summary(cross_validate(features, config, folds, config.seed))["pooled"]["within_collection"]

@@ -24,10 +24,12 @@ import numpy as np
 import psutil
 
 from model.architecture import build_config_base
-from model.config import FINE_TUNE, ModelConfig, fields_of
+from model.config import FINE_TUNE, UNSEEN_SOURCES, ModelConfig, fields_of
+from model.markdown import fmt
 from model.training.export import finish
 from model.training.finetune import fine_tune, featurize_tuned
 from tuning.bank import FeatureBank
+from tuning.objectives import collection_auc
 from tuning.report import TrialRecord
 from tuning.space import SPACE, HeadHyperModel, Spec, config_of
 
@@ -237,10 +239,12 @@ def best_trial(tuner: keras_tuner.Tuner):
     return best[0]
 
 
-def choose_trial(tuner: keras_tuner.Tuner, records: list[TrialRecord]) -> tuple[str, str]:
+def choose_trial(tuner: keras_tuner.Tuner, records: list[TrialRecord],
+                 collection: Callable[[TrialRecord], dict | None] | None = None) -> tuple[str, str]:
     """The trial to export and why: the best by the objective, except under external_auc, where every trial
-    whose external AUC interval reaches the best's lower bound is as good as the external folder can tell,
-    and the validation patients (who hold other pneumonias too) break the tie."""
+    whose external AUC interval reaches the best's lower bound is as good as the external folder can tell.
+    Among those, `collection(record)` (cross-validated COVID-19-vs-other-pneumonia metrics, see trial_collection)
+    breaks the tie where it is defined for all of them, else the validation AUC does."""
     best = best_trial(tuner)
     name = tuner.oracle.objective.name
     if name != "external_auc":
@@ -251,11 +255,43 @@ def choose_trial(tuner: keras_tuner.Tuner, records: list[TrialRecord]) -> tuple[
             and r.at_best.get("external_auc_high", -1.0) >= low and "val_auc" in r.at_best]
     if len(tied) < 2:
         return best.trial_id, "the best external_auc (no other trial within its interval)"
+    why = (f"{len(tied)} trials have external AUC intervals reaching the best's lower bound {low:.3f} (trial "
+           f"{best.trial_id}), too few external positives to tell them apart; ")
+    within = {r.trial_id: collection(r) for r in tied} if collection else {}
+    if within and all(w and w.get("auc") is not None for w in within.values()):
+        return _pick_by_collection(tied, within, why)
     pick = max(tied, key=lambda r: (r.at_best["val_auc"], r.score))
-    return pick.trial_id, (
-        f"{len(tied)} trials have external AUC intervals reaching the best's lower bound {low:.3f} (trial "
-        f"{best.trial_id}), too few external positives to tell them apart; trial {pick.trial_id} has the highest "
-        f"validation AUC among them ({pick.at_best['val_auc']:.3f})")
+    return pick.trial_id, why + (f"trial {pick.trial_id} has the highest validation AUC among them "
+                                 f"({pick.at_best['val_auc']:.3f})")
+
+
+def _pick_by_collection(tied: list[TrialRecord], within: dict[str, dict], why: str) -> tuple[str, str]:
+    """The tied trial with the highest within-collection AUC, and how far that signal can be trusted."""
+    ranked = sorted(tied, key=lambda r: (within[r.trial_id]["auc"], r.score), reverse=True)
+    pick, runner_up = ranked[0], ranked[1]
+    chosen, second, last = (within[r.trial_id] for r in (pick, runner_up, ranked[-1]))
+    low, high = chosen["auc_ci95"] or (float("nan"), float("nan"))
+    noise = ("inside" if low <= second["auc"] <= high else "outside")
+    return pick.trial_id, why + (
+        f"trial {pick.trial_id} has the highest cross-validated AUC of COVID-19 against other pneumonias within "
+        f"the collection that holds both ({chosen['auc']:.3f}, 95% CI [{low:.3f}, {high:.3f}], {chosen['n']} films; "
+        f"the tied trials range {last['auc']:.3f}-{chosen['auc']:.3f}; the "
+        f"runner-up (trial {runner_up.trial_id}, {second['auc']:.3f}) lies {noise} that interval; its validation "
+        f"AUC {pick.at_best['val_auc']:.3f})")
+
+
+def trial_collection(bank: FeatureBank, base_config: ModelConfig) -> Callable[[TrialRecord], dict | None]:
+    """collection_auc for a finished trial: its configuration at its best epoch, on the training and validation
+    patients (the test patients stay untouched); logged per trial."""
+    def measure(record: TrialRecord) -> dict | None:
+        config = replace(config_of(record.values, base_config), epochs=record.best_epoch)
+        sets = bank.sets(config)
+        within = collection_auc(sets.train + sets.validation, config)
+        if within:
+            log.info("trial %s: COVID-19 vs other pneumonia within the collection, cross-validated AUC %s",
+                     record.trial_id, fmt(within["auc"]) + (f" {fmt(within['auc_ci95'])}" if within["auc_ci95"] else ""))
+        return within
+    return measure
 
 
 def export_best(
@@ -295,7 +331,9 @@ def export_best(
         f"{epochs}; weights of that epoch, trained on the training split"
         + (f", then {config.fine_tune_epochs} fine-tuning epochs of {'+'.join(config.fine_tune_blocks)} with the "
            "head" if config.fine_tune_epochs else "")
-        + f". Chosen as {why}; {tuner.oracle.objective.name} chose the epoch, validation patients the threshold; "
+        + f". Chosen as {why}; {tuner.oracle.objective.name} chose the epoch, "
+        + ("source-held-out cross-validation against reference normals" if config.operating_point == UNSEEN_SOURCES
+           else "validation patients") + " the threshold; "
         "the test split was evaluated once."
     )
     artifact, evaluations = finish(base, head, config, sets, out_dir, history,
@@ -325,7 +363,7 @@ def finish_search(
     The export is recorded in OUT/export.json with `wanted` (the settings that shape it); a rerun with the same
     chosen trial and settings exports nothing again. `gate(export)` trains the exported model's input gate and
     returns its version. Returns (the chosen trial and why, the export record with its test summary)."""
-    chosen = choose_trial(tuner, records)
+    chosen = choose_trial(tuner, records, trial_collection(bank, base_config))
     log.info("chosen trial %s: %s", *chosen)
     fine_tuning = {knob.name: base_config.to_dict()[knob.name] for knob in fields_of(FINE_TUNE)}
     wanted = {"trial": chosen[0], **fine_tuning, "export": str(export), **wanted}
