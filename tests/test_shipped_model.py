@@ -56,9 +56,13 @@ def test_bfloat16_moves_no_fixture_probability_past_0_03_and_changes_no_decision
 
     files = sorted(p for p in FIXTURE_DIR.glob("*/*") if p.suffix in (".png", ".jpg"))
     bf16 = load_predictor(DEFAULT_ARTIFACT, "bfloat16")
+    precisions = []
     for start in range(0, len(files), 8):
         chunk = files[start : start + 8]
         for path, full, half in zip(chunk, predictor.predict_many(chunk), bf16.predict_many(chunk)):
             assert abs(full.probability - half.probability) <= 0.03, path.name
             assert full.positive == half.positive, path.name
-            assert half.precision == "bfloat16"
+            if half.precision == "float32":  # near a threshold: recomputed, so exactly the float32 answer
+                assert half.probability == pytest.approx(full.probability, abs=1e-6), path.name
+            precisions.append(half.precision)
+    assert precisions.count("bfloat16") > len(files) // 2, precisions
