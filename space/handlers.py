@@ -178,8 +178,8 @@ class Handlers:
             data, sha256, prediction = self.read_and_predict(path, batched=True)
             picture = None
             if prediction.answered:
-                picture = overlay(show.preview(prediction.grey), prediction.heatmap, prediction.crop_box,
-                                  prediction.grey.shape)
+                picture = show.served_picture(overlay(show.preview(prediction.grey), prediction.heatmap,
+                                                      prediction.crop_box, prediction.grey.shape))
         self.count_prediction(prediction.model_version, sha256)
         return (
             show.label_scores(prediction),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
 from feedback.store import LABELS
 from model.card import ModelCard
@@ -100,6 +102,23 @@ def served_in(precision: str, chosen_in: str = "float32") -> str:
         return "Computed in float32."
     return (f"Computed in {precision} (the threshold was chosen in {chosen_in}; answers within 0.03 of it are "
             "recomputed in float32, so the precision never changes a decision).")
+
+
+UNIQUE_ID_TAG = 0xA420
+"""EXIF ImageUniqueID."""
+
+
+def served_picture(rgb: np.ndarray) -> Image.Image:
+    """An RGB picture to hand to Gradio, tagged with a random EXIF ImageUniqueID (no patient data).
+
+    Gradio caches a returned picture under the hash of its encoded bytes and rewrites that file in place, so two
+    identical overlays at once (two readers clicking one example) rewrote the file one of them was still
+    downloading, who got an empty image; the tag gives every answer its own file."""
+    picture = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[UNIQUE_ID_TAG] = uuid.uuid4().hex
+    picture.info["exif"] = exif.tobytes()
+    return picture
 
 
 def preview(grey: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from feedback.store import Correction
 from model.card import ModelCard, new_card
@@ -164,3 +165,14 @@ def test_the_cards_input_line_names_a_new_preprocessing_step_in_its_fields_words
     text = show.card_summary(dataclasses.replace(card, config=WithGamma(weights="none", input_size=64, gamma=0.5)))
     assert "- Input: gamma 0.5, 64 px square" in text
     assert "gamma" not in show.card_summary(dataclasses.replace(card, config=WithGamma(weights="none", input_size=64)))
+
+
+def test_identical_overlays_get_files_of_their_own_in_gradios_cache(tmp_path):
+    """Gradio rewrites a cached picture's file in place; two identical answers at once must not share one."""
+    from gradio.processing_utils import save_pil_to_cache
+
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    first, second = (save_pil_to_cache(show.served_picture(rgb), str(tmp_path), format="jpeg") for _ in range(2))
+    assert first != second
+    with Image.open(first) as a, Image.open(second) as b:
+        assert a.size == (30, 40) and np.array_equal(np.asarray(a), np.asarray(b))
