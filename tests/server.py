@@ -82,6 +82,7 @@ def start_server(model_path: Path, feedback_root: Path, log: Path, env: dict[str
         "PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "GRADIO_TEMP_DIR": str(log.parent / f"gradio-{port}"),  # see conftest.gradio_cache_per_process
         **(env or {}),
     }
     environment.pop("GRADIO_SERVER_PORT", None)

@@ -157,7 +157,7 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         page.get_by_text(REVIEW_EXAMPLE, exact=True).click()
         page.get_by_role("button", name="Analyse", exact=True).click()
         decision = page.get_by_text(DECISION)
-        expect(decision).to_be_visible()
+        expect(decision).to_be_visible(timeout=TIMEOUT_MS)
         said = DECISION.search(decision.inner_text()).group(1)
         right, wrong = ("negative", "positive") if said.endswith("positive") else ("positive", "negative")
         page.get_by_text("Flag as wrong (radiologists)").click()
@@ -166,7 +166,7 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         page.get_by_label("Password", exact=True).fill(REVIEWER[1])
         page.get_by_label("Note (optional)").fill(REVIEW_NOTE)
         page.get_by_role("button", name="Flag as wrong", exact=True).click()
-        expect(page.get_by_text(RECORD)).to_be_visible()
+        expect(page.get_by_text(RECORD)).to_be_visible(timeout=TIMEOUT_MS)
 
         page.get_by_role("tab", name="Corrections (readers)").click()
         page.get_by_label("Reviewing reader").fill(REVIEWER[0])
@@ -174,21 +174,21 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         page.get_by_role("button", name="Sign in and show corrections").click()
         panel = page.get_by_role("tabpanel")
         note = panel.get_by_test_id("cell-0-7")
-        expect(note).to_have_text(REVIEW_NOTE)
+        expect(note).to_have_text(REVIEW_NOTE, timeout=TIMEOUT_MS)
         assert panel.get_by_test_id("cell-0-5").inner_text() == REVIEWER[0]
         assert note.locator("i, b, strong, em").count() == 0
         thumbnail = panel.locator(".block", has_text="Thumbnails").locator("img").first
-        expect(thumbnail).to_be_visible()
+        expect(thumbnail).to_be_visible(timeout=TIMEOUT_MS)
 
         panel.get_by_label("Filter: label").click()
         page.get_by_role("option", name=f"COVID-19 {wrong}").click()
-        expect(panel.get_by_text("0 corrections match")).to_be_visible()
-        expect(panel.get_by_text(REVIEW_NOTE)).to_have_count(0)
+        expect(panel.get_by_text("0 corrections match")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(panel.get_by_text(REVIEW_NOTE)).to_have_count(0, timeout=TIMEOUT_MS)
         panel.get_by_label("Filter: label").click()
         page.get_by_role("option", name=f"COVID-19 {right}").click()
-        expect(panel.get_by_text("1 correction matches")).to_be_visible()
-        expect(note).to_have_text(REVIEW_NOTE)
-        expect(thumbnail).to_be_visible()
+        expect(panel.get_by_text("1 correction matches")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(note).to_have_text(REVIEW_NOTE, timeout=TIMEOUT_MS)
+        expect(thumbnail).to_be_visible(timeout=TIMEOUT_MS)
         assert max(thumbnail.evaluate(LOADED_SIZE)) == 96
 
         page.get_by_role("button", name="Download the export (zip)").click()
