@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.config import ModelConfig
 from model.features import Features
-from model.training.evaluation import bootstrap_auc_ci, cross_validated_summary
+from model.training.evaluation import bootstrap_auc_ci, collection_sources, cross_validated_summary
 from model.training.folds import cross_validate
 
 CV_FOLDS = 5
@@ -64,7 +64,6 @@ def cv_auc(train: Features, config: ModelConfig, folds: int = CV_FOLDS) -> float
 def collection_auc(features: Features, config: ModelConfig, folds: int = CV_FOLDS) -> dict | None:
     """Pooled out-of-fold metrics (auc, auc_ci95, n, ...) over the films of sources holding both classes, from
     patient-grouped folds of `features`; None without such a source (then nothing is trained)."""
-    sources = np.asarray([e.source for e in features.examples])
-    if not any(len(np.unique(features.y[sources == s])) == 2 for s in set(sources)):
+    if not collection_sources(features.y, [e.source for e in features.examples]):
         return None
     return cross_validated_summary(cross_validate(features, config, folds, config.seed))["pooled"]["within_collection"]

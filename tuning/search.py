@@ -288,8 +288,8 @@ def trial_collection(bank: FeatureBank, base_config: ModelConfig) -> Callable[[T
         sets = bank.sets(config)
         within = collection_auc(sets.train + sets.validation, config)
         if within:
-            log.info("trial %s: COVID-19 vs other pneumonia within the collection, cross-validated AUC %s",
-                     record.trial_id, fmt(within["auc"]) + (f" {fmt(within['auc_ci95'])}" if within["auc_ci95"] else ""))
+            log.info("trial %s: COVID-19 vs other pneumonia within the collection, cross-validated AUC %s %s",
+                     record.trial_id, fmt(within["auc"]), fmt(within["auc_ci95"]))
         return within
     return measure
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.stats import binomtest, bootstrap
@@ -148,15 +149,20 @@ def _per_source(y: np.ndarray, p: np.ndarray, pred: np.ndarray, sources: list[st
     return {s: _metrics(y[src == s], p[src == s], pred[src == s], n_boot, seed) for s in sorted(set(sources))}
 
 
+def collection_sources(y: np.ndarray, sources: Sequence[str]) -> list[str]:
+    """The sources that hold both classes (in dev: the COVID-19 collection, COVID-19 against other pneumonias)."""
+    src, y = np.asarray(sources), np.asarray(y)
+    return sorted(s for s in set(sources) if len(np.unique(y[src == s])) == 2)
+
+
 def _within_collection(y: np.ndarray, p: np.ndarray, pred: np.ndarray, sources: list[str], n_boot: int,
                        seed: int) -> dict | None:
-    """Metrics over the films of every source that holds both classes (in dev: COVID-19 against other pneumonias of
-    one collection, where format and archive cannot tell them apart), with those sources; None where none does."""
-    src = np.asarray(sources)
-    both = sorted(s for s in set(sources) if len(np.unique(y[src == s])) == 2)
+    """Metrics over the films of the collection_sources (where format and archive cannot tell the classes apart),
+    with those sources; None where no source holds both classes."""
+    both = collection_sources(y, sources)
     if not both:
         return None
-    mask = np.isin(src, both)
+    mask = np.isin(np.asarray(sources), both)
     return {"sources": both, **_metrics(y[mask], p[mask], pred[mask], n_boot, seed)}
 
 
