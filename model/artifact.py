@@ -18,6 +18,7 @@ from model.gate import GATE_FILE, Gate, load_gate
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
+LOCALISER_FILE = "lungs.keras"
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
 
 
@@ -26,11 +27,16 @@ class ArtifactError(ValueError):
 
 
 def save_artifact(model, out_dir: Path, card: ModelCard) -> Path:
-    """Write out_dir/model.keras and out_dir/model_card.json (with the file's SHA-256 as its version)."""
+    """Write out_dir/model.keras and out_dir/model_card.json (with the file's SHA-256 as its version), and the lung
+    localiser the preprocessing runs as out_dir/lungs.keras, so the folder is whole."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MODEL_FILE
     model.save(path)
+    if card.config.lungs:
+        from model.preprocessing import localiser_for
+
+        localiser_for(card.config.lungs).network.save(out_dir / LOCALISER_FILE)
     card = dataclasses.replace(card, version=file_version(path), model_file=MODEL_FILE)
     (out_dir / CARD_FILE).write_text(card.to_json())
     return path
@@ -75,11 +81,31 @@ def load_artifact(path: Path):
         raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
     card = load_card(path)
     try:
-        return keras.models.load_model(model_path, compile=False), card
+        model = keras.models.load_model(model_path, compile=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         # Keras says "File not found" for a file that is there but is no .keras zip: name the real problem.
         raise ArtifactError(f"{model_path} is not a readable Keras model (corrupt, cut short or another format; "
                             f"{type(error).__name__})") from None
+    if card.config.lungs:
+        _use_artifact_localiser(model_path.parent / LOCALISER_FILE, card.config.lungs)
+    return model, card
+
+
+def _use_artifact_localiser(path: Path, version: str) -> None:
+    """Load the artifact's lung localiser for its preprocessing; ArtifactError where it is missing, broken or not
+    the version the card names."""
+    from model.lungs import LocaliserError, load_localiser
+    from model.preprocessing import use_localiser
+
+    if not path.is_file():
+        raise ArtifactError(f"the model card's preprocessing needs the lung localiser {path}, which is missing")
+    try:
+        localiser = load_localiser(path)
+    except LocaliserError as error:
+        raise ArtifactError(str(error)) from None
+    if localiser.version != version:
+        raise ArtifactError(f"{path} is lung localiser {localiser.version}, but the model card names {version}")
+    use_localiser(localiser)
 
 
 def previous_of(target: Path) -> Path:

@@ -132,6 +132,9 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                        help="a labelled folder (one class is enough, e.g. more normals) added to the training part only")
     group.add_argument("--extra-limit", type=int, default=None, metavar="N",
                        help="take only the first N images of --extra-train, in file-name order")
+    group.add_argument("--extra-split", type=Path, nargs="+", default=[], metavar="DIR",
+                       help="labelled folders (one class is enough, e.g. adult pneumonias as negatives) split by patient "
+                            "like --data, each part added to the same part")
     group.add_argument("--reference-normals", type=Path, default=None, metavar="DIR",
                        help="normal films no model trains on (images also in the data or --extra-train are left out): "
                             "--operating-point unseen_sources sets the threshold's specificity on them")
@@ -157,10 +160,13 @@ def dest_of(knob: dataclasses.Field) -> str:
     return flag_of(knob).removeprefix("--").replace("-", "_")
 
 
-def add_config_arguments(group: argparse._ArgumentGroup, name: str) -> None:
-    """One flag per ModelConfig field of the group `name`, with its help, choices and default from the field."""
+def add_config_arguments(group: argparse._ArgumentGroup, name: str, exclude: typing.Collection[str] = ()) -> None:
+    """One flag per ModelConfig field of the group `name` (but those named in `exclude`), with its help, choices
+    and default from the field."""
     types = typing.get_type_hints(ModelConfig)
     for knob in fields_of(name):
+        if knob.name in exclude:
+            continue
         kind, options = types[knob.name], {"help": knob.metadata["help"]}
         if kind is not bool and knob.default is not None:
             options["help"] += " (default: %(default)s)"
@@ -189,7 +195,8 @@ def examples_from_args(args: argparse.Namespace) -> list[Example]:
 
 
 def split_from_args(args: argparse.Namespace, evaluation: Sequence[Example] = ()) -> Split:
-    """The examples split by patient on their own labels, --extra-train added to train, then the --feedback
+    """The examples split by patient on their own labels, --extra-train added to train, each --extra-split folder
+    split by patient and added part to part, then the --feedback
     corrections merged (none of an `evaluation` image trains), with the counts logged; training, the search and
     python -m model.data all take their examples from here."""
     split = split_by_patient(scan_folder(args.data, positive=args.positive), args.val_fraction, args.test_fraction,
@@ -197,6 +204,10 @@ def split_from_args(args: argparse.Namespace, evaluation: Sequence[Example] = ()
     if args.extra_train:
         extra = scan_folder(args.extra_train, positive=args.positive, require_both=False)[: args.extra_limit]
         split = Split(split.train + extra, split.validation, split.test)
+    for folder in getattr(args, "extra_split", []):
+        extra = split_by_patient(scan_folder(folder, positive=args.positive, require_both=False), args.val_fraction,
+                                 args.test_fraction, args.seed)
+        split = Split(*(mine + theirs for mine, theirs in zip(split.parts().values(), extra.parts().values())))
     if args.feedback:
         split = merge_corrections(split, args.feedback, evaluation)
     log.info(describe_split(split))
@@ -244,6 +255,19 @@ def add_fine_tune_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser.add_argument_group("fine-tuning, after the head (off by default)"), FINE_TUNE)
 
 
+def localiser_version(path: Path) -> str:
+    """--lungs FILE: load that lung localiser for the preprocessing to run, and name it by its version."""
+    from model.lungs import LocaliserError, load_localiser
+    from model.preprocessing import use_localiser
+
+    try:
+        localiser = load_localiser(path)
+    except LocaliserError as error:
+        raise UsageError(f"--lungs {path}: {error}") from None
+    use_localiser(localiser)
+    return localiser.version
+
+
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
     """The ModelConfig the flags describe (each field from its flag, where the command has it, the others at their
     defaults); --hparams, where the command has it, replaces
@@ -251,6 +275,8 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
     --target-sensitivity given on the command line)."""
     given = {knob.name: getattr(args, dest_of(knob)) for knob in dataclasses.fields(ModelConfig)
              if hasattr(args, dest_of(knob))}
+    if given.get("lungs"):
+        given["lungs"] = localiser_version(Path(given["lungs"]))
     if getattr(args, "hparams", None):
         if not args.hparams.is_file():
             raise UsageError(f"--hparams {args.hparams}: no such file")

@@ -50,6 +50,16 @@ class ModelConfig:
                           "equally coarse", key="harm", card="brought to {} px", metavar="PX")
     equalize: str = knob("none", PREPROCESSING, "histogram equalization", key="eq", card="{} histogram equalization",
                          choices=EQUALIZATIONS)
+    film: bool = knob(False, PREPROCESSING, "first find the film in the frame: remove uniform borders of any grey, "
+                      "screen surroundings and text strips (model/film.py)", key="film", card="film found in the frame",
+                      omit_off=True)
+    lungs: str = knob("", PREPROCESSING, "then crop to both lung fields with a margin, found by this lung localiser "
+                      "(a lungs.keras FILE, recorded by its version; inverted films are read inverted back; "
+                      "model/lungs.py)", key="lungs", card="cropped to both lungs (localiser {})", metavar="FILE",
+                      omit_off=True)
+    framed_views: bool = knob(False, PREPROCESSING, "frame the augmented training views the ways users frame films "
+                              "(borders, screens, crops, small rotations; model/framing.py)", key="fv",
+                              card="training views framed as users frame films", omit_off=True)
     feature_layers: tuple[str, ...] = knob(("block5",), FEATURES, "VGG-16 blocks the head reads (pooled; flatten "
                                            "reads block5 only)", choices=BLOCKS, nargs="+")
     pooling: str = knob("flatten", HEAD, "flatten reads block 5's map (the reference design); avg, max or avgmax "

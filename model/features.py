@@ -47,6 +47,10 @@ def _view_pixels(data: bytes, view: int, digest: str, preprocessing: Preprocessi
         from model.augment import augment
 
         rng = np.random.default_rng([int(digest[:15], 16), view, seed])
+        if preprocessing.framed_views:
+            from model.framing import random_framing
+
+            grey = random_framing(grey, rng)
         grey = augment(grey, rng)
     return to_network_input(grey, preprocessing)
 

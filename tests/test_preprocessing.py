@@ -70,7 +70,9 @@ def test_the_shipped_models_cache_key_keeps_its_spelling():
 def another_value(knob: dataclasses.Field):
     """A valid value of a preprocessing field other than its default."""
     choices = knob.metadata.get("choices")
-    return next(c for c in choices if c != knob.default) if choices else {float: 0.1, int: 64}[type(knob.default)]
+    if choices:
+        return next(c for c in choices if c != knob.default)
+    return {float: 0.1, int: 64, bool: not knob.default, str: "0123456789ab"}[type(knob.default)]
 
 
 @pytest.mark.parametrize("knob", fields_of(PREPROCESSING), ids=lambda knob: knob.name)

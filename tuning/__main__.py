@@ -26,6 +26,7 @@ from pathlib import Path
 
 from model.cli import (
     UsageError,
+    add_config_arguments,
     add_data_arguments,
     add_fine_tune_arguments,
     cache_from_args,
@@ -38,6 +39,7 @@ from model.cli import (
     setup_logging,
     split_from_args,
 )
+from model.config import PREPROCESSING, fields_of
 from model.data import scan_folder
 from model.training.gate_fit import gate_artifact
 from tuning.bank import FeatureBank
@@ -88,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               help="continue in a fresh process once resident memory exceeds that after this process's "
                                    "first trial by this fraction, giving back what Keras keeps per trial "
                                    "(0: never; default %(default)s)")
+    add_config_arguments(parser.add_argument_group("where the network looks (the same for every trial)"),
+                         PREPROCESSING, exclude=SPACE)
     add_fine_tune_arguments(parser)
     distributed = parser.add_argument_group("several machines (Keras Tuner's distributed mode)")
     distributed.add_argument("--chief", metavar="HOST:PORT", help="serve the search on this address, export at the end")
@@ -115,6 +119,9 @@ def settings(args: argparse.Namespace) -> dict:
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "seed": args.seed,
         "views": args.views, "weights": args.weights, "size": args.size,
         "extra_train": str(args.extra_train), "extra_limit": args.extra_limit,
+        **({"extra_split": [str(f.resolve()) for f in args.extra_split]} if args.extra_split else {}),
+        **{knob.name: str(getattr(args, knob.name)) for knob in fields_of(PREPROCESSING)
+           if knob.name not in SPACE and getattr(args, knob.name) != knob.default},
         "external": str(args.external.resolve()) if args.external else None,
         "target_sensitivity": args.target_sensitivity,
         "tuner": args.tuner, "objective": args.objective, "space": space,

@@ -65,8 +65,9 @@ class PredictionCache:
         if self.preview_side:
             large = prediction.grey.nbytes >= LARGE_GREY_BYTES
             small = shrink_grey(prediction.grey, self.preview_side)
-            box = prediction.crop_box and scale_box(prediction.crop_box, prediction.grey.shape, small.shape)
-            prediction = dataclasses.replace(prediction, grey=small, crop_box=box)
+            boxes = {name: box and scale_box(box, prediction.grey.shape, small.shape)
+                     for name, box in (("crop_box", prediction.crop_box), ("film_box", prediction.film_box))}
+            prediction = dataclasses.replace(prediction, grey=small, **boxes)
             if large:
                 release_freed_memory()
         with self._lock:

@@ -16,7 +16,7 @@ from model.config import NEGATIVE_NAME, POSITIVE_NAME
 from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
 from model.images import ImageError, Source, image_facts, load_bytes, read_grey
 from model.precision import requested_precision
-from model.preprocessing import Box, crop_box, preprocessing_of, to_network_input
+from model.preprocessing import Box, Framing, network_input, preprocessing_of
 from model.serving.runtime import Runtime, keras_runtime
 
 
@@ -34,7 +34,9 @@ Input = Union[Source, np.ndarray, Decoded]
 @dataclass(frozen=True)
 class Prediction:
     """One image's result; `grey` is the decoded image at its own size, `heatmap` the Grad-CAM in [0, 1] over
-    `crop_box`, the region of `grey` the network saw (model.preprocessing.crop_box; None: all of it).
+    `crop_box`, the region of `grey` the network saw (model.preprocessing.locate; None: all of it); `film_box` where
+    the film lies in the upload, `inverted` whether the film was read inverted back (its grey levels were reversed
+    in the upload), `lungs_found` whether the lung localiser found both lungs (None: the model has no such step).
 
     `status` is the input gate's verdict (model.gate): only an `answered` prediction has a decision (`label`,
     `positive`); an `out_of_scope` one has an empty label, and its probability and heatmap must not be shown.
@@ -54,6 +56,9 @@ class Prediction:
     model_version: str = ""
     gate_score: float | None = None
     crop_box: Box | None = None
+    film_box: Box | None = None
+    inverted: bool = False
+    lungs_found: bool | None = None
 
     @property
     def answered(self) -> bool:
@@ -128,21 +133,25 @@ class Predictor:
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             preprocessing = preprocessing_of(self.card.config)
-            inputs = np.stack([to_network_input(items[i].grey, preprocessing) for i in todo])
-            for i, prediction in zip(todo, self._run(self.run, inputs, [items[i].grey for i in todo], self.precision)):
+            prepared = [network_input(items[i].grey, preprocessing) for i in todo]
+            inputs = np.stack([array for array, _ in prepared])
+            greys, framings = [items[i].grey for i in todo], [framing for _, framing in prepared]
+            for i, prediction in zip(todo, self._run(self.run, inputs, greys, framings, self.precision)):
                 results[i] = prediction
             close = [k for k, i in enumerate(todo) if self._near(results[i])]
             if self.exact and close:
-                exact = self._run(self.exact, inputs[close], [items[todo[k]].grey for k in close], "float32")
+                exact = self._run(self.exact, inputs[close], [greys[k] for k in close], [framings[k] for k in close],
+                                  "float32")
                 for k, prediction in zip(close, exact):
                     results[todo[k]] = prediction
         return results
 
-    def _run(self, runtime: Runtime, inputs: np.ndarray, greys: list[np.ndarray], precision: str) -> list[Prediction]:
+    def _run(self, runtime: Runtime, inputs: np.ndarray, greys: list[np.ndarray], framings: list[Framing],
+             precision: str) -> list[Prediction]:
         probs, cams, features = runtime(inputs)
         scopes = self.gate.check(features) if self.gate else [UNCHECKED] * len(greys)
-        return [self._prediction(float(p), cam, grey, precision, scope)
-                for p, cam, grey, scope in zip(probs, cams, greys, scopes)]
+        return [self._prediction(float(p), cam, grey, framing, precision, scope)
+                for p, cam, grey, framing, scope in zip(probs, cams, greys, framings, scopes)]
 
     def _near(self, prediction: Prediction) -> bool:
         """Whether a reduced-precision answer is close enough to a threshold to be recomputed in float32."""
@@ -150,7 +159,7 @@ class Predictor:
             return True
         return prediction.answered and abs(prediction.probability - self.threshold) < MARGIN
 
-    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, precision: str,
+    def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, framing: Framing, precision: str,
                     scope: Scope = UNCHECKED) -> Prediction:
         """The decision on the card-calibrated probability of the network's raw output, if the gate lets it in."""
         probability = calibrate(raw, self.card.calibration)
@@ -159,7 +168,8 @@ class Predictor:
         return Prediction(
             probability=probability, positive=positive, label=label, threshold=self.threshold, heatmap=heatmap,
             grey=grey, precision=precision, status=scope.status, reason=scope.reason, model_version=self.version,
-            gate_score=scope.score, crop_box=crop_box(grey.shape, self.card.config.crop),
+            gate_score=scope.score, crop_box=framing.box, film_box=framing.film, inverted=framing.inverted,
+            lungs_found=framing.lungs,
         )
 
     def _refused(self, grey: np.ndarray, scope: Scope) -> Prediction:
