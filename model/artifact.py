@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 from model.card import ModelCard
 from model.gate import GATE_FILE, Gate, load_gate
@@ -126,18 +127,20 @@ def _current_card(target: Path) -> ModelCard | None:
 
 
 def install_artifact(candidate: Path, target: Path, verdict: str, data: str = "",
-                     reports: dict[str, str] | None = None) -> ModelCard:
+                     reports: dict[str, str] | None = None, dropped: Sequence[str] = ()) -> ModelCard:
     """Install the candidate's whole folder (model, card, reports) as `target`, with `reports` (file name -> text)
     written beside them; the replaced folder, reports included, goes whole to TARGET.previous. The new card.
 
-    The new card's history is the replaced card's history plus one promotion entry naming both versions.
+    The new card's history is the replaced card's history plus one promotion entry naming both versions (and the
+    safeguards of the replaced model the candidate `dropped`, where it dropped any).
     """
     model_path, _ = artifact_paths(candidate)
     card = load_card(candidate)
     target = Path(target)
     current = _current_card(target)
     entry = {"action": "promote", "version": card.version or file_version(model_path), "at": _now(),
-             "replaced": current.version if current else "", "verdict": verdict, "data": str(data)}
+             "replaced": current.version if current else "", "verdict": verdict, "data": str(data),
+             **({"dropped": sorted(dropped)} if dropped else {})}
     card = dataclasses.replace(card, version=entry["version"], model_file=MODEL_FILE,
                                history=[*(current.history if current else []), entry])
     staging = target.with_name(target.name + ".incoming")

@@ -71,6 +71,11 @@ class ModelCard:
     def input_size(self) -> int:
         return self.config.input_size
 
+    @property
+    def safeguards(self) -> frozenset[str]:
+        """What this model does to be trusted beyond answering, by the names model.promote's --drop takes."""
+        return frozenset(name for name, held in SAFEGUARDS.items() if held(self))
+
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
         d["class_names"] = list(self.class_names)
@@ -111,6 +116,16 @@ class ModelCard:
     def read(cls, path: Path) -> "ModelCard":
         return cls.from_json(Path(path).read_text(), str(path))
 
+
+SAFEGUARDS = {
+    "gate": lambda card: bool(card.gate),
+    "calibration": lambda card: bool(card.calibration),
+    "operating-point": lambda card: bool(card.transfer),
+    "film-finder": lambda card: card.config.film,
+    "lung-crop": lambda card: bool(card.config.lungs),
+}
+"""Each safeguard a model card can record (the input gate, calibration, the operating point chosen for hospitals
+never seen, reading the film and the lungs instead of the frame) and how to tell that the card has it."""
 
 NUMBER = (int, float)
 KIND_NAMES = {NUMBER: "a number", str: "text", dict: "an object", list: "a list"}

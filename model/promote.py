@@ -7,6 +7,10 @@ is installed, with the comparison (promotion.md, promotion.json, and report.md w
 the replaced folder is kept whole in TARGET.previous, and --rollback swaps it back. The installed card's
 `history` records every promotion and rollback with both versions. A running app serves the new model from
 its next requests, without a restart.
+
+A candidate that lacks a safeguard the installed model has (its input gate, calibration, the operating point chosen
+for hospitals never seen, film finding, lung cropping: model.card.SAFEGUARDS) is refused, --force or not, unless
+--drop names exactly the safeguards it drops; the card's history then records them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from model.artifact import (
     DEFAULT_ARTIFACT,
     artifact_paths,
     install_artifact,
+    load_card,
     previous_of,
     rollback_artifact,
 )
-from model.card import ModelCard
+from model.card import SAFEGUARDS, ModelCard
 from model.cli import UsageError, run, setup_logging
 from model.compare import add_comparison_arguments, compare_from_args, comparison_lines
 from model.training.paired import WORSE
@@ -38,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the app's model folder (default %(default)s); the replaced model goes to TARGET.previous")
     parser.add_argument("--force", action="store_true", help="install even when the candidate is worse or not compared")
     parser.add_argument("--rollback", action="store_true", help="restore the model kept in TARGET.previous")
+    parser.add_argument("--drop", nargs="+", default=[], choices=sorted(SAFEGUARDS), metavar="SAFEGUARD",
+                        help="install a candidate that lacks these safeguards of the installed model, named exactly "
+                             f"(of {', '.join(SAFEGUARDS)}); recorded in the card's history")
     add_comparison_arguments(parser, data_required=False)
     return parser.parse_args(argv)
 
@@ -62,11 +70,23 @@ def _verdict(args: argparse.Namespace) -> tuple[str, int, dict[str, str]]:
     return comparison.verdict + (" (forced)" if comparison.verdict == WORSE else ""), status, reports
 
 
+def _dropped(args: argparse.Namespace) -> list[str]:
+    """The installed model's safeguards the candidate lacks, when --drop names exactly those; else a UsageError."""
+    installed = load_card(args.target).safeguards if artifact_paths(args.target)[0].is_file() else frozenset()
+    lacking = sorted(installed - load_card(args.candidate).safeguards)
+    if set(args.drop) != set(lacking):
+        what = (f"the candidate lacks {', '.join(lacking)} of the installed model; --drop {' '.join(lacking)} installs "
+                "it without them" if lacking else "the candidate drops no safeguard of the installed model")
+        raise UsageError(f"not installed: {what} (--drop named {' '.join(args.drop) or 'nothing'})")
+    return lacking
+
+
 def _say(what: str, card: ModelCard, target: Path) -> None:
     """One line naming the installed version, the one it replaced and where that one is kept."""
     entry = card.history[-1]
+    dropped = f"; dropped {', '.join(entry['dropped'])}" if entry.get("dropped") else ""
     print(f"{what} {entry['version']} as {target} (replaced {entry['replaced'] or 'nothing'}; "
-          f"previous kept in {previous_of(target)})")
+          f"previous kept in {previous_of(target)}{dropped})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("give the CANDIDATE artifact folder to promote, or --rollback")
     if args.candidate.resolve() == args.target.resolve():
         raise UsageError(f"the candidate {args.candidate} is already the target")
+    dropped = _dropped(args)
     verdict, status, reports = _verdict(args)
-    _say("installed", install_artifact(args.candidate, args.target, verdict, str(args.data or ""), reports),
+    _say("installed", install_artifact(args.candidate, args.target, verdict, str(args.data or ""), reports, dropped),
          args.target)
     return status
 

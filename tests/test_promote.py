@@ -116,3 +116,28 @@ def test_promote_refuses_a_candidate_with_worse_specificity_and_installs_it_whol
     assert run(promote.main, ["--rollback", "--target", str(target)]) == 0
     assert load_card(target).version == load_card(good).version
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
+def test_promote_refuses_a_candidate_that_drops_a_safeguard_unless_drop_names_exactly_those(models, tmp_path, capsys):
+    good, worse, _ = models
+    guarded, target = tmp_path / "guarded", tmp_path / "default"
+    model, card = load_artifact(good)
+    save_artifact(model, guarded, dataclasses.replace(card, transfer={"sensitivity": 0.9},
+                                                      config=dataclasses.replace(card.config, film=True)))
+    assert load_card(guarded).safeguards - load_card(worse).safeguards == {"operating-point", "film-finder"}
+    assert run(promote.main, [str(guarded), "--target", str(target)]) == 0
+    installed = load_card(target).version
+
+    for drop in ([], ["operating-point"], ["operating-point", "film-finder", "gate"]):
+        assert run(promote.main, [str(worse), "--target", str(target), "--force", *(["--drop", *drop] if drop else [])]) \
+            == USAGE_ERROR
+        err = capsys.readouterr().err
+        assert "not installed: the candidate lacks film-finder, operating-point" in err and "--drop film-finder" in err
+        assert load_card(target).version == installed
+
+    assert run(promote.main, [str(worse), "--target", str(target), "--force",
+                              "--drop", "operating-point", "film-finder"]) == 0
+    assert "dropped film-finder, operating-point" in capsys.readouterr().out
+    assert load_card(target).history[-1]["dropped"] == ["film-finder", "operating-point"]
+    assert run(promote.main, [str(guarded), "--target", str(target), "--force", "--drop", "gate"]) == USAGE_ERROR
+    assert "drops no safeguard" in capsys.readouterr().err
