@@ -43,6 +43,7 @@ from model.config import PREPROCESSING, fields_of
 from model.data import scan_folder
 from model.training.gate_fit import gate_artifact
 from tuning.bank import FeatureBank
+from tuning.recipe import RecipeError, expand, write_recipe
 from tuning.report import write_search_report
 from tuning.search import (
     EXPORT_FILE,
@@ -85,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     search_group.add_argument("--ood", type=Path, default=None, metavar="DIR",
                               help="out-of-scope folder (MANIFEST.csv: file, kind): train the exported model's input "
                                    "gate on it, last (see python -m model.train_gate)")
+    search_group.add_argument("--recipe", type=Path, default=None, metavar="DIR",
+                              help="start from the flags that made the model exported to DIR (its recipe.json): "
+                                   "the same data, preprocessing, gate and operating point; flags given here override")
     search_group.add_argument("--overwrite", action="store_true", help="delete the project in --out and start over")
     search_group.add_argument("--restart-growth", type=float, default=0.1, metavar="FRACTION",
                               help="continue in a fresh process once resident memory exceeds that after this process's "
@@ -97,7 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     distributed.add_argument("--chief", metavar="HOST:PORT", help="serve the search on this address, export at the end")
     distributed.add_argument("--worker", metavar="HOST:PORT", help="run trials for the chief at this address")
     distributed.add_argument("--worker-id", help="this worker's name, unique; reuse it to resume its trial after a crash")
+    try:
+        argv = expand(sys.argv[1:] if argv is None else argv)
+    except RecipeError as error:
+        parser.error(str(error))
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.max_trials < 1 or args.restart_growth < 0:
         parser.error("--max-trials must be at least 1, --restart-growth at least 0")
     args.export = args.export or args.out / "best"
@@ -192,6 +201,7 @@ def main(argv: list[str] | None = None) -> str | None:
             "exported trial": f"{chosen[0]}: {chosen[1]}",
             "exported configuration": json.dumps(done.get("config")),
             **corrections_meta(split)}
+    write_recipe(args.export, args.argv)
     paths = write_search_report(args.out, records, args.objective, OBJECTIVES[args.objective], SEED_POINT, meta,
                                 done.get("test"), exported=chosen)
     log.info("wrote %s in %.0f s", paths["markdown"], time.time() - start)
