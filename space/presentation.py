@@ -70,9 +70,22 @@ def decision_text(prediction: Prediction, card: ModelCard | None = None) -> str:
     return (
         f"**{prediction.label}**{f' ({purpose})' if purpose else ''}: the model's probability of COVID-19 is "
         f"{prediction.probability:.2f}, {relation} its decision threshold of {prediction.threshold:.2f}{chosen}. "
-        f"{served_in(prediction.precision, card.precision if card else 'float32')} "
+        f"{served_in(prediction.precision, card.precision if card else 'float32')} {where_it_read(prediction)}"
         f"Model version `{prediction.model_version}`.{unchecked}"
     )
+
+
+def where_it_read(prediction: Prediction) -> str:
+    """What the preprocessing found in the upload (the overlay colours only the region the network read), with a
+    trailing space; empty where the model has no such step."""
+    said = []
+    if prediction.inverted:
+        said.append("The film's grey levels were reversed (bones dark, as a MONOCHROME1 film shown wrong); it was read "
+                    "inverted back.")
+    if prediction.lungs_found is not None:
+        said.append("It read both lungs (the coloured region)." if prediction.lungs_found else
+                    "It did not find both lungs, so it read the whole film (the coloured region).")
+    return "".join(f"{sentence} " for sentence in said)
 
 
 def _of_ten(share: float) -> int:

@@ -176,3 +176,13 @@ def test_identical_overlays_get_files_of_their_own_in_gradios_cache(tmp_path):
     assert first != second
     with Image.open(first) as a, Image.open(second) as b:
         assert a.size == (30, 40) and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_decision_says_when_a_film_was_read_inverted_back_and_whether_it_found_both_lungs():
+    plain = prediction(0.7, 0.5)
+    assert "inverted" not in show.decision_text(plain) and "lungs" not in show.decision_text(plain)
+    found = dataclasses.replace(plain, inverted=True, lungs_found=True)
+    assert "read inverted back" in show.decision_text(found) and "read both lungs" in show.decision_text(found)
+    missed = dataclasses.replace(plain, lungs_found=False)
+    assert "did not find both lungs, so it read the whole film" in show.decision_text(missed)
+    assert "inverted" not in show.decision_text(missed)
