@@ -9,23 +9,29 @@ predictors with their decisions (model/serving/measure.py); feature extraction m
 The bfloat16 network is a copy of the float32 one whose convolutions and max-pooling run under Keras'
 "mixed_bfloat16" policy (bfloat16 compute, float32 weights) and everything after them in float32, built in
 its own scope so the global policy is left as it was.
+Keras is imported where a network is built or timed, so that a command checks its --precision before TensorFlow
+starts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import keras
 import numpy as np
 
 import settings
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +92,30 @@ def cached_choice(key: str, cache_file: Path | None = None) -> dict | None:
         return None
 
 
+@contextmanager
+def _only_writer(cache_file: Path) -> Iterator[None]:
+    """Hold the cache's lock file (.NAME.lock beside it) exclusively: one process at a time reads, adds and writes."""
+    with open(cache_file.with_name(f".{cache_file.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the process dies
+
+
 def cache_choice(key: str, choice: dict, cache_file: Path | None = None) -> None:
-    """Add a choice to the cache file; a cache that cannot be written is logged and left alone."""
+    """Add a choice to the cache file; a cache that cannot be written is logged and left alone.
+
+    The file is shared by every process of the account (each server, command and test), so the read, the addition
+    and the write happen under a lock: two processes adding different keys at once both keep theirs."""
     cache_file = cache_file or settings.precision_cache()
     try:
-        cached = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        written = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        written.write_text(json.dumps({**cached, key: choice}, indent=2))
-        os.replace(written, cache_file)  # whole, so a process reading it at the same time never sees half of it
+        with _only_writer(cache_file):
+            try:
+                cached = json.loads(cache_file.read_text())
+            except (OSError, ValueError):
+                cached = {}
+            written = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            written.write_text(json.dumps({**cached, key: choice}, indent=2))
+            os.replace(written, cache_file)  # whole, so a process reading it at the same time never sees half of it
     except OSError as error:
         log.warning("precision choice not cached in %s: %s", cache_file, error)
 
@@ -146,16 +164,20 @@ def precision_of(network: keras.Model) -> str:
     return "bfloat16" if "bfloat16" in dtypes else "float32"
 
 
-BFLOAT16_LAYERS = (keras.layers.Conv2D, keras.layers.MaxPooling2D)
+BFLOAT16_LAYERS = ("Conv2D", "MaxPooling2D")
+"""The Keras layer classes (by name) that compute in bfloat16 in the bfloat16 copy."""
 
 
 def _policy_clone(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A fresh copy of one layer: convolutions and their max-pooling under mixed_bfloat16 (where the time goes),
     everything after them (global pooling, normalization, the head, the output) in float32, which costs
     nothing and keeps the compared probability as close to float32's as the features allow."""
+    import keras
+
     config = layer.get_config()
     if not isinstance(layer, keras.layers.InputLayer):
-        config["dtype"] = "mixed_bfloat16" if isinstance(layer, BFLOAT16_LAYERS) else "float32"
+        reduced = tuple(getattr(keras.layers, name) for name in BFLOAT16_LAYERS)
+        config["dtype"] = "mixed_bfloat16" if isinstance(layer, reduced) else "float32"
     return layer.__class__.from_config(config)
 
 
@@ -165,6 +187,8 @@ def in_precision(model: keras.Model, precision: str) -> keras.Model:
         return model
     if precision != "bfloat16":
         raise ValueError(f"cannot build a {precision!r} network; use float32 or bfloat16")
+    import keras
+
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

@@ -278,3 +278,25 @@ def test_a_base_is_measured_once_per_cpu_and_weights_and_a_forced_precision_neve
     assert "ms/image" in choice["reason"]
     assert resolved_precision(base, "auto") == chosen and len(timed) == 2, "the cached choice was not reused"
     assert resolved_precision(base, "bfloat16") == "bfloat16" and len(timed) == 2
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from model.precision import cache_choice
+cache, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(count):
+    cache_choice(f"{name}|{i}", {"precision": "float32", "reason": name}, cache)
+"""
+
+
+def test_two_processes_adding_choices_at_once_lose_none_of_them(tmp_path):
+    import subprocess
+    import sys
+
+    cache, count = tmp_path / "precision.json", 150
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(cache), name, str(count)], cwd=Path(__file__).parents[1])
+               for name in ("server", "command")]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    keys = json.loads(cache.read_text())
+    assert sorted(keys) == sorted(f"{name}|{i}" for name in ("server", "command") for i in range(count))
