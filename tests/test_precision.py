@@ -295,8 +295,8 @@ def test_two_processes_adding_choices_at_once_lose_none_of_them(tmp_path):
     import sys
 
     cache, count = tmp_path / "precision.json", 150
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(cache), name, str(count)], cwd=Path(__file__).parents[1])
-               for name in ("server", "command")]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(cache), name, str(count)],
+                                cwd=Path(__file__).parents[1]) for name in ("server", "command")]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
     keys = json.loads(cache.read_text())
     assert sorted(keys) == sorted(f"{name}|{i}" for name in ("server", "command") for i in range(count))
