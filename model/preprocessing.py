@@ -21,9 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from model.config import PREPROCESSING, ModelConfig, fields_of
-
-Box = tuple[int, int, int, int]
-"""(top, left, bottom, right) in pixels, bottom and right exclusive."""
+from model.film import Box, find_film
 
 CLAHE_CLIP_LIMIT = 0.01
 
@@ -152,15 +150,9 @@ def crop_to(grey: np.ndarray, box: Box) -> np.ndarray:
     return grey[top:bottom, left:right]
 
 
-def _film_box(grey: np.ndarray) -> Box:
-    from model.film import find_film
-
-    return find_film(grey)
-
-
 def locate(grey: np.ndarray, p: Preprocessing) -> Framing:
     """Run the steps that decide where to look (film, lungs, border crop) and compose their boxes."""
-    film = _film_box(grey) if p.film else (0, 0, *grey.shape[:2])
+    film = find_film(grey) if p.film else (0, 0, *grey.shape[:2])
     box, inverted, lungs = film, False, None
     if p.lungs:
         from model.lungs import find_lungs
