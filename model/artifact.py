@@ -63,14 +63,26 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.read(card_path)
 
 
-def artifact_gate(path: Path, card: ModelCard) -> Gate | None:
-    """The input gate the card records (None if it records none); ValueError if its file is missing or broken."""
+def artifact_gate(path: Path, card: ModelCard, model=None) -> Gate | None:
+    """The input gate the card records (None if it records none); ValueError if its file is missing or broken, or,
+    given the artifact's network, reads another number of features than the network gives it."""
     if not card.gate:
         return None
     folder = artifact_paths(path)[0].parent
     if not (folder / GATE_FILE).is_file():
         raise ValueError(f"the model card records an input gate but {folder / GATE_FILE} is missing")
-    return load_gate(folder)
+    gate = load_gate(folder)
+    if model is not None and (width := gate_width(model)) != gate.mean.shape[0]:
+        raise ValueError(f"{folder / GATE_FILE} is an input gate over {gate.mean.shape[0]} features, but this network "
+                         f"gives it {width}: the gate belongs to another model")
+    return gate
+
+
+def gate_width(model) -> int:
+    """How many features the network hands its input gate (model.architecture.gate_outputs)."""
+    from model.architecture import BASE_NAME, gate_network
+
+    return int(gate_network(model.get_layer(BASE_NAME)).output.shape[-1])
 
 
 def load_artifact(path: Path):

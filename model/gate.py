@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -130,17 +131,42 @@ def save_gate(gate: Gate, folder: Path) -> str:
 
 
 def load_gate(folder: Path) -> Gate:
-    """The gate of an artifact folder; ValueError for a file that is not one."""
+    """The gate of an artifact folder; ValueError for a file that is not one (unreadable, cut short, not a zip of
+    arrays, or arrays that do not fit together)."""
     path = Path(folder) / GATE_FILE
     try:
         with np.load(path, allow_pickle=False) as stored:
             values = {f.name: stored[f.name] for f in fields(Gate)}
-    except (OSError, KeyError, ValueError) as error:
-        raise ValueError(f"{path} is not a usable input gate ({error})") from None
-    values["kinds"] = tuple(str(k) for k in values["kinds"])
-    for name in ("threshold", "novelty_threshold"):
-        values[name] = float(values[name])
-    return Gate(**values)
+        values["kinds"] = tuple(str(k) for k in values["kinds"])
+        for name in ("threshold", "novelty_threshold"):
+            values[name] = float(values[name])
+        gate = Gate(**values)
+        problem = _shape_problem(gate)
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a usable input gate ({type(error).__name__}: {error})") from None
+    if problem:
+        raise ValueError(f"{path} is not a usable input gate ({problem})")
+    return gate
+
+
+def _shape_problem(gate: Gate) -> str:
+    """What does not fit together in a gate's arrays ("" when they do): k kinds with in_scope among them, d features,
+    m principal axes, positive scales and variances, finite values."""
+    k, d, m = len(gate.kinds), np.shape(gate.mean), np.shape(gate.variances)
+    if IN_SCOPE not in gate.kinds or len(d) != 1 or len(m) != 1:
+        return f"kinds {list(gate.kinds)} must hold {IN_SCOPE!r}, mean and variances must be vectors"
+    expected = {"mean": d, "scale": d, "coef": (k, *d), "intercept": (k,), "components": (*m, *d), "variances": m}
+    wrong = [f"{name} has shape {np.shape(getattr(gate, name))}, not {shape}" for name, shape in expected.items()
+             if np.shape(getattr(gate, name)) != shape]
+    if wrong:
+        return "; ".join(wrong)
+    numbers = {name: np.asarray(getattr(gate, name), dtype="float64") for name in expected}
+    thresholds = np.array([gate.threshold, gate.novelty_threshold])
+    if not all(np.isfinite(x).all() for x in [*numbers.values(), thresholds]):
+        return "it holds values that are not finite"
+    if not (numbers["scale"] > 0).all() or not (numbers["variances"] > 0).all():
+        return "its scales and variances must be positive"
+    return ""
 
 
 def _age_years(text: str) -> float | None:

@@ -70,6 +70,24 @@ def make_model(folder: Path, config: ModelConfig | None = None) -> Path:
     return Path(folder)
 
 
+def add_gate(folder: Path, width: int | None = None) -> Path:
+    """Give the artifact in `folder` an input gate that lets every image through (so only a DICOM header refuses),
+    over `width` features (default: as many as its network gives the gate), recorded in its card."""
+    import dataclasses
+
+    from model.artifact import artifact_paths, gate_width, load_artifact
+    from model.gate import IN_SCOPE, Gate, save_gate
+
+    model, card = load_artifact(folder)
+    d = width or gate_width(model)
+    gate = Gate(kinds=(IN_SCOPE, "lateral"), mean=np.zeros(d), scale=np.ones(d), coef=np.zeros((2, d)),
+                intercept=np.zeros(2), components=np.zeros((1, d)), variances=np.ones(1), threshold=0.0,
+                novelty_threshold=1e9)
+    record = {"file": "gate.npz", "version": save_gate(gate, folder), "method": "lets every image through (tests)"}
+    artifact_paths(folder)[1].write_text(dataclasses.replace(card, gate=record).to_json())
+    return Path(folder)
+
+
 def start_server(model_path: Path, feedback_root: Path, log: Path, env: dict[str, str] | None = None,
                  timeout: float = START_TIMEOUT_S) -> Server:
     """Start `python app.py` with MODEL_PATH and XRAY_FEEDBACK_DIR set, and wait until its page answers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -68,6 +69,26 @@ def test_a_gate_file_round_trips_and_a_broken_one_is_a_clear_error(tmp_path):
     (tmp_path / "gate.npz").write_bytes(b"not a gate")
     with pytest.raises(ValueError, match="not a usable input gate"):
         load_gate(tmp_path)
+
+
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_cut, "BadZipFile"), (lambda data: b"", "EOFError"),
+    (lambda data: dataclasses.replace(tiny_gate(), kinds=("chest", "lateral")).to_bytes(), "must hold 'in_scope'"),
+    (lambda data: dataclasses.replace(tiny_gate(), coef=np.zeros((2, 3))).to_bytes(), "coef has shape (2, 3)"),
+    (lambda data: dataclasses.replace(tiny_gate(), variances=np.zeros(1)).to_bytes(), "must be positive"),
+    (lambda data: dataclasses.replace(tiny_gate(), mean=np.array([np.nan, 0])).to_bytes(), "not finite"),
+    (lambda data: dataclasses.replace(tiny_gate(), threshold=np.ones(2)).to_bytes(), "TypeError"),
+], ids=["cut short", "empty", "no in_scope kind", "coef of another shape", "zero variance", "NaN", "two thresholds"])
+def test_a_damaged_gate_file_is_one_value_error_that_says_what_is_wrong(tmp_path, damage, words):
+    save_gate(tiny_gate(), tmp_path)
+    (tmp_path / "gate.npz").write_bytes(damage((tmp_path / "gate.npz").read_bytes()))
+    with pytest.raises(ValueError, match="not a usable input gate") as error:
+        load_gate(tmp_path)
+    assert words in str(error.value)
 
 
 @pytest.mark.parametrize("facts, words", [

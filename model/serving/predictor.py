@@ -205,7 +205,7 @@ def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, 
     times this model in each precision on this CPU (model/serving/measure.py, cached). For `serving` (a server
     batching concurrent predictions), the batch size is measured too unless $XRAY_MAX_BATCH_SIZE sets it."""
     model, card = load_artifact(path)
-    gate = artifact_gate(path, card)
+    gate = artifact_gate(path, card, model)
     requested, forced_batch = requested_precision(precision), settings.max_batch_size()
     if requested == "auto" or (serving and forced_batch is None):
         from model.serving.measure import measured_serving
