@@ -1,9 +1,10 @@
 """The input gate: is this an adult frontal chest radiograph? Checked before every COVID-19 answer.
 
-Two checks, cheapest first. A DICOM header that says what the image is (Modality, ViewPosition,
-BodyPartExamined, PatientAge) settles it without the network. Otherwise the gate reads features the forward
-pass already computes (`gate_features` in model/serving/gradcam.py: the Grad-CAM layer's map averaged on a
-4 x 4 grid, and the head's input) and applies, in numpy, a multinomial logistic regression over KINDS (refuse
+Two checks, cheapest first. A DICOM header that names something else (another Modality, ViewPosition or
+BodyPartExamined, a child's PatientAge) refuses without the network; a header that says nothing known, or the
+chest, leaves it to the image. Otherwise the gate reads features the forward pass already computes
+(`gate_features` in model/serving/gradcam.py: the Grad-CAM layer's map averaged on a 4 x 4 grid, and the head's
+input) and applies, in numpy, a multinomial logistic regression over KINDS (refuse
 when the in-scope probability is under `threshold`) and a Mahalanobis distance to the in-scope films (refuse
 when it is over `novelty_threshold`: an input like nothing the gate was trained on). The gate is a file of
 its artifact (GATE_FILE), trained by model/training/gate_fit.py and recorded in the model card's `gate` field.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,9 +40,47 @@ LOOKS_LIKE = {
 UNLIKE = f"This does not look like a frontal chest X-ray; {MADE_FOR}"
 NO_GATE = "no input check for this model"
 ADULT_AGE = 18
-CHEST_WORDS = ("CHEST", "THORA", "TORAX", "LUNG", "PULMO")
-FRONTAL_VIEWS = {"PA", "AP", "AP SUPINE", "APS", "FRONTAL", ""}
-PROJECTION_MODALITIES = {"CR", "DX", "DR", "RG", "OT", "SC", ""}
+# The header refuses only on evidence: a value naming something else. Words are matched on the value's letters and
+# digits (accents dropped, upper case), so unknown, foreign, blank or odd values fall through to the image check.
+OTHER_MODALITIES = {
+    "CT": "a CT image", "MR": "an MR image", "US": "an ultrasound image", "NM": "a nuclear medicine image",
+    "PT": "a PET image", "MG": "a mammogram", "XA": "an angiogram", "RF": "a fluoroscopy image",
+    "IO": "an intra-oral (dental) X-ray", "PX": "a panoramic dental X-ray", "BMD": "a bone densitometry scan",
+    "OP": "a photograph of the eye", "OPT": "an eye OCT scan", "OCT": "an OCT scan", "ES": "an endoscopy image",
+    "XC": "a camera photograph", "GM": "a microscopy image", "SM": "a slide microscopy image",
+    "IVUS": "an intravascular ultrasound image", "IVOCT": "an intravascular OCT image", "TG": "a thermogram",
+    "DG": "a diaphanography image", "RTIMAGE": "a radiotherapy image", "SEG": "a segmentation", "SR": "a report",
+    "DOC": "a document", "ECG": "an ECG",
+}
+"""DICOM Modality defined terms (PS3.3 C.7.3.1.1.1) that are not a projection radiograph; CR, DX, RG and others
+fall through."""
+CHEST_STEMS = ("CHEST", "THORA", "TORAC", "TORAX", "TORAK", "BRUST", "POITRIN", "PECHO", "PETTO", "BORST", "BRYST",
+               "BROST", "LUNG", "PULMO", "PULMA", "POLMO", "MEDIASTIN", "CXR")
+"""Parts of words that name the chest (CHEST, THORAX, LUNG and Annex L's NECKCHEST, CHESTABDOMEN; TORACE, TORAX,
+TÓRAX, TORAKS, BRUST, POITRINE, PECHO, PETTO, BORST, BRYST, BRÖST, LUNGE, PULMÃO, POLMONE; CXR, CHEST_PA)."""
+SPINE_STEMS = ("SPINE", "WIRBEL", "VERTEBR", "LUMBA", "RACHI", "COLUMNA", "COLONNA", "SACRAL")
+"""Parts of words that name the spine, which refuse even beside a chest word (THORACIC SPINE, BRUSTWIRBELSÄULE)."""
+SPINE_WORDS = {"BWS", "HWS", "LWS"}
+OTHER_PARTS = {
+    "ABDOMEN", "ABDOMENPELVIS", "ABDOMINAL", "ACJOINT", "ADRENAL", "ANKLE", "AORTA", "ARM", "AXILLA", "BACK",
+    "BLADDER", "BRAIN", "BREAST", "BUTTOCK", "CALCANEUS", "CALF", "CAROTID", "CEREBELLUM", "CERVIX", "CHEEK",
+    "CLAVICLE", "COCCYX", "COLON", "CORNEA", "DUODENUM", "EAR", "ELBOW", "ESOPHAGUS", "EXTREMITY", "EYE", "EYELID",
+    "FACE", "FEMUR", "FIBULA", "FINGER", "FOOT", "FEET", "FOREARM", "GALLBLADDER", "HAND", "HEAD", "HEADNECK",
+    "HEEL", "HIP", "HUMERUS", "IAC", "ILEUM", "ILIUM", "JAW", "JEJUNUM", "KIDNEY", "KNEE", "KUB", "LARYNX", "LEG",
+    "LIVER", "MANDIBLE", "MAXILLA", "MOUTH", "NECK", "NOSE", "ORBIT", "OVARY", "PANCREAS", "PAROTID", "PATELLA",
+    "PELVIS", "PENIS", "PHARYNX", "PROSTATE", "RADIUS", "RECTUM", "RIB", "SACRUM", "SCALP", "SCAPULA", "SCLERA",
+    "SCROTUM", "SHOULDER", "SINUS", "SKULL", "SPLEEN", "STERNUM", "STOMACH", "SUBMANDIBULAR", "TEETH", "TESTIS",
+    "THIGH", "THUMB", "THYMUS", "THYROID", "TIBIA", "TMJ", "TOE", "TONGUE", "TOOTH", "TRACHEA", "ULNA", "URETER",
+    "URETHRA", "UTERUS", "VAGINA", "VULVA", "WRIST", "ZYGOMA", "KNIE", "SCHADEL", "GENOU", "RODILLA", "GINOCCHIO",
+    "CRANE", "CRANEO", "CRANIO", "BECKEN", "BASSIN",
+}
+"""Body parts that are not the chest: DICOM's BodyPartExamined defined terms (PS3.16 Annex L, CID 4031; the spine's
+CSPINE, TSPINE, LSPINE are SPINE_STEMS) and common others; a plural (KNEES, RIBS) counts as the word."""
+FRONTAL_WORDS = {"PA", "AP", "APS", "PAS", "FRONTAL", "FRONT"}
+OTHER_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LATERALE", "SEITLICH", "PROFIL", "PERFIL", "LLO", "RLO", "LAO", "RAO",
+               "LPO", "RPO", "OBL", "OBLIQUE", "OBLIQUA", "OBLIQUO", "MLO", "ML", "LM", "LMO", "CC", "XCC"}
+"""ViewPosition words for a lateral, an oblique or a mammography view; any of them without a frontal word refuses
+(decubitus LLD, RLD and words like ERECT or PORTABLE fall through)."""
 
 
 def looks_like(kind: str) -> str:
@@ -169,29 +209,75 @@ def _shape_problem(gate: Gate) -> str:
     return ""
 
 
+def _words(text: str) -> list[str]:
+    """The runs of letters and digits of a header value, accents dropped, in upper case."""
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return re.findall(r"[A-Z0-9]+", folded.upper())
+
+
+def _names(words: list[str], vocabulary: set[str]) -> bool:
+    """Whether a word, or its singular (KNEES, RIBS), is in the vocabulary."""
+    return any(word in vocabulary or (word.endswith("S") and word[:-1] in vocabulary) for word in words)
+
+
+def _has_stem(words: list[str], stems: tuple[str, ...]) -> bool:
+    return any(stem in word for word in words for stem in stems)
+
+
+def other_body_part(text: str) -> bool:
+    """Whether BodyPartExamined names a body part other than the chest: the spine (even THORACIC SPINE), or a known
+    other part without a word for the chest (CHESTABDOMEN and NECKCHEST name the chest too)."""
+    words = _words(text)
+    if _has_stem(words, SPINE_STEMS) or _names(words, SPINE_WORDS):
+        return True
+    return not _has_stem(words, CHEST_STEMS) and _names(words, OTHER_PARTS)
+
+
+def other_view(text: str) -> bool:
+    """Whether ViewPosition names a lateral, oblique or mammography view and no frontal one (AP PORTABLE, PA ERECT
+    and unknown words fall through)."""
+    words = _words(text)
+    return _names(words, OTHER_VIEWS) and not _names(words, FRONTAL_WORDS)
+
+
 def _age_years(text: str) -> float | None:
-    """A DICOM age string (nnnD/W/M/Y) in years, or None."""
-    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY]?)\s*", text or "")
-    if not match:
+    """A DICOM age string (nnnD/W/M/Y) in years; None for an odd one or a zero (`000Y` is written for unknown)."""
+    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY]?)\s*", (text or "").upper())
+    if not match or int(match.group(1)) == 0:
         return None
     per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0, "": 1.0}[match.group(2)]
     return int(match.group(1)) / per_year
 
 
+def quoted(text: str) -> str:
+    """Header text as Markdown inline code on one line: shown as typed, never as a link, emphasis or HTML. The fence
+    is one backtick longer than the longest run of backticks inside, padded with spaces when the text touches one."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _years(age: float) -> str:
+    return "under a year old" if age < 1 else f"{int(age)} year{'s' if age >= 2 else ''} old"
+
+
 def header_scope(facts: dict[str, str]) -> Scope | None:
-    """An out-of-scope verdict where a DICOM header says what the image is; None where it does not say."""
+    """An out-of-scope verdict where a DICOM header names something else (another modality, body part or view, or a
+    child's age); None where it does not say, or says something unknown. Facts are model.images.image_facts' plain
+    text; the reason quotes them as inline code, so a value never renders as Markdown or HTML."""
     said = "The DICOM header says"
     modality = facts.get("Modality", "").strip().upper()
-    if modality not in PROJECTION_MODALITIES:
-        kind = "a CT image" if modality == "CT" else f"a {modality} image"
-        return Scope(OUT_OF_SCOPE, f"{said} this is {kind} (Modality {modality}); {MADE_FOR}")
-    part = facts.get("BodyPartExamined", "").strip().upper()
-    if part and not any(word in part for word in CHEST_WORDS):
-        return Scope(OUT_OF_SCOPE, f"{said} the body part is {part}, not the chest; {MADE_FOR}")
-    view = facts.get("ViewPosition", "").strip().upper()
-    if view not in FRONTAL_VIEWS:
-        return Scope(OUT_OF_SCOPE, f"{said} the view is {view}, not frontal (PA or AP); {MADE_FOR}")
+    if modality in OTHER_MODALITIES:
+        return Scope(OUT_OF_SCOPE, f"{said} this is {OTHER_MODALITIES[modality]} (Modality {modality}); {MADE_FOR}")
+    part = facts.get("BodyPartExamined", "")
+    if other_body_part(part):
+        return Scope(OUT_OF_SCOPE, f"{said} the body part is {quoted(part)}, not the chest; {MADE_FOR}")
+    view = facts.get("ViewPosition", "")
+    if other_view(view):
+        return Scope(OUT_OF_SCOPE, f"{said} the view is {quoted(view)}, not frontal (PA or AP); {MADE_FOR}")
     age = _age_years(facts.get("PatientAge", ""))
     if age is not None and age < ADULT_AGE:
-        return Scope(OUT_OF_SCOPE, f"{said} the patient is {age:.0f} years old; {MADE_FOR}")
+        return Scope(OUT_OF_SCOPE, f"{said} the patient is {_years(age)} (PatientAge "
+                                   f"{quoted(facts['PatientAge'])}); {MADE_FOR}")
     return None

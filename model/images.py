@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import unicodedata
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -402,11 +403,25 @@ def _decode_dicom(data: bytes) -> tuple[np.ndarray, bool]:
 
 
 SCOPE_FACTS = ("Modality", "ViewPosition", "BodyPartExamined", "PatientAge")
+MAX_FACT_CHARS = 64
+"""The longest header value kept (DICOM's LO is 64 characters; BodyPartExamined and the rest are shorter)."""
+
+
+def _plain(ch: str) -> str:
+    kind = unicodedata.category(ch)
+    return " " if kind == "Cc" else "" if kind.startswith("C") else ch
+
+
+def header_text(value: object) -> str:
+    """A header value as one line of plain text: control characters and line breaks as spaces, format characters
+    (zero-width, text direction) dropped, white space runs as one space, at most MAX_FACT_CHARS characters."""
+    return " ".join("".join(map(_plain, str(value))).split())[:MAX_FACT_CHARS].strip()
 
 
 def image_facts(source: Source) -> dict[str, str]:
-    """What a DICOM header says the image is (SCOPE_FACTS present in it, as text); {} for other formats or a
-    header that cannot be read (decoding reports that)."""
+    """What a DICOM header says the image is (SCOPE_FACTS present in it, as header_text: data for the input gate
+    and its reasons, never markup or terminal control); {} for other formats or a header that cannot be read
+    (decoding reports that)."""
     data = load_bytes(source)
     if not _is_dicom(data):
         return {}
@@ -417,6 +432,7 @@ def image_facts(source: Source) -> dict[str, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-            return {name: str(ds.get(name, "")).strip() for name in SCOPE_FACTS if str(ds.get(name, "")).strip()}
+            facts = {name: header_text(ds.get(name, "")) for name in SCOPE_FACTS}
+            return {name: text for name, text in facts.items() if text}
     except Exception:  # a damaged header: read_grey says why
         return {}

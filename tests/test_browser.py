@@ -14,7 +14,7 @@ from feedback.export import FOLDERS
 from feedback.store import CorrectionStore
 from model.images import read_grey
 from model.serving.predictor import load_predictor
-from tests.server import REPO, make_model, running_server
+from tests.server import REPO, add_gate, make_model, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -223,3 +223,51 @@ def test_an_out_of_scope_upload_gets_the_reason_and_no_probability_bar_or_overla
         overlay = page.locator(".block", has_text="Grad-CAM overlay").locator("img")
         assert overlay.count() == 0 or not overlay.first.is_visible()
         browser.close()
+
+
+HOSTILE_HEADERS = [  # one DICOM each: a word the header check refuses on, then markup an uploader typed after it
+    ("BodyPartExamined", "KNEE [SIGN IN AGAIN](http://evil.example/login)"),
+    ("ViewPosition", "LL **bold** <img src=http://evil.example/x.png>"),
+    ("BodyPartExamined", "SKULL <form action=http://evil.example/f><input name=pw></form>"),
+]
+
+
+def hostile_dicom(folder: Path, number: int, keyword: str, value: str) -> Path:
+    """An example X-ray as a DICOM whose `keyword` holds `value` (as LO in UTF-8, so any text fits)."""
+    from pydicom.datadict import tag_for_keyword
+
+    from tests.badfiles import _dicom, _dicom_bytes
+
+    ds = _dicom(read_grey(REPO / "examples" / NOTE_EXAMPLE), SpecificCharacterSet="ISO_IR 192")
+    ds.add_new(tag_for_keyword(keyword), "LO", value)
+    path = folder / f"hostile-{number}.dcm"
+    path.write_bytes(_dicom_bytes(ds))
+    return path
+
+
+def test_hostile_dicom_header_text_is_shown_as_code_never_as_a_link_image_or_form(tmp_path):
+    """A refusal quotes the header; a link, bold text, a remote image or a form typed into it stays text, and the
+    page asks no other host for anything (requests elsewhere are recorded and blocked, so none leaves the machine)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    model = add_gate(make_model(tmp_path / "model"))
+    uploads = [hostile_dicom(tmp_path, i, keyword, value) for i, (keyword, value) in enumerate(HOSTILE_HEADERS)]
+    requested: list[str] = []
+    with running_server(model, tmp_path / "feedback", tmp_path / "app.log") as running, \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("request", lambda request: requested.append(request.url))
+        page.route(lambda url: not url.startswith(running.url), lambda route: route.abort())
+        for upload, (_, value) in zip(uploads, HOSTILE_HEADERS):
+            page.goto(running.url)
+            page.locator("input[type=file]").first.set_input_files(str(upload))
+            expect(page.get_by_text("Not answered: this input is out of scope")).to_be_visible(timeout=TIMEOUT_MS)
+            shown = page.locator("a[href*='evil.example'], img[src*='evil.example'], form, input[name=pw]")
+            assert shown.count() == 0 and page.get_by_role("link", name="SIGN IN AGAIN").count() == 0
+            assert page.locator("strong, b", has_text="bold").count() == 0
+            assert page.locator("code", has_text=value).inner_text() == value
+        page.screenshot(path=str(SCREENSHOT.with_name("xray-covid-browser-header.png")), full_page=True)
+        browser.close()
+    assert [url for url in requested if not url.startswith((running.url, "data:", "blob:"))] == []

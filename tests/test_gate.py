@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from pydicom.datadict import tag_for_keyword
 
 from model.gate import (
     ANSWERED,
+    MADE_FOR,
     NO_GATE,
     OUT_OF_SCOPE,
     UNLIKE,
@@ -17,9 +19,10 @@ from model.gate import (
     header_scope,
     load_gate,
     looks_like,
+    quoted,
     save_gate,
 )
-from model.images import image_facts
+from model.images import MAX_FACT_CHARS, image_facts
 from tests.badfiles import _dicom, _dicom_bytes, pattern
 
 
@@ -71,6 +74,45 @@ def test_a_gate_file_round_trips_and_a_broken_one_is_a_clear_error(tmp_path):
         load_gate(tmp_path)
 
 
+REFUSED = [  # (what the header says, words the reason must hold)
+    ({"Modality": "CT"}, "a CT image (Modality CT)"), ({"Modality": "MR"}, "MR image"),
+    ({"Modality": "us"}, "ultrasound"), ({"Modality": "NM"}, "nuclear"), ({"Modality": "PT"}, "PET"),
+    ({"Modality": "MG"}, "mammogram"), ({"Modality": "XA"}, "angiogram"),
+    ({"BodyPartExamined": "SKULL"}, "body part is `SKULL`"), ({"BodyPartExamined": "KNEE"}, "`KNEE`"),
+    ({"BodyPartExamined": "LEFT KNEE"}, "`LEFT KNEE`"), ({"BodyPartExamined": "KNEES"}, "`KNEES`"),
+    ({"BodyPartExamined": "THORACIC SPINE"}, "`THORACIC SPINE`"), ({"BodyPartExamined": "TSPINE"}, "`TSPINE`"),
+    ({"BodyPartExamined": "T-SPINE"}, "`T-SPINE`"), ({"BodyPartExamined": "C-SPINE"}, "`C-SPINE`"),
+    ({"BodyPartExamined": "CSPINE"}, "`CSPINE`"), ({"BodyPartExamined": "LSPINE"}, "`LSPINE`"),
+    ({"BodyPartExamined": "BRUSTWIRBELSÄULE"}, "BRUSTWIRBELS"), ({"BodyPartExamined": "ABDOMEN"}, "`ABDOMEN`"),
+    ({"BodyPartExamined": "ABDOMENPELVIS"}, "ABDOMENPELVIS"), ({"BodyPartExamined": "PELVIS"}, "`PELVIS`"),
+    ({"BodyPartExamined": "HAND"}, "`HAND`"), ({"BodyPartExamined": "HEAD"}, "`HEAD`"),
+    ({"BodyPartExamined": "SHOULDER"}, "SHOULDER"), ({"BodyPartExamined": "RIBS"}, "`RIBS`"),
+    ({"BodyPartExamined": "BREAST"}, "BREAST"), ({"Modality": "DX", "BodyPartExamined": "SKULL"}, "SKULL"),
+    ({"ViewPosition": "LL"}, "view is `LL`"), ({"ViewPosition": "RL"}, "`RL`"), ({"ViewPosition": "LAT"}, "`LAT`"),
+    ({"ViewPosition": "LATERAL"}, "`LATERAL`"), ({"ViewPosition": "X-TABLE LAT"}, "X-TABLE LAT"),
+    ({"ViewPosition": "LLO"}, "`LLO`"), ({"ViewPosition": "RAO"}, "`RAO`"), ({"ViewPosition": "OBLIQUE"}, "OBLIQUE"),
+    ({"ViewPosition": "MLO"}, "`MLO`"),
+    ({"Modality": "CR", "ViewPosition": "PA", "PatientAge": "004Y"}, "4 years old (PatientAge `004Y`)"),
+    ({"PatientAge": "017Y"}, "17 years old"), ({"PatientAge": "018M"}, "1 year old"),
+    ({"PatientAge": "006W"}, "under a year old"), ({"PatientAge": "010D"}, "under a year old"),
+    ({"PatientAge": "4y"}, "4 years old"),
+]
+FALL_THROUGH = [  # headers that do not name anything else: the image check decides
+    {}, {"Modality": "CR", "ViewPosition": "PA", "PatientAge": "045Y", "BodyPartExamined": "CHEST"},
+    *({"Modality": m} for m in ("CR", "DX", "DR", "RG", "OT", "SC", "", "XYZ", "<b>CT</b>")),
+    *({"BodyPartExamined": part} for part in (
+        "CHEST", "THORAX", "LUNG", "TORACE", "BRUST", "BRUSTKORB", "POITRINE", "TORAX", "TÓRAX", "TORAKS", "PECHO",
+        "PETTO", "BORST", "PULMÃO", "CXR", "CHEST_PA", "CHEST PA", "PORT CHEST", "CHEST/LUNG", "CHESTABDOMEN",
+        "NECKCHEST", "WHOLEBODY", "", "UNKNOWN", "XYZ", "胸部", "[x](http://evil.example)", "KNEEL")),
+    *({"ViewPosition": view} for view in (
+        "PA", "AP", "AP PORTABLE", "PA ERECT", "AP SUPINE", "APS", "FRONTAL", "AP LAT", "LLD", "RLD", "ERECT",
+        "PORTABLE", "", "UNKNOWN", "LATTE")),
+    *({"PatientAge": age} for age in ("000Y", "000M", "018Y", "045Y", "999Y", "", "garbage", "Y", "1234Y", "-4Y")),
+    {"Modality": "DX", "BodyPartExamined": "THORAX", "PatientAge": "018Y"},
+    {"Modality": "DX", "ViewPosition": "AP", "BodyPartExamined": "PORT CHEST"},
+]
+
+
 def _cut(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
@@ -91,26 +133,33 @@ def test_a_damaged_gate_file_is_one_value_error_that_says_what_is_wrong(tmp_path
     assert words in str(error.value)
 
 
-@pytest.mark.parametrize("facts, words", [
-    ({"Modality": "CT"}, "CT image"),
-    ({"Modality": "MR"}, "MR image"),
-    ({"Modality": "DX", "ViewPosition": "LL"}, "view is LL"),
-    ({"Modality": "CR", "ViewPosition": "PA", "PatientAge": "004Y"}, "4 years old"),
-    ({"Modality": "CR", "PatientAge": "018M"}, "2 years old"),
-    ({"Modality": "DX", "BodyPartExamined": "SKULL"}, "body part is SKULL"),
-])
-def test_a_dicom_header_that_says_what_the_image_is_settles_it(facts, words):
+@pytest.mark.parametrize("facts, words", REFUSED, ids=[str(f) for f, _ in REFUSED])
+def test_a_header_that_names_something_else_refuses_with_its_value_quoted(facts, words):
     scope = header_scope(facts)
-    assert scope.status == OUT_OF_SCOPE and words in scope.reason
+    assert scope is not None and scope.status == OUT_OF_SCOPE, facts
+    assert words in scope.reason and scope.reason.endswith(MADE_FOR)
 
 
-@pytest.mark.parametrize("facts", [
-    {}, {"Modality": "CR", "ViewPosition": "PA", "PatientAge": "045Y", "BodyPartExamined": "CHEST"},
-    {"Modality": "DX", "ViewPosition": "AP", "BodyPartExamined": "PORT CHEST"}, {"PatientAge": "garbage"},
-    {"Modality": "DX", "BodyPartExamined": "THORAX", "PatientAge": "018Y"},
-])
-def test_an_adult_frontal_chest_header_or_none_leaves_it_to_the_gate(facts):
+@pytest.mark.parametrize("facts", FALL_THROUGH, ids=[str(f) for f in FALL_THROUGH])
+def test_an_unknown_foreign_blank_or_chest_header_falls_through_to_the_image_check(facts):
     assert header_scope(facts) is None
+
+
+@pytest.mark.parametrize("text, code", [
+    ("KNEE", "`KNEE`"), ("a`b", "``a`b``"), ("``x", "``` ``x ```"), ("x`", "`` x` ``"), ("a\n\nb", "`a b`"),
+])
+def test_header_text_is_quoted_as_one_inline_code_span_whatever_backticks_it_holds(text, code):
+    assert quoted(text) == code
+
+
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_image_facts_are_one_short_line_without_control_or_invisible_characters():
+    ds = _dicom(pattern(80, 80), SpecificCharacterSet="ISO_IR 192")
+    ds.add_new(tag_for_keyword("ViewPosition"), "LO", "LL\u202e<b>x</b>\x1b[31m\u200b\x00\nnext\u2028line\ufeff")
+    ds.add_new(tag_for_keyword("BodyPartExamined"), "LO", "KNEE " + "x" * 200)
+    facts = image_facts(_dicom_bytes(ds))
+    assert facts["ViewPosition"] == "LL<b>x</b> [31m next line"
+    assert facts["BodyPartExamined"] == ("KNEE " + "x" * 200)[:MAX_FACT_CHARS]
 
 
 def test_image_facts_reads_the_header_of_a_dicom_and_nothing_of_a_png(tmp_path):

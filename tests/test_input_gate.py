@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
+from pydicom.datadict import tag_for_keyword
 
 from model.artifact import DEFAULT_ARTIFACT
 from model.gate import ANSWERED, MADE_FOR, OUT_OF_SCOPE
@@ -54,8 +56,6 @@ def test_the_shipped_gate_answers_every_fixture_adult_film_of_each_class(shipped
 
 
 def test_a_dicom_header_saying_ct_is_refused_without_running_the_network(tmp_path):
-    from PIL import Image
-
     predictor = load_predictor(DEFAULT_ARTIFACT, "float32")
     runs = []
     run = predictor.run
@@ -68,18 +68,29 @@ def test_a_dicom_header_saying_ct_is_refused_without_running_the_network(tmp_pat
     assert runs == [1]
 
 
+HOSTILE_VIEW = "LL <b>x</b>\x1b[2J\u202e\r\nnext\u2028line"
+"""A lateral ViewPosition with markup, a terminal escape, a direction override and line breaks typed into it."""
+
+
 def test_predict_csv_keeps_its_columns_first_and_gives_a_refused_file_no_decision(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a picture")
     out = tmp_path / "p.csv"
-    files = [OUT_OF_SCOPE_DIR / "photo.png", ADULT_FILMS[0], broken]
+    hostile = tmp_path / "hostile.dcm"
+    ds = _dicom(np.asarray(Image.open(ADULT_FILMS[0]).convert("L")), SpecificCharacterSet="ISO_IR 192")
+    ds.add_new(tag_for_keyword("ViewPosition"), "LO", HOSTILE_VIEW)
+    hostile.write_bytes(_dicom_bytes(ds))
+    files = [OUT_OF_SCOPE_DIR / "photo.png", ADULT_FILMS[0], broken, hostile]
     done = subprocess.run([sys.executable, "-m", "model.predict", *map(str, files), "--csv", str(out),
                            "--precision", "float32"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(newline="")))
     assert list(rows[0]) == ["file", "probability", "decision", "threshold", "error", "status", "reason",
                              "model_version"]
-    photo, film, unreadable = rows
+    photo, film, unreadable, header = rows
+    [line] = [x for x in done.stdout.splitlines() if x.startswith(str(hostile))]
+    assert line.endswith(header["reason"]) and "view is `LL <b>x</b> [2J next line`" in line
+    assert not any(ch in done.stdout for ch in "\x1b\u202e\u2028\r")
     assert photo["status"] == "out_of_scope" and photo["probability"] == photo["decision"] == photo["threshold"] == ""
     assert MADE_FOR in photo["reason"]
     assert film["status"] == "answered" and film["decision"].startswith("COVID-19 ")
