@@ -21,6 +21,7 @@ from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
 from space.handlers import Handlers
+from space.label import decision_label
 from space.upload import upload_box
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -64,7 +65,7 @@ def build_demo(
                     api_visibility="private",
                 )
             with gr.Column():
-                scores = gr.Label(label="Probability", show_heading=False)
+                scores = decision_label("Probability")
                 decision = gr.Markdown(label="Decision")
                 heatmap = gr.Image(
                     label="Grad-CAM overlay (regions that drove the score)", format="jpeg", interactive=False, height=320

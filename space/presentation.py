@@ -49,11 +49,15 @@ LABEL_CHOICES = [(LABEL_WORDS[label], label) for label in LABELS]
 OUT_OF_SCOPE_TITLE = "Not answered: this input is out of scope"
 
 
-def label_scores(prediction: Prediction) -> dict[str, float]:
-    """The gr.Label value: probability of each class; nothing for an input the gate refused."""
+def label_scores(prediction: Prediction) -> dict[str, Any]:
+    """The Label value (space.label.decision_label): the decision as its `label`, which under a threshold of 0.5 can
+    be the less likely class, and the probability of COVID-19 and its complement as its confidences, likelier
+    first; nothing for an input the gate refused."""
     if not prediction.answered:
         return {}
-    return {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
+    scores = {POSITIVE_NAME: prediction.probability, NEGATIVE_NAME: 1.0 - prediction.probability}
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+    return {"label": prediction.label, "confidences": [{"label": name, "confidence": p} for name, p in ranked]}
 
 
 def decision_text(prediction: Prediction, card: ModelCard | None = None) -> str:

@@ -149,6 +149,25 @@ def test_predict_example_returns_label_decision_overlay_at_its_aspect_and_no_cor
     assert "no input check for this model" in decision and f"`{predictor.version}`" in decision
 
 
+def test_the_api_label_is_the_decision_for_a_probability_between_the_threshold_and_one_half(predictor, tmp_path):
+    """At the shipped model's threshold (0.166) a probability of 0.30 is a positive decision though negative is the
+    likelier class: the Label's `label` says the decision, its confidences stay 0.30 and 0.70, and /predict still
+    returns its seven outputs in their order."""
+    def constant(images):
+        return np.full(len(images), 0.3), np.zeros((len(images), 2, 2), "float32"), np.zeros((len(images), 2))
+
+    screening = dataclasses.replace(predictor, card=dataclasses.replace(predictor.card, threshold=0.166), run=constant)
+    with served(screening, tmp_path / "feedback", {}, tmp_path / "downloads") as (client, _):
+        outputs = predict(client, EXAMPLES["normal-1.png"])
+    scores, decision, overlay, earlier, status, reason, version = outputs
+    assert len(outputs) == 7 and status == "answered" and overlay and earlier["data"] == []
+    assert scores["label"] == POSITIVE_NAME and decision.startswith(f"**{POSITIVE_NAME}**: ")
+    assert "0.30, at or above its decision threshold of 0.17" in decision
+    assert [(c["label"], c["confidence"]) for c in scores["confidences"]] == [(NEGATIVE_NAME, pytest.approx(0.7)),
+                                                                          (POSITIVE_NAME, pytest.approx(0.3))]
+    assert (reason, version) == ("no input check for this model", predictor.version)
+
+
 def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_app, predictor, network_runs):
     client, _, root = open_app
     example = EXAMPLES["covid-1.jpg"]

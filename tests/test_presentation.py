@@ -13,6 +13,7 @@ from model.card import ModelCard, new_card
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, PREPROCESSING, ModelConfig, knob
 from model.serving.predictor import Prediction, Predictor
 from space import presentation as show
+from space.label import decision_label
 
 
 def prediction(probability: float, threshold: float) -> Prediction:
@@ -45,9 +46,25 @@ def card() -> ModelCard:
     return dataclasses.replace(made, version="0123456789ab")
 
 
-def test_label_scores_are_the_two_class_probabilities():
-    scores = show.label_scores(prediction(0.8, 0.5))
-    assert scores == pytest.approx({POSITIVE_NAME: 0.8, NEGATIVE_NAME: 0.2})
+@pytest.mark.parametrize("probability, threshold, decision", [
+    (0.30, 0.166, POSITIVE_NAME), (0.166, 0.166, POSITIVE_NAME), (0.49, 0.166, POSITIVE_NAME),
+    (0.10, 0.166, NEGATIVE_NAME), (0.80, 0.50, POSITIVE_NAME), (0.60, 0.70, NEGATIVE_NAME),
+])
+def test_the_label_is_the_decision_and_its_confidences_the_two_class_probabilities(probability, threshold, decision):
+    scores = show.label_scores(prediction(probability, threshold))
+    confidences = [c["confidence"] for c in scores["confidences"]]
+    assert scores["label"] == decision
+    assert {c["label"]: c["confidence"] for c in scores["confidences"]} == pytest.approx(
+        {POSITIVE_NAME: probability, NEGATIVE_NAME: 1 - probability})
+    assert confidences == sorted(confidences, reverse=True)
+    sent = decision_label("Probability").postprocess(scores)
+    assert sent.label == decision and sent.model_dump()["confidences"] == scores["confidences"]
+
+
+def test_a_refused_input_has_no_label_and_plain_scores_still_read_as_gradio_reads_them():
+    refused = dataclasses.replace(prediction(0.3, 0.166), status="out_of_scope", label="")
+    assert show.label_scores(refused) == {} and decision_label("Probability").postprocess({}) == {}
+    assert decision_label("Probability").postprocess({"a": 0.2, "b": 0.8}).label == "b"
 
 
 @pytest.mark.parametrize("probability, threshold, label, relation", [
