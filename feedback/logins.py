@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from feedback.readers import check_reader
+from feedback.readers import check_password, check_reader
 from feedback.store import clean_reader
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,16 @@ def check_login(
     except TooManyAttempts:
         log.warning("sign-in refused (locked out) for reader %r from client %r", (name or "")[:80], client)
         raise
-    if reader is not None and check_reader(readers, reader, password or ""):
-        guard.succeeded(reader, client)
-        return Login(reader, verified=True)
+    typed = password or ""
+    try:
+        check_password(typed)
+    except ValueError as error:
+        refused = str(error)
+    else:
+        if reader is not None and check_reader(readers, reader, typed):
+            guard.succeeded(reader, client)
+            return Login(reader, verified=True)
+        refused = "Unknown reader or wrong password."
     guard.failed(reader, client)
     log.warning("failed sign-in for reader %r from client %r", (name or "")[:80], client)
-    raise LoginFailed("Unknown reader or wrong password.")
+    raise LoginFailed(refused)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,10 +17,19 @@ DEFAULT_ITERATIONS = 200_000
 _DUMMY_SALT = bytes(16)
 
 
+def check_password(password: str) -> str:
+    """The password unchanged; ValueError when it holds a control character (NUL, escape, a line break): no reader
+    types one, and a password that differs from the right one only by a hidden character must not sign in."""
+    if any(unicodedata.category(ch) == "Cc" for ch in password):
+        raise ValueError("a password may not contain control characters (such as NUL)")
+    return password
+
+
 def hash_password(password: str, iterations: int = DEFAULT_ITERATIONS) -> str:
     """PBKDF2-SHA256 hash as "pbkdf2_sha256$iterations$salt_hex$hash_hex", for XRAY_READERS_FILE."""
     if not password:
         raise ValueError("password is empty")
+    check_password(password)
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
     salt = os.urandom(16)
@@ -55,11 +65,13 @@ def _parse_entries(entries: list[str], where: str) -> dict[str, str]:
             raise ValueError(f"{where} {number}: {e}") from None
         if name in readers:
             raise ValueError(f"{where} {number}: reader {name!r} is listed twice")
-        if secret.startswith(PBKDF2_PREFIX + "$"):
-            try:
+        try:
+            if secret.startswith(PBKDF2_PREFIX + "$"):
                 _parse_pbkdf2(secret)
-            except ValueError as e:
-                raise ValueError(f"{where} {number}: bad password hash for {name!r}: {e}") from None
+            else:
+                check_password(secret)
+        except ValueError as e:
+            raise ValueError(f"{where} {number}: bad password or hash for {name!r}: {e}") from None
         readers[name] = secret
     return readers
 

@@ -27,6 +27,8 @@ DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
+MAX_PREDICTED_IMAGES = 100_000
+"""Predicted images noted for the per-version share of corrected images: the most recently first noted are kept."""
 MIN_FREE_BYTES = 8 * 2**20
 
 _SCHEMA = """
@@ -69,6 +71,8 @@ _EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
 _READER = re.compile(r"[\w .-]+")
 _NOTE_CONTROLS_ALLOWED = "\n\r\t"
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_SEPARATORS = frozenset("\u2028\u2029")
 
 
 class QuotaExceeded(ValueError):
@@ -93,13 +97,14 @@ class StoreUnreadable(OSError):
 
 @dataclass(frozen=True)
 class Quotas:
-    """Limits on the store: total bytes of stored images, total records, and flags per reader and per client per UTC
-    day."""
+    """Limits on the store: total bytes of stored images, total records, flags per reader and per client per UTC
+    day, and predicted images noted (the oldest are forgotten beyond it)."""
 
     store_bytes: int = settings.DEFAULT_QUOTA_MB * 2**20
     daily_flags: int = settings.DEFAULT_DAILY_FLAGS
     records: int = settings.DEFAULT_MAX_RECORDS
     daily_flags_per_client: int = settings.DEFAULT_DAILY_FLAGS
+    predicted_images: int = MAX_PREDICTED_IMAGES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Quotas:
@@ -152,7 +157,8 @@ def clean_reader(name: str) -> str:
 
 
 def check_note(note: str) -> str:
-    """The note unchanged; ValueError unless it is text of at most 2,000 characters without control characters."""
+    """The note unchanged; ValueError unless it is text of at most 2,000 characters without control, text-direction
+    or zero-width characters or Unicode line separators (newlines and tabs are fine)."""
     if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
     if any(unicodedata.category(ch) == "Cc" and ch not in _NOTE_CONTROLS_ALLOWED for ch in note):
@@ -160,6 +166,12 @@ def check_note(note: str) -> str:
     if any(ch in _BIDI_CONTROLS for ch in note):
         raise ValueError("note may not contain text-direction control characters (such as U+202E), which would "
                          "reorder how it is displayed")
+    if any(ch in _INVISIBLE for ch in note):
+        raise ValueError("note may not contain invisible zero-width characters (U+200B-U+200D, U+2060, U+FEFF), "
+                         "which hide text or make equal-looking notes differ")
+    if any(ch in _SEPARATORS for ch in note):
+        raise ValueError("note may not contain Unicode line or paragraph separators (U+2028, U+2029); use an "
+                         "ordinary new line")
     return note
 
 
@@ -473,6 +485,15 @@ def _insert_once(
     return (found[0], False) if found else (cursor.lastrowid, True)
 
 
+def _note_predicted(conn: sqlite3.Connection, model_version: str, sha256: str, keep: int) -> None:
+    """Note the image as predicted by the version, then forget all but the newest `keep` notes. Rowids count the
+    notes up (a repeat adds none), so the oldest are the lowest and one range delete keeps the table bounded; a
+    store made before the bound opens unchanged and is cut to it at its next note."""
+    conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
+    conn.execute("DELETE FROM predicted_images WHERE rowid <= (SELECT MAX(rowid) FROM predicted_images) - ?",
+                 (max(0, keep),))
+
+
 def open_store(folder: str | Path) -> CorrectionStore:
     """The store the app and `python -m feedback` use for this folder: the one place that picks the store's kind."""
     return CorrectionStore(folder)
@@ -601,10 +622,12 @@ class CorrectionStore:
 
     def count_prediction(self, model_version: str, image_sha256: str | None = None) -> None:
         """Add one to the number of predictions shown for this model version and note the image's SHA-256 as
-        predicted by it (no image data is kept)."""
+        predicted by it (no image data is kept). At most `quotas.predicted_images` images are noted: the one first
+        noted longest ago is forgotten first, so the table stays bounded while the counts go on."""
         if not isinstance(model_version, str) or not model_version:
             raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
         sha256 = None if image_sha256 is None else _digest(image_sha256)
+        keep = MAX_PREDICTED_IMAGES if self.quotas is None else self.quotas.predicted_images
         with _writing():
             conn = _connect(self.folder)
             try:
@@ -612,7 +635,7 @@ class CorrectionStore:
                 conn.execute("INSERT INTO predictions (model_version, count) VALUES (?, 1) "
                              "ON CONFLICT (model_version) DO UPDATE SET count = count + 1", (model_version,))
                 if sha256:
-                    conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
+                    _note_predicted(conn, model_version, sha256, keep)
                 conn.execute("COMMIT")
             finally:
                 conn.close()

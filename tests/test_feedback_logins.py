@@ -17,6 +17,7 @@ from feedback import (
     check_login,
     check_reader,
     hash_password,
+    load_readers,
 )
 
 READERS = {"alice": hash_password("right", iterations=1000), "bob": "plain-pw"}
@@ -193,3 +194,24 @@ def test_one_warning_per_failure_without_the_password(guard, caplog):
     text = "\n".join(r.getMessage() for r in records)
     assert "hunter2" not in text and "wrong" not in text
     assert "'alice'" in text and "'eve\\nforged line'" in text and len(text.splitlines()) == 7
+
+
+@pytest.mark.parametrize("reader, right, typed", [
+    ("alice", "right", "right\x00"), ("alice", "right", "\x00right"), ("alice", "right", "ri\x00ght"),
+    ("alice", "right", "right\x1b"), ("alice", "right", "right\n"), ("alice", "right", "right\x7f"),
+    ("bob", "plain-pw", "plain-pw\x00"),
+], ids=ascii)
+def test_a_password_with_a_control_character_is_refused_and_counts_as_a_failure(guard, reader, right, typed):
+    with pytest.raises(LoginFailed, match="may not contain control characters"):
+        check_login(READERS, guard, reader, typed, "10.0.0.1")
+    assert guard._failures["client:10.0.0.1"] and guard._failures[f"reader:{reader}"]
+    assert check_login(READERS, guard, reader, right, "10.0.0.1") == Login(reader, verified=True)
+
+
+def test_no_account_can_be_given_a_password_with_a_control_character(tmp_path):
+    with pytest.raises(ValueError, match="control characters"):
+        hash_password("pw\x00", iterations=1000)
+    accounts = tmp_path / "readers.txt"
+    accounts.write_text("alice:fine\nbob:bad\x1b[2Jpw\n")
+    with pytest.raises(ValueError, match="line 2.*control characters"):
+        load_readers({"XRAY_READERS_FILE": str(accounts)})

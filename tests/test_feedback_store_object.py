@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from feedback import CorrectionStore, StoreUnreadable, StoreUnwritable, export_corrections, open_store
+from feedback.store import Quotas
 from feedback.__main__ import main as feedback_main
 from tests.readonly import read_only_mount
 from tests.test_feedback import flag, png_bytes
@@ -87,3 +88,25 @@ def test_a_read_only_store_serves_every_read(tmp_path):
         assert store.prediction_counts() == {"v1": 1} and store.predicted_images() == {"v1": {"a" * 64}}
         assert export_corrections(store, tmp_path / "out")["covid"] == 1
         assert files_in(view) == before
+
+
+def test_predicted_images_stay_bounded_forgetting_the_first_noted_while_counts_go_on(tmp_path):
+    store = CorrectionStore(tmp_path, Quotas(predicted_images=3))
+    images = [f"{i:x}" * 64 for i in range(6)]
+    for image in [images[0], images[1], images[0], images[2], images[3], images[1], images[4]]:
+        store.count_prediction("v1", image)
+    store.count_prediction("v2", images[5])
+    assert store.prediction_counts() == {"v1": 7, "v2": 1}
+    assert store.predicted_images() == {"v1": {images[3], images[4]}, "v2": {images[5]}}
+
+
+def test_a_store_holding_more_predicted_images_than_the_bound_opens_unchanged_and_is_cut_at_its_next_note(tmp_path):
+    old = CorrectionStore(tmp_path, Quotas(predicted_images=100))
+    for i in range(5):
+        old.count_prediction("v1", f"{i:x}" * 64)
+    before = (tmp_path / "corrections.sqlite3").read_bytes()
+    bounded = CorrectionStore(tmp_path, Quotas(predicted_images=2))
+    assert len(bounded.predicted_images()["v1"]) == 5 and bounded.integrity() == "ok"
+    assert (tmp_path / "corrections.sqlite3").read_bytes() == before
+    bounded.count_prediction("v1", "f" * 64)
+    assert bounded.predicted_images() == {"v1": {"4" * 64, "f" * 64}} and bounded.prediction_counts() == {"v1": 6}

@@ -46,7 +46,11 @@ def test_notes_allow_newlines_and_html_as_text(tmp_path):
     assert check_note("x" * 2000) == "x" * 2000
 
 
-@pytest.mark.parametrize("note, message", [("x" * 10_000, "2000"), ("x" * 2001, "2000"), ("bad\x1b[31m", "control")])
+@pytest.mark.parametrize("note, message", [
+    ("x" * 10_000, "2000"), ("x" * 2001, "2000"), ("bad\x1b[31m", "control"), ("nul\x00", "control"),
+    *((f"looks{ch}fine", "zero-width") for ch in "\u200b\u200c\u200d\u2060\ufeff"),
+    ("one\u2028two", "line or paragraph separators"), ("one\u2029two", "line or paragraph separators"),
+], ids=lambda value: ascii(value)[:24])
 def test_bad_notes_are_refused(tmp_path, note, message):
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, png_bytes(3), note=note)
