@@ -231,6 +231,12 @@ def hf_token(environ: Mapping[str, str] | None = None) -> str:
     return text("HF_TOKEN", environ)
 
 
+def quiet_tensorflow() -> None:
+    """Ask TensorFlow's C++ side, which reads TF_CPP_MIN_LOG_LEVEL as it starts, for errors only (not its start-up
+    notices), unless the environment already sets a level: for the command lines without --verbose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def distrust_forwarded_headers() -> None:
     """Tell uvicorn (which reads FORWARDED_ALLOW_IPS) to trust no proxy's forwarded headers: the app reads
     X-Forwarded-For itself (trusted_proxies), so a loopback peer cannot name itself."""

@@ -1,7 +1,10 @@
 """The command-line convention of every command: shared flags (data, split, base, head), logging and exit statuses.
 
 A user error (bad flag, missing folder, unusable weights or card) prints one line on stderr and exits 2;
-unusable input files are each named and make the command exit 1 once it has done what it could.
+unusable input files are each named and make the command exit 1 once it has done what it could. A command checks
+its arguments and inputs (Parser, then its own checks) before it imports TensorFlow (start_tensorflow) or writes
+anything, so a mistake costs no start-up and leaves nothing behind; TensorFlow's own start-up logging is silenced
+unless --verbose. This module imports neither TensorFlow nor Keras.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -48,11 +52,74 @@ class UsageError(Exception):
     """The command was asked something it cannot do; the message says what to change."""
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the user asked for something impossible, not that the program is broken."""
-    from model.architecture import WeightsUnavailable
+class Parser(argparse.ArgumentParser):
+    """The commands' argument parser: --verbose on every command, and a usage error in one line on stderr that
+    points to --help, exit status 2 (argparse's own prints the whole usage first)."""
 
-    return UsageError, ValueError, FileNotFoundError, NotADirectoryError, WeightsUnavailable
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action="store_true",
+                          help="also show TensorFlow's and Keras' own start-up and progress logging")
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def start_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow, once the command has checked its arguments and inputs; unless verbose, its C++ start-up
+    lines (the oneDNN notice, which TF_CPP_MIN_LOG_LEVEL does not reach, and the CPU's instructions) and the absl and
+    TensorFlow loggers' warnings are silenced, so that what a command prints is its own."""
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+        return
+    settings.quiet_tensorflow()
+    for name in ("absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+INPUTS = {"data": "folder", "feedback": "folder", "extra_train": "folder", "extra_split": "folder",
+          "reference_normals": "folder", "external": "folder", "ood": "folder", "hparams": "file",
+          "model": "file or folder", "candidate": "file or folder", "against": "file or folder"}
+"""The flags (by argparse name) that name an input, and what each must be."""
+POSITIONAL_INPUTS = frozenset({"candidate"})
+IS_KIND = {"folder": Path.is_dir, "file": Path.is_file, "file or folder": Path.exists}
+NO_WEIGHTS_FILE = ("imagenet", "none", "None", "")
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every input the command's flags name exists (INPUTS) and --weights is imagenet, none or a file: a usage error
+    naming each one that does not, one line each, before TensorFlow starts or anything is written."""
+    problems = []
+    for dest, kind in INPUTS.items():
+        value = getattr(args, dest, None)
+        for path in value if isinstance(value, list) else [value] if value is not None else []:
+            if not IS_KIND[kind](Path(path)):
+                name = dest if dest in POSITIONAL_INPUTS else f"--{dest.replace('_', '-')}"
+                problems.append(f"{name} {path}: no such {kind}")
+    weights = getattr(args, "weights", None)
+    if weights not in (None, *NO_WEIGHTS_FILE) and not Path(weights).is_file():
+        problems.append(f"--weights {weights}: no such file (give imagenet, none or a VGG-16 no-top weights file, "
+                        "such as python -m model.offline_weights writes)")
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the user asked for something impossible, not that the program is broken (the base
+    weights' error only once model.architecture, which raises it, is loaded: asking must not start TensorFlow)."""
+    architecture = sys.modules.get("model.architecture")
+    unavailable = (architecture.WeightsUnavailable,) if architecture else ()
+    return UsageError, ValueError, FileNotFoundError, NotADirectoryError, *unavailable
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -74,11 +141,12 @@ def setup_logging() -> None:
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a command's main the same way for every command; returns the exit status."""
+    """Run a command's main the same way for every command; returns the exit status. A user error is one line on
+    stderr (one per problem where it names several)."""
     try:
         return int(main(argv) or 0)
     except user_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
+        print("\n".join(f"error: {line}" for line in str(error).splitlines() or [""]), file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

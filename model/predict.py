@@ -1,9 +1,11 @@
-"""Predict files: python -m model.predict FILE... [--model PATH] [--csv OUT].
+"""Predict files: python -m model.predict FILE_OR_FOLDER... [--model PATH] [--csv OUT].
 
-One line per file: probability of COVID-19 and the decision at the model card's threshold, or, for a file the
+A folder stands for every X-ray file in it and its sub-folders (the formats the app reads, by extension; hidden
+files and masks/ folders left out), in sorted order. One line per file: probability of COVID-19 and the decision at the model card's threshold, or, for a file the
 input gate refuses (not an adult frontal chest film), "out of scope" and why, with no probability or decision.
 Files go through the network in batches, with progress on stderr. Unusable files are reported on stderr and
-skipped; the exit status is 1 if any file failed.
+skipped; the exit status is 1 if any file failed. A path that does not exist, or a folder without X-ray files, is
+named on stderr (one line each) before the model loads, and the command exits 2.
 
 CSV columns: file, probability, decision, threshold, error (as ever), then status (answered, out_of_scope or
 unreadable), reason and model_version.
@@ -16,24 +18,48 @@ import csv
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from model.artifact import DEFAULT_ARTIFACT
-from model.cli import add_precision_argument, report_skipped, run, setup_logging
+from model.cli import (
+    Parser,
+    UsageError,
+    add_precision_argument,
+    report_skipped,
+    run,
+    setup_logging,
+    start_tensorflow,
+)
+from model.data import image_files
 from model.gate import UNREADABLE
-from model.images import FORMAT_NAMES, ImageError
+from model.images import EXTENSIONS, FORMAT_NAMES, ImageError
 from model.progress import Progress
-from model.serving.predictor import Prediction, load_predictor
+
+if TYPE_CHECKING:
+    from model.serving.predictor import Prediction
 
 BATCH_SIZE = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", type=Path, help=f"X-ray files ({FORMAT_NAMES})")
+    parser = Parser(prog="python -m model.predict", description=__doc__)
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE_OR_FOLDER",
+                        help=f"X-ray files ({FORMAT_NAMES}), or folders of them")
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT, help="artifact folder or .keras file")
     parser.add_argument("--csv", type=Path, default=None, help="also write the results to this CSV file")
     add_precision_argument(parser)
     return parser.parse_args(argv)
+
+
+def input_files(paths: list[Path]) -> list[Path]:
+    """The files to predict: each file as given, each folder's X-ray files (model.data.image_files: recursive,
+    sorted), in the order given; a usage error naming every path that does not exist or folder without X-rays."""
+    problems = [f"{path}: no such file or folder" for path in paths if not path.exists()]
+    problems += [f"{path}: no X-ray files ({', '.join(EXTENSIONS)}) in this folder" for path in paths
+                 if path.is_dir() and not image_files(path)]
+    if problems:
+        raise UsageError("\n".join(problems))
+    return [file for path in paths for file in (image_files(path) if path.is_dir() else [path])]
 
 
 COLUMNS = ("file", "probability", "decision", "threshold", "error", "status", "reason", "model_version")
@@ -57,11 +83,15 @@ def row(path: Path, result: Prediction | ImageError, version: str) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
+    files = input_files(args.files)
+    start_tensorflow(args.verbose)
+    from model.serving.predictor import load_predictor
+
     predictor = load_predictor(args.model, args.precision)
     rows, failed = [], []
-    progress = Progress("predict", len(args.files), every_s=10.0)
-    for start in range(0, len(args.files), BATCH_SIZE):
-        paths = args.files[start : start + BATCH_SIZE]
+    progress = Progress("predict", len(files), every_s=10.0)
+    for start in range(0, len(files), BATCH_SIZE):
+        paths = files[start : start + BATCH_SIZE]
         for path, result in zip(paths, predictor.predict_many(paths)):
             rows.append(row(path, result, predictor.version))
             if isinstance(result, ImageError):
@@ -72,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    return report_skipped(failed, len(args.files))
+    return report_skipped(failed, len(files))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from model.cli import (
+    Parser,
     UsageError,
     add_data_arguments,
     add_fine_tune_arguments,
     add_head_arguments,
     cache_from_args,
+    check_inputs,
     config_from_args,
     corrections_meta,
     log,
@@ -30,19 +32,14 @@ from model.cli import (
     run,
     setup_logging,
     split_from_args,
+    start_tensorflow,
 )
-from model.training.export import finish
-from model.features import featurizer
-from model.training.finetune import fine_tune, featurize_tuned
-from model.training.head import train_head
-from model.training.split_features import prepare
 
 SHOWN = ("auc", "auc_ci95", "sensitivity", "specificity", "f1", "accuracy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.train", description=__doc__)
     add_data_arguments(parser)
     add_head_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="artifact and report folder")
@@ -53,10 +50,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
     config = config_from_args(args)
     start = time.time()
     split = split_from_args(args)
     reference_examples = reference_from_args(args, split)
+    start_tensorflow(args.verbose)
+    from model.features import featurizer
+    from model.training.export import finish
+    from model.training.finetune import featurize_tuned, fine_tune
+    from model.training.head import train_head
+    from model.training.split_features import prepare
+
     base, sets = prepare(split, config, args.views, cache_from_args(args), precision_from_args(args))
     reference = featurizer(config, cache_from_args(args), sets.validation.precision)(reference_examples) \
         if reference_examples else None

@@ -277,3 +277,10 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
     assert logs["chief"].count("exported trial") == 1
     assert all("exported" not in logs[name] for name in ("worker-a", "worker-b"))
     assert load_predictor(tmp_path / "run" / "best").input_size == 32
+
+
+def test_the_command_line_offers_exactly_what_the_search_builds():
+    from tuning import options, search
+
+    assert set(options.TUNER_NAMES) == set(search.TUNERS)
+    assert options.OBJECTIVES == search.OBJECTIVES

@@ -13,6 +13,9 @@ Several machines sharing one --out folder (and, ideally, --cache): start the chi
   python -m tuning ... --out /shared/runs/NAME --chief 0.0.0.0:8000
   python -m tuning ... --out /shared/runs/NAME --worker CHIEF_HOST:8000 --worker-id gpu1
 The chief hands out trials and exports once all are done; workers run trials and exit.
+
+The flags and the folders they name are checked before TensorFlow starts and before anything is written: a mistake
+is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import time
 from pathlib import Path
 
 from model.cli import (
+    Parser,
     UsageError,
     add_config_arguments,
     add_data_arguments,
     add_fine_tune_arguments,
     cache_from_args,
+    check_inputs,
     config_from_args,
     corrections_meta,
     log,
@@ -38,24 +43,13 @@ from model.cli import (
     run,
     setup_logging,
     split_from_args,
+    start_tensorflow,
 )
 from model.config import PREPROCESSING, fields_of
 from model.data import scan_folder
-from model.training.gate_fit import gate_artifact
-from tuning.bank import FeatureBank
+from tuning.options import OBJECTIVES, TUNER_NAMES
 from tuning.recipe import RecipeError, expand, write_recipe
 from tuning.report import write_search_report
-from tuning.search import (
-    EXPORT_FILE,
-    OBJECTIVES,
-    TUNERS,
-    RestartNeeded,
-    finish_search,
-    make_tuner,
-    search,
-    set_role,
-    trial_records,
-)
 from tuning.space import SEED_POINT, SPACE, LogRange, narrow
 
 RESTART = "restart"
@@ -63,12 +57,11 @@ SETTINGS_FILE = "search.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__, allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m tuning", description=__doc__, allow_abbrev=False)
     add_data_arguments(parser)
     search_group = parser.add_argument_group("search")
     search_group.add_argument("--out", type=Path, default=Path("runs/tuning"), help="project, artifact and report folder")
-    search_group.add_argument("--tuner", choices=TUNERS, default="bayesian")
+    search_group.add_argument("--tuner", choices=TUNER_NAMES, default="bayesian")
     search_group.add_argument("--objective", choices=OBJECTIVES, default="external_auc",
                               help="what chooses the trial and its epoch (default %(default)s, which needs --external): "
                                    "AUC on an external folder, cross-validated AUC on the training part, or a "
@@ -110,10 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_trials < 1 or args.restart_growth < 0:
         parser.error("--max-trials must be at least 1, --restart-growth at least 0")
     args.export = args.export or args.out / "best"
-    if args.objective == "external_auc" and args.external is None:
-        parser.error("--objective external_auc needs --external DIR (or choose --objective cv_auc or val_auc)")
     try:
-        args.role = set_role(args.chief, args.worker, args.worker_id)
         args.space = narrow(SPACE, args.space)
     except ValueError as error:
         parser.error(str(error))
@@ -154,6 +144,18 @@ def main(argv: list[str] | None = None) -> str | None:
     """Run the search and export its best trial; returns RESTART when this process should make way for a fresh one."""
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
+    if args.objective == "external_auc" and args.external is None:
+        raise UsageError("--objective external_auc needs --external DIR (or choose --objective cv_auc or val_auc)")
+    start_tensorflow(args.verbose)
+    from model.training.gate_fit import gate_artifact
+    from tuning.bank import FeatureBank
+    from tuning.search import EXPORT_FILE, RestartNeeded, finish_search, make_tuner, search, set_role, trial_records
+
+    try:
+        args.role = set_role(args.chief, args.worker, args.worker_id)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     start = time.time()
     if args.role != "worker":
         check_settings(args.out, settings(args), args.overwrite)

@@ -1,20 +1,17 @@
-"""The search space as plain data, and the HyperModel that trains a head from one point of it.
+"""The search space as plain data: what each hyperparameter may be, a point of it as a configuration.
 
 Every name in the space is a ModelConfig field, so a point is a configuration that model.train can
 reproduce. Each hyperparameter's default is the seed's setting (SGD, lr 0.01, 20 epochs, flatten
-1024/512), so grid search starts there.
+1024/512), so grid search starts there. Nothing here imports TensorFlow, so the command line checks --space before
+it starts; tuning/hypermodel.py trains a head from a point.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import TYPE_CHECKING, Iterable, Union
 
-import keras
-import keras_tuner
-
-from model.architecture import build_head
 from model.config import (
     EQUALIZATIONS,
     HEADS,
@@ -23,8 +20,9 @@ from model.config import (
     REFERENCE,
     ModelConfig,
 )
-from model.training.head import fit_head
-from tuning.objectives import CrossValidatedAUC, ExternalAUC, cv_auc
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 
 @dataclass(frozen=True)
@@ -135,39 +133,10 @@ def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
     return space
 
 
-class HeadHyperModel(keras_tuner.HyperModel):
-    """Builds a head from hp and fits it on the cached features of hp's preprocessing and blocks.
+def __getattr__(name: str):
+    """HeadHyperModel, from tuning.hypermodel when first asked for (it needs Keras Tuner, and so TensorFlow)."""
+    if name != "HeadHyperModel":
+        raise AttributeError(name)
+    from tuning.hypermodel import HeadHyperModel
 
-    `bank` gives each configuration its features (tuning.bank.FeatureBank); fit() tunes epochs,
-    batch size and class weighting, and logs the external and cross-validated AUC objectives when asked.
-    Under Hyperband the tuner sets the epochs, so the space given here should not hold them.
-    """
-
-    def __init__(self, bank, base: ModelConfig, space: dict[str, Spec] = SPACE, objective: str = "val_auc"):
-        super().__init__(name="vgg16_head")
-        self.bank = bank
-        self.base = base
-        self.space = space
-        self.objective = objective
-
-    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
-        declare(hp, self.space)
-
-    def config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
-        return config_of(declare(hp, self.space), self.base)
-
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        config = self.config(hp)
-        keras.utils.set_random_seed(config.seed)
-        return build_head(self.bank.feature_shape(config), config)
-
-    def fit(self, hp, model, *args, epochs: int | None = None, initial_epoch: int = 0, callbacks=(), **kwargs):
-        """Train on every stored view, validate on the clean validation images; Keras output stays quiet."""
-        config = self.config(hp)
-        if epochs is not None:
-            config = dataclasses.replace(config, epochs=epochs - initial_epoch)
-        sets = self.bank.sets(config)
-        extra = [ExternalAUC(model, self.bank.external(config))] if self.bank.has_external else []
-        if self.objective == "cv_auc":
-            extra.append(CrossValidatedAUC(cv_auc(sets.train, config), config.epochs))
-        return fit_head(model, sets.train, sets.validation, config, [*extra, *callbacks])
+    return HeadHyperModel

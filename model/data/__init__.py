@@ -108,7 +108,7 @@ def _scan(root: Path, positive: Sequence[str], source_column: str | None) -> lis
     manifest, column = _read_manifest(root, source_column)
     examples = []
     for class_dir in class_dirs:
-        for path in _image_files(class_dir):
+        for path in image_files(class_dir):
             relative = path.relative_to(root).as_posix()
             row = manifest.get(relative, {})
             examples.append(Example(
@@ -125,8 +125,8 @@ def _scan(root: Path, positive: Sequence[str], source_column: str | None) -> lis
     return examples
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under folder, recursively, without hidden files and masks/ folders, sorted."""
+def image_files(folder: Path) -> list[Path]:
+    """Image files (EXTENSIONS) under folder, recursively, without hidden files and masks/ folders, sorted."""
     def wanted(path: Path) -> bool:
         parts = path.relative_to(folder).parts
         return (

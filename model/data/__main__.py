@@ -11,7 +11,7 @@ import csv
 import sys
 from pathlib import Path
 
-from model.cli import add_split_arguments, run, setup_logging, split_from_args
+from model.cli import Parser, add_split_arguments, check_inputs, run, setup_logging, split_from_args
 from model.data import EXCLUDED, Split, scan_folder
 
 CSV_COLUMNS = ("file", "positive", "patient_id", "split", "corrected_by")
@@ -19,8 +19,7 @@ CSV_COLUMNS = ("file", "positive", "patient_id", "split", "corrected_by")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags: the training commands' data flags, --external and --csv."""
-    parser = argparse.ArgumentParser(prog="python -m model.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.data", description=__doc__)
     group = add_split_arguments(parser)
     group.add_argument("--external", type=Path, default=None, metavar="DIR",
                        help="evaluation folder (as the search's --external): corrections of its images are excluded")
@@ -36,9 +35,10 @@ def rows(split: Split) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Split, merge the corrections, write the CSV and print a summary."""
+    """Check the folders, split, merge the corrections, write the CSV and print a summary."""
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
     evaluation = scan_folder(args.external, positive=args.positive) if args.external else []
     split = split_from_args(args, evaluation)
     written = rows(split)
