@@ -33,6 +33,13 @@ def example_files(folder: Path = EXAMPLES_DIR) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
 
 
+def examples_notes(folder: Path = EXAMPLES_DIR) -> str:
+    """The examples' README (where each film comes from, its licence and the attribution it asks for), shown on the
+    page, since a visitor cannot open the file itself; "" without one."""
+    notes = folder / "README.md"
+    return notes.read_text(encoding="utf-8") if notes.is_file() else ""
+
+
 def build_demo(
     predictor: Predictor | None,
     store: CorrectionStore,
@@ -47,23 +54,26 @@ def build_demo(
     network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
     have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
     the cache runs unbatched, at most settings.network_slots() at once). With `watch`, a model promoted into model_path
-    replaces the loaded one between requests, without a restart.
+    replaces the loaded one between requests, without a restart; each page load shows the card of the model serving
+    then. A refused flag leaves its reason in the flag panel until the next try.
     """
     on = Handlers(predictor, store, readers, model_path, network_slots=settings.network_slots(), watch=watch)
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         store_notice = gr.Markdown(on.store_notice())
-        if predictor is None:
-            gr.Markdown(show.missing_model_notice(model_path))
+        no_model, card_text = on.page_model()
+        model_notice = gr.Markdown(no_model)
         with gr.Row():
             with gr.Column():
                 upload = upload_box(f"Chest X-ray: {FORMAT_NAMES}")
                 preview = gr.Image(label="Your X-ray", interactive=False, height=320)
                 analyse = gr.Button("Analyse", variant="primary")
                 gr.Examples(
-                    example_files(), inputs=upload, label="Examples (real X-rays, see examples/README.md)",
+                    example_files(), inputs=upload, label="Examples (real X-rays; sources and licences below)",
                     api_visibility="private",
                 )
+                with gr.Accordion("About the examples: sources, licences, attribution", open=False):
+                    gr.Markdown(examples_notes())
             with gr.Column():
                 scores = decision_label("Probability")
                 decision = gr.Markdown(label="Decision")
@@ -76,7 +86,7 @@ def build_demo(
                 )
                 with gr.Row():
                     status = gr.Textbox(label="Status (input check)", interactive=False, max_lines=1)
-                    reason = gr.Textbox(label="Reason", interactive=False, max_lines=2, scale=3)
+                    reason = gr.Textbox(label="Reason", interactive=False, lines=2, max_lines=12, scale=3)
                     version = gr.Textbox(label="Model version", interactive=False, max_lines=1)
         with gr.Accordion("Flag as wrong (radiologists)", open=False):
             correct = gr.Radio(show.LABEL_CHOICES, label="Correct label")
@@ -87,7 +97,7 @@ def build_demo(
                 gr.Markdown(show.UNVERIFIED_NOTICE)
             send = gr.Button("Flag as wrong", variant="stop")
             confirmation = gr.Markdown(label="Confirmation")
-        gr.Markdown(show.card_summary(predictor.card if predictor else None))
+        card = gr.Markdown(card_text)
         corrections_tab(on, readers)
 
         results = [scores, decision, heatmap, earlier, status, reason, version]
@@ -97,8 +107,9 @@ def build_demo(
         )
         analyse.click(on.predict, upload, results, api_name="predict", **network)
         send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag",
-                   concurrency_limit=1)
+                   concurrency_limit=1).failure(on.flag_refused, None, confirmation, api_visibility="private")
         demo.load(on.store_notice, None, store_notice, api_visibility="private")
+        demo.load(on.page_model, None, [model_notice, card], api_visibility="private")
     return demo.queue(max_size=QUEUE_SIZE)
 
 

@@ -41,6 +41,8 @@ from space.served import expire
 log = logging.getLogger(__name__)
 EXPORT_PREFIX = "xray-covid-export-"
 EXPORT_KEEP_S = 3600
+MAX_REFUSALS = 1000
+"""Refused flags remembered for their page's flag panel (API clients never ask, so the oldest are forgotten)."""
 
 
 def refuse(message: str) -> gr.Error:
@@ -124,6 +126,8 @@ class Handlers:
     batched: BatchingPredictor | None = field(init=False)
     watcher: ModelWatch | None = field(init=False, default=None)
     _swap: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _refusals: dict[str, str] = field(init=False, default_factory=dict)
+    _refusals_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     fair: FairShare = field(init=False)
 
@@ -202,6 +206,16 @@ class Handlers:
             log.warning("corrections not read from %s: %s", self.store.folder, error)
             return []
 
+    def page_model(self) -> tuple[str, str]:
+        """What a page says about the model when it loads: the notice when there is none, and the card (version,
+        threshold, input check) of the model serving now, after swapping in a newly installed one if it is ready."""
+        self.serving()
+        with self._swap:
+            predictor = self.predictor
+        if predictor is None:
+            return show.missing_model_notice(self.model_path), show.card_summary(None)
+        return "", show.card_summary(predictor.card)
+
     def store_notice(self) -> str:
         """The page's notice when flagging is unavailable because the store cannot be written now; else nothing."""
         problem = self.store.problem()
@@ -226,7 +240,27 @@ class Handlers:
     def flag(self, path: str | None, correct_label: str, reader: str, password: str, note: str,
              request: gr.Request = None):
         """Record a reader's correction of the model's answer for this image; returns the record id in words and the
-        image's corrections (with accounts: all of them; in open mode: only the one just made)."""
+        image's corrections (with accounts: all of them; in open mode: only the one just made). A refusal is an
+        error for the caller and is kept for the page's flag panel (flag_refused)."""
+        try:
+            return self.record_flag(path, correct_label, reader, password, note, request)
+        except gr.Error as error:
+            if request is not None:
+                with self._refusals_lock:
+                    self._refusals[request.session_hash] = error.message
+                    while len(self._refusals) > MAX_REFUSALS:
+                        self._refusals.pop(next(iter(self._refusals)))
+            raise
+
+    def flag_refused(self, request: gr.Request = None) -> str:
+        """The flag panel's message after this page's flag was refused: why, until the next try."""
+        with self._refusals_lock:
+            reason = self._refusals.pop(getattr(request, "session_hash", None), None)
+        return show.flag_refused(reason) if reason else ""
+
+    def record_flag(self, path: str | None, correct_label: str, reader: str, password: str, note: str,
+                    request: gr.Request | None):
+        """flag's work: sign in, read and predict the upload, store the correction; gr.Error when refused."""
         login = self.sign_in(reader, password, request)
         problem = self.store.problem()
         if problem:

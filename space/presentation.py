@@ -269,6 +269,12 @@ def not_stored(reason: str) -> str:
     return f"Your correction was NOT stored: {reason}. Nothing was recorded; please try again later."
 
 
+def flag_refused(reason: str) -> str:
+    """What the flag panel keeps saying, until the next try, when a flag was refused (a wrong password, a store that
+    cannot be written, no upload)."""
+    return f"**Not recorded.** {reason}"
+
+
 def flag_confirmation(record_id: int, created: bool, correct_label: str, verified: bool = True) -> str:
     """The message after a flag, with the record id, and whether the flag counts as verified."""
     if created:
