@@ -16,18 +16,26 @@ import sys
 from pathlib import Path
 
 from model.artifact import CARD_FILE, DEFAULT_ARTIFACT
-from model.cli import add_data_arguments, cache_from_args, precision_from_args, run, setup_logging, split_from_args
-from model.training.gate_fit import VIEWS, gate_artifact
+from model.cli import (
+    Parser,
+    add_data_arguments,
+    cache_from_args,
+    check_inputs,
+    precision_from_args,
+    run,
+    setup_logging,
+    split_from_args,
+    start_tensorflow,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m model.train_gate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.train_gate", description=__doc__)
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT, help="artifact folder (default: the app's)")
     parser.add_argument("--ood", type=Path, required=True, help="out-of-scope folder (MANIFEST.csv: file, kind, patient_id)")
     parser.add_argument("--external", type=Path, default=None, help="labelled folder to report false refusals on")
     add_data_arguments(parser)
-    parser.set_defaults(views=VIEWS)
+    parser.set_defaults(views=None)  # the gate's own number of views (model.training.gate_fit.VIEWS)
     return parser.parse_args(argv)
 
 
@@ -36,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.model.is_dir():
         raise NotADirectoryError(f"--model must be an artifact folder (with {CARD_FILE}), got {args.model}")
-    record = gate_artifact(args.model, split_from_args(args), args.ood, args.external, args.positive,
-                           cache_from_args(args), precision_from_args(args), args.views)
+    check_inputs(args)
+    split = split_from_args(args)
+    start_tensorflow(args.verbose)
+    from model.training.gate_fit import VIEWS, gate_artifact
+
+    record = gate_artifact(args.model, split, args.ood, args.external, args.positive, cache_from_args(args),
+                           precision_from_args(args), VIEWS if args.views is None else args.views)
     print(json.dumps({name: round(row["share"], 3) for name, row in record["refused"].items()}))
     print(f"wrote {args.model / 'gate.npz'}, the gate in {args.model / CARD_FILE} and {args.model / 'reports/gate'}")
     return 0
