@@ -5,6 +5,7 @@ from feedback.logins import Login, LoginFailed, LoginGuard, TooManyAttempts, che
 from feedback.readers import check_reader, hash_password, load_readers
 from feedback.store import (
     LABELS,
+    SCOPE_LABELS,
     Correction,
     CorrectionStore,
     DailyLimitReached,
@@ -20,6 +21,7 @@ from feedback.store import (
 
 __all__ = [
     "LABELS",
+    "SCOPE_LABELS",
     "Correction",
     "CorrectionStore",
     "DailyLimitReached",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import settings
-from feedback.export import export_corrections
+from feedback.export import export_corrections, scope_folder
 from feedback.readers import DEFAULT_ITERATIONS, hash_password
 from feedback.store import CorrectionStore, StoreUnreadable, StoreUnwritable, clean_reader, open_store
 
@@ -36,10 +36,15 @@ def _existing_store(root: Path) -> CorrectionStore:
 
 
 def _export(args: argparse.Namespace) -> None:
-    counts = export_corrections(_existing_store(args.root), args.out, include_unverified=args.include_unverified)
+    scope_out = args.input_verdicts_out or scope_folder(args.out)
+    counts = export_corrections(_existing_store(args.root), args.out, include_unverified=args.include_unverified,
+                                scope_out=scope_out)
     print(f"{counts['corrections']} corrections of {counts['images']} images -> {args.out}")
     print(f"covid: {counts['covid']}  not_covid: {counts['not_covid']}  "
           f"skipped (uncertain): {counts['skipped_uncertain']}  skipped (withdrawn): {counts['skipped_withdrawn']}")
+    if counts["input_verdicts"]:
+        print(f"{counts['input_verdicts']} verdicts on inputs (corrections of the input check, not labels) -> "
+              f"{scope_out}: in_scope: {counts['in_scope']}  out_of_scope: {counts['out_of_scope']}")
     if counts["left_out_unverified"]:
         print(f"left out: {counts['left_out_unverified']} unverified corrections (--include-unverified uses them)")
 
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
     export.add_argument("--include-unverified", action="store_true",
                         help="also use corrections made without signing in (open mode, or from before accounts)")
+    export.add_argument("--input-verdicts-out", type=Path,
+                        help="new or empty folder for readers' verdicts on inputs the input check refused or let "
+                             "through (in_scope/, out_of_scope/, MANIFEST.csv), kept apart from the labels "
+                             "(default: OUT-gate beside --out; written only when there are any)")
     export.set_defaults(run=_export)
 
     hashing = commands.add_parser("hash-password", help="hash a password (prompted, or one line on stdin) for XRAY_READERS_FILE")

@@ -138,13 +138,15 @@ def version_shares(corrections: list[Correction], prediction_counts: Mapping[str
 
 def summary(corrections: Iterable[Correction], prediction_counts: Mapping[str, int],
             predicted: Mapping[str, set[str]] | None = None) -> Summary:
-    """Counts, share of predicted images corrected per model version, model-vs-reader confusion, reader agreement."""
+    """Counts, share of predicted images corrected per model version, model-vs-reader confusion and reader agreement
+    (these two over diagnoses only: a verdict on an input says nothing of COVID-19)."""
     corrections = list(corrections)
+    diagnoses = [c for c in corrections if not c.about_input]
     return Summary(
         corrections=len(corrections),
         images=len({c.image_sha256 for c in corrections}),
         readers=len({c.reader for c in corrections}),
         versions=version_shares(corrections, prediction_counts, predicted),
-        confusion=confusion(corrections),
-        agreement=agreement(corrections),
+        confusion=confusion(diagnoses),
+        agreement=agreement(diagnoses),
     )

@@ -20,6 +20,16 @@ from pathlib import Path
 import settings
 
 LABELS = ("positive", "negative", "uncertain")
+"""A reader's verdict on what the image shows (the model's question)."""
+SCOPE_LABELS = ("in_scope", "out_of_scope")
+"""A reader's verdict on the input itself, for the input check (model.gate): an adult frontal chest film the model
+should answer, or not one (refusing it is right). An input the model refused can only get one of these."""
+VERDICTS = LABELS + SCOPE_LABELS
+REFUSED_INPUT = "out_of_scope"
+"""What a correction records as the model's answer when the input check refused the input."""
+SCHEMA_VERSION = 1
+"""The store's schema, kept in the database as PRAGMA user_version: 0 before versions (diagnoses only), 1 with the
+input-check verdicts (SCOPE_LABELS)."""
 MAX_NOTE_CHARS = 2000
 MAX_READER_CHARS = 64
 MAX_FILENAME_CHARS = 255
@@ -37,7 +47,8 @@ CREATE TABLE IF NOT EXISTS corrections (
     image_sha256 TEXT NOT NULL,
     image_path TEXT NOT NULL,
     original_filename TEXT NOT NULL,
-    correct_label TEXT NOT NULL CHECK (correct_label IN ('positive', 'negative', 'uncertain')),
+    correct_label TEXT NOT NULL
+        CHECK (correct_label IN ('positive', 'negative', 'uncertain', 'in_scope', 'out_of_scope')),
     reader TEXT NOT NULL,
     note TEXT NOT NULL,
     predicted_label TEXT NOT NULL,
@@ -46,7 +57,8 @@ CREATE TABLE IF NOT EXISTS corrections (
     created_at TEXT NOT NULL,
     verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
     pixel_sha256 TEXT NOT NULL DEFAULT '',
-    withdrawn_at TEXT
+    withdrawn_at TEXT,
+    client TEXT NOT NULL DEFAULT ''
 )
 """
 _PREDICTIONS_SCHEMA = """
@@ -139,6 +151,11 @@ class Correction:
     withdrawn_at: str = ""
 
     @property
+    def about_input(self) -> bool:
+        """Whether this is a verdict on the input for the input check (SCOPE_LABELS), not a diagnosis (LABELS)."""
+        return self.correct_label in SCOPE_LABELS
+
+    @property
     def identity(self) -> str:
         """What the correction is about: the decoded pixels' hash where recorded, else the stored file's bytes' hash."""
         return self.pixel_sha256 or self.image_sha256
@@ -227,32 +244,41 @@ def _connect(root: Path) -> sqlite3.Connection:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier version up to date; its existing rows count as unverified."""
+    """Bring a database made by an earlier version up to SCHEMA_VERSION, keeping every row as it was (rows from
+    before accounts count as unverified); refuse one made by a newer version."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"it was made by a newer version of this app (store schema {version}; this one "
+                                    f"knows up to {SCHEMA_VERSION})")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
     if "verified" not in columns:
         conn.execute(
             "ALTER TABLE corrections ADD COLUMN verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1))"
         )
-    (table,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'corrections'").fetchone()
-    if "UNIQUE" in table:
-        _rebuild(conn, columns | {"verified"})
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
     if "client" not in columns:
         conn.execute("ALTER TABLE corrections ADD COLUMN client TEXT NOT NULL DEFAULT ''")
+    (table,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'corrections'").fetchone()
+    if "UNIQUE" in table or "'in_scope'" not in table:
+        _rebuild(conn)
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_reader_time ON corrections (reader, created_at)")
     conn.execute("CREATE INDEX IF NOT EXISTS corrections_by_client_time ON corrections (client, created_at)")
     conn.execute(_PREDICTIONS_SCHEMA)
     conn.execute(_PREDICTED_IMAGES_SCHEMA)
+    if version < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _rebuild(conn: sqlite3.Connection, columns: set[str]) -> None:
-    """Copy every row into a table of the current schema, in one transaction: an earlier schema's unique key
-    (image, reader, label) kept a reader's repeated verdict from being their latest."""
-    kept = ", ".join(c for c in _COLUMNS.replace(" ", "").split(",") if c in columns)
+def _rebuild(conn: sqlite3.Connection) -> None:
+    """Copy every row, every column and id as it was, into a table of the current schema, in one transaction (SQLite
+    cannot change a table's constraints in place): an earlier schema's unique key (image, reader, label) kept a
+    reader's repeated verdict from being their latest, and schema 0 allowed only diagnoses (LABELS) as verdicts."""
+    before = [row[1] for row in conn.execute("PRAGMA table_info(corrections)")]
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("ALTER TABLE corrections RENAME TO corrections_before_rebuild")
         conn.execute(_SCHEMA)
+        now = {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}
+        kept = ", ".join(c for c in before if c in now)
         conn.execute(f"INSERT INTO corrections ({kept}) SELECT {kept} FROM corrections_before_rebuild")
         conn.execute("DROP TABLE corrections_before_rebuild")
         conn.execute("COMMIT")
@@ -413,10 +439,13 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota
 def _validate(image_bytes, correct_label, predicted_label, probability, model_version) -> None:
     if not isinstance(image_bytes, (bytes, bytearray)) or not image_bytes:
         raise ValueError("image is empty: nothing to store")
-    if correct_label not in LABELS:
-        raise ValueError(f"correct_label must be one of {LABELS}, got {correct_label!r}")
+    if correct_label not in VERDICTS:
+        raise ValueError(f"correct_label must be one of {VERDICTS}, got {correct_label!r}")
     if not isinstance(predicted_label, str) or not isinstance(model_version, str):
         raise ValueError("predicted_label and model_version must be text")
+    if predicted_label == REFUSED_INPUT and correct_label not in SCOPE_LABELS:
+        raise ValueError("the input check refused this image, so it gets no COVID-19 label: say whether it is an "
+                         "adult frontal chest film (in_scope) or not, so refusing it was right (out_of_scope)")
     if not isinstance(probability, (int, float)) or math.isnan(probability) or not 0.0 <= probability <= 1.0:
         raise ValueError(f"probability must be a number in [0, 1], got {probability!r}")
 
@@ -563,6 +592,23 @@ class CorrectionStore:
             conn = _connect(self.folder)
             try:
                 return _insert_once(conn, self.folder, record, (bytes(image_bytes), suffix), quotas)
+            finally:
+                conn.close()
+
+    def check_quotas(self, reader: str, client: str | None = None) -> None:
+        """Raise what `add` would raise at the record quota or at the reader's or client's daily limit, before any
+        work on an image (`add` checks again as it writes); reads only, and nothing for a store not made yet."""
+        quotas = Quotas.from_env() if self.quotas is None else self.quotas
+        record = {"reader": clean_reader(reader), "client": client_hash(client)}
+        if not self.exists():
+            return
+        with _reading():
+            conn = _connect_read(self.folder)
+            try:
+                if "corrections" in _tables(conn):
+                    if "client" not in {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}:
+                        record["client"] = ""
+                    _check_limits(conn, record, quotas, _utc_now())
             finally:
                 conn.close()
 

@@ -251,7 +251,8 @@ def test_export_majority_tie_and_uncertain(tmp_path):
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in
            [("majority", majority), ("tie", tie), ("uncertain", uncertain), ("changed", changed)]}
     assert counts == {"corrections": 9, "images": 4, "covid": 1, "not_covid": 2, "skipped_uncertain": 1,
-                      "skipped_withdrawn": 0, "left_out_unverified": 0, "missing_images": 0}
+                      "skipped_withdrawn": 0, "left_out_unverified": 0, "missing_images": 0, "input_verdicts": 0,
+                      "in_scope": 0, "out_of_scope": 0}
     assert (out / "covid" / f"{sha['majority']}.png").read_bytes() == majority
     assert (out / "not_covid" / f"{sha['tie']}.png").read_bytes() == tie
     assert (out / "not_covid" / f"{sha['changed']}.png").read_bytes() == changed

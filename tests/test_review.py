@@ -119,3 +119,12 @@ def test_prediction_counts_of_a_missing_store_are_empty_and_a_version_is_require
     assert CorrectionStore(tmp_path / "none").prediction_counts() == {}
     with pytest.raises(ValueError, match="model_version"):
         CorrectionStore(tmp_path).count_prediction("")
+
+
+def test_verdicts_on_refused_inputs_are_counted_but_never_enter_the_confusion_or_the_agreement(tmp_path):
+    with_verdicts = {**TWO_READERS, "photo": ("out_of_scope", "v2", [("dr_a", "in_scope"), ("dr_b", "out_of_scope")])}
+    plain, mixed = summary(make_store(tmp_path / "plain", TWO_READERS), {}), summary(
+        make_store(tmp_path / "mixed", with_verdicts), {})
+    assert (mixed.corrections, mixed.images) == (plain.corrections + 2, plain.images + 1)
+    assert np.array_equal(mixed.confusion, plain.confusion)
+    assert mixed.agreement == plain.agreement
