@@ -1,6 +1,6 @@
 """The page in a real browser around the answer: the model card follows a promoted model without a restart, a refused
 input's reason is shown whole, a refused flag says why in the flag panel, and the examples' sources and licences are on
-the page. The server runs a copy of the shipped model (it has the input gate), whose card the first test replaces."""
+the page. The server runs a copy of the shipped model (it has the input gate), which the last test replaces."""
 
 from __future__ import annotations
 
@@ -59,24 +59,6 @@ def card_text(page) -> str:
     return page.locator(".prose", has_text="Model card").last.inner_text()
 
 
-def test_a_reloaded_page_shows_the_card_of_the_model_promoted_while_the_app_ran(page, model_dir):
-    from playwright.sync_api import expect
-
-    before = json.loads((model_dir / CARD_FILE).read_text())
-    expect(page.get_by_text(f"version {before['version']}")).to_be_visible(timeout=TIMEOUT_MS)
-    assert f"Decision threshold: {before['threshold']:.2f}" in card_text(page)
-
-    install_card(model_dir, version="promoted-while-serving", threshold=0.42, threshold_rule="chosen for this test")
-    deadline = time.monotonic() + SWAP_DEADLINE_S
-    while "promoted-while-serving" not in card_text(page) and time.monotonic() < deadline:
-        time.sleep(1.0)  # the first load after the install starts loading the new model; a later one shows it
-        page.reload()
-        expect(page.get_by_text("Model card")).to_be_visible(timeout=TIMEOUT_MS)
-    shown = card_text(page)
-    assert "version promoted-while-serving" in shown and before["version"] not in shown
-    assert "Decision threshold: 0.42 (chosen for this test)" in shown
-
-
 def test_a_refused_input_s_reason_is_shown_whole(page):
     from playwright.sync_api import expect
 
@@ -121,3 +103,28 @@ def test_the_examples_sources_and_licences_are_on_the_page(page):
     page.get_by_text("About the examples").click()
     expect(page.get_by_text("COVID-19 Image Data Collection: Prospective")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("courtesy of the NIH Clinical Center")).to_be_visible()
+
+
+def test_a_reloaded_page_shows_the_card_of_the_model_promoted_while_the_app_ran(page, model_dir, tmp_path):
+    """Last in this file: it replaces the served model (the shipped one, gated) by a small one without a gate."""
+    from playwright.sync_api import expect
+
+    from model.artifact import install_artifact, load_card
+    from model.gate import NO_GATE
+    from tests.server import make_model
+
+    before = load_card(model_dir)
+    expect(page.get_by_text(f"version {before.version}")).to_be_visible(timeout=TIMEOUT_MS)
+    assert f"Decision threshold: {before.threshold:.2f}" in card_text(page) and NO_GATE not in card_text(page)
+
+    candidate = make_model(tmp_path / "candidate")
+    install_card(candidate, version="promoted-while-serving", threshold=0.42, threshold_rule="chosen for this test")
+    install_artifact(candidate, model_dir, "installed by the test")
+    deadline = time.monotonic() + SWAP_DEADLINE_S
+    while "promoted-while-serving" not in card_text(page) and time.monotonic() < deadline:
+        time.sleep(1.0)  # the first load after the install starts loading the new model; a later one shows it
+        page.reload()
+        expect(page.get_by_text("Model card")).to_be_visible(timeout=TIMEOUT_MS)
+    shown = card_text(page)
+    assert "version promoted-while-serving" in shown and before.version not in shown
+    assert "Decision threshold: 0.42 (chosen for this test)" in shown and NO_GATE in shown
