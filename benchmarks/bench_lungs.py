@@ -80,7 +80,7 @@ def speed(path: Path) -> None:
     after = rss_mib()
     print(f"lung localiser {localiser.version} ({path}, {path.stat().st_size / 2**10:.0f} KiB, "
           f"{localiser.network.count_params():,} parameters, {localiser.size} px input) on {cpu_model()}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (others' work slows every figure)")
     print(f"memory: +{after - before:.0f} MiB resident for loading it and its first calls (Keras already loaded)")
     large = np.asarray(Image.fromarray(greys[0]).resize((2048, 2500)))
     cases = {"example films (224-512 px)": greys, "large upload (2048 x 2500)": [large],
