@@ -29,17 +29,15 @@ from model.markdown import fmt
 from model.training.export import finish
 from model.training.finetune import fine_tune, featurize_tuned
 from tuning.bank import FeatureBank
+from tuning.hypermodel import HeadHyperModel
 from tuning.objectives import collection_auc
+from tuning.options import OBJECTIVES, TUNER_NAMES
 from tuning.report import TrialRecord
-from tuning.space import SPACE, HeadHyperModel, Spec, config_of
+from tuning.space import SPACE, Spec, config_of
 
-OBJECTIVES = {"external_auc": "max", "cv_auc": "max", "val_auc": "max", "val_f1": "max", "val_loss": "min"}
-TUNERS = {
-    "random": keras_tuner.RandomSearch,
-    "bayesian": keras_tuner.BayesianOptimization,
-    "hyperband": keras_tuner.Hyperband,
-    "grid": keras_tuner.GridSearch,
-}
+TUNERS = dict(zip(TUNER_NAMES, (keras_tuner.RandomSearch, keras_tuner.BayesianOptimization, keras_tuner.Hyperband,
+                                keras_tuner.GridSearch), strict=True))
+"""The Keras Tuner class of each name the command line offers (TUNER_NAMES, in its order)."""
 PROJECT = "search"
 HISTORY_FILE = "history.json"
 AT_BEST = ("val_auc", "external_auc", "external_auc_low", "external_auc_high", "cv_auc")

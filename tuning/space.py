@@ -131,12 +131,3 @@ def narrow(space: dict[str, Spec], overrides: Iterable[str]) -> dict[str, Spec]:
             raise ValueError(f"--space {override!r}: {error}") from None
         space[name] = spec
     return space
-
-
-def __getattr__(name: str):
-    """HeadHyperModel, from tuning.hypermodel when first asked for (it needs Keras Tuner, and so TensorFlow)."""
-    if name != "HeadHyperModel":
-        raise AttributeError(name)
-    from tuning.hypermodel import HeadHyperModel
-
-    return HeadHyperModel
