@@ -29,15 +29,13 @@ from model.artifact import (
     rollback_artifact,
 )
 from model.card import SAFEGUARDS, ModelCard
-from model.cli import UsageError, run, setup_logging
+from model.cli import Parser, UsageError, check_inputs, run, setup_logging
 from model.compare import add_comparison_arguments, compare_from_args, comparison_lines
-from model.training.paired import WORSE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags."""
-    parser = argparse.ArgumentParser(prog="python -m model.promote", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m model.promote", description=__doc__)
     parser.add_argument("candidate", type=Path, nargs="?", default=None, help="artifact folder of the candidate model")
     parser.add_argument("--target", type=Path, default=DEFAULT_ARTIFACT,
                         help="the app's model folder (default %(default)s); the replaced model goes to TARGET.previous")
@@ -60,6 +58,8 @@ def _verdict(args: argparse.Namespace) -> tuple[str, int, dict[str, str]]:
             raise UsageError("give --data DIR to compare the candidate with the installed model, or --force")
         return "forced without comparison", 0, {}
     comparison, status = compare_from_args(args.candidate, args.target, args)
+    from model.training.paired import WORSE
+
     if comparison.verdict == WORSE and not args.force:
         raise UsageError(f"not installed: the candidate is worse than {args.target} on {args.data} "
                          f"({comparison.reason}); --force installs it anyway")
@@ -90,9 +90,11 @@ def _say(what: str, card: ModelCard, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Roll back, or compare and install; UsageError (exit 2) when the candidate is refused."""
+    """Roll back, or compare and install; UsageError (exit 2) when the candidate is refused. The inputs are checked
+    before anything is loaded; TensorFlow starts only for a comparison (model.compare.compare_from_args)."""
     setup_logging()
     args = parse_args(argv)
+    check_inputs(args)
     if args.rollback:
         if args.candidate is not None:
             raise UsageError("--rollback takes no CANDIDATE")

@@ -57,6 +57,8 @@ def test_mistakes_are_one_line_each_exit_2_before_tensorflow_starts_and_write_no
         "predict": ["model.predict", "missing.png", str(tmp_path / "other.jpg")],
         "data": ["model.data", "--data", str(FIXTURE_DIR), "--feedback", missing, "--csv", str(csv)],
         "compare": ["model.compare", missing, "--data", str(FIXTURE_DIR)],
+        "promote": ["model.promote", "--froce"],
+        "promote's inputs": ["model.promote", missing, "--data", str(FIXTURE_DIR)],
         "offline weights": ["model.offline_weights", "--out", str(tmp_path / "vgg.h5")],
     }
     results = dict(zip(commands, run_mistakes(list(commands.values()))))
@@ -73,7 +75,21 @@ def test_mistakes_are_one_line_each_exit_2_before_tensorflow_starts_and_write_no
     assert results["predict"]["stderr"].splitlines() == [
         "error: missing.png: no such file or folder", f"error: {tmp_path / 'other.jpg'}: no such file or folder"]
     assert f"--feedback {missing}: no such folder" in results["data"]["stderr"]
+    assert "unrecognized arguments: --froce (see python -m model.promote --help)" in results["promote"]["stderr"]
+    assert results["promote's inputs"]["stderr"] == f"error: candidate {missing}: no such file or folder\n"
     assert not out.exists() and not csv.exists()
+
+
+COMMANDS = ("model.train", "model.evaluate", "model.predict", "model.crossval", "model.compare", "model.promote",
+            "model.train_gate", "model.train_lungs", "model.data", "model.offline_weights", "tuning")
+"""The commands whose flags need TensorFlow's work: asking them for --help must not start it."""
+
+
+def test_help_starts_no_tensorflow_and_prints_nothing_on_stderr():
+    results = dict(zip(COMMANDS, run_mistakes([[command, "--help"] for command in COMMANDS])))
+    started = [name for name, result in results.items() if result["tensorflow"]]
+    assert not started, f"{started[0]} --help imported TensorFlow"
+    assert all(result["code"] in (0, None) and not result["stderr"] for result in results.values()), results
 
 
 @pytest.fixture(scope="module")
