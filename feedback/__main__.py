@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import settings
 from feedback.export import export_corrections, scope_folder
@@ -19,6 +20,14 @@ USAGE_ERROR = 2
 """The exit status of a user error, as for every command of the project (model.cli)."""
 BAD_STORE = 1
 """The exit status when the store cannot be read or written (as model.cli's for bad files)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error in one line naming --help, exit status 2 (model.cli.Parser's convention; feedback/ cannot import
+    model/); its sub-command parsers are Parsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _fail(message: str) -> None:
@@ -80,7 +89,7 @@ def _withdraw(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m feedback", description=__doc__)
+    parser = Parser(prog="python -m feedback", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")

@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import settings
 
@@ -92,9 +93,17 @@ def upload(space: str, files: Sequence[Path], token: str, root: Path = REPO) -> 
     return commit.commit_url
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error in one line naming --help, exit status 2 (model.cli.Parser's convention, without its --verbose
+    and its imports of the model's data and configuration)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m space.deploy", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m space.deploy", description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", help="the Space to upload to, OWNER/NAME (created if missing)")
     parser.add_argument("--dry-run", action="store_true", help="list the files and their sizes; upload nothing")
     args = parser.parse_args(argv)

@@ -59,6 +59,8 @@ def test_mistakes_are_one_line_each_exit_2_before_tensorflow_starts_and_write_no
         "compare": ["model.compare", missing, "--data", str(FIXTURE_DIR)],
         "promote": ["model.promote", "--froce"],
         "promote's inputs": ["model.promote", missing, "--data", str(FIXTURE_DIR)],
+        "feedback": ["feedback", "withdraw", "first", "--reader", "ann"],
+        "deploy": ["space.deploy", "--spcae", "someone/xray-covid"],
         "offline weights": ["model.offline_weights", "--out", str(tmp_path / "vgg.h5")],
     }
     results = dict(zip(commands, run_mistakes(list(commands.values()))))
@@ -77,6 +79,9 @@ def test_mistakes_are_one_line_each_exit_2_before_tensorflow_starts_and_write_no
     assert f"--feedback {missing}: no such folder" in results["data"]["stderr"]
     assert "unrecognized arguments: --froce (see python -m model.promote --help)" in results["promote"]["stderr"]
     assert results["promote's inputs"]["stderr"] == f"error: candidate {missing}: no such file or folder\n"
+    assert "invalid int value: 'first' (see python -m feedback withdraw --help)" in results["feedback"]["stderr"]
+    assert results["deploy"]["stderr"] == ("python -m space.deploy: error: unrecognized arguments: --spcae "
+                                           "someone/xray-covid (see python -m space.deploy --help)\n")
     assert not out.exists() and not csv.exists()
 
 
