@@ -171,3 +171,22 @@ def test_image_facts_reads_the_header_of_a_dicom_and_nothing_of_a_png(tmp_path):
     Image.fromarray(pattern(80, 80).astype("uint8")).save(path)
     assert image_facts(path) == {}
     assert NO_GATE == "no input check for this model"
+
+
+def test_gate_thresholds_keep_covid_films_whose_distance_or_score_lies_beyond_the_other_films():
+    """1,000 films at distances 0..1 and 10 COVID-19 films at 1..4: the distance threshold is NOVELTY_MARGIN times the
+    COVID-19 films' own 99.5% quantile (by hand: index 0.995 * 9 = 8.955 of linspace(1, 4, 10), 3.6667 + 0.955 *
+    0.3333 = 3.9850), not the pooled one (about 2.32, which would refuse the two farthest); the score floor is the
+    COVID-19 films' 1% quantile (index 0.09 of linspace(0.2, 1, 10): 0.2 + 0.09 * 0.0889 = 0.2080)."""
+    from model.training.gate_fit import NOVELTY_MARGIN, thresholds
+
+    novelty = np.concatenate([np.linspace(0, 1, 1000), np.linspace(1, 4, 10)])
+    in_scope = np.concatenate([np.linspace(0.5, 1, 1000), np.linspace(0.2, 1, 10)])
+    covid = np.arange(1010) >= 1000
+    floor, distance = thresholds(in_scope, novelty, covid)
+    assert distance == pytest.approx(NOVELTY_MARGIN * 3.9850, abs=1e-3)
+    assert floor == pytest.approx(0.2080, abs=1e-4)
+    assert (novelty[covid] <= distance).all()
+    no_covid_floor, no_covid_distance = thresholds(in_scope[:1000], novelty[:1000], covid[:1000])
+    assert no_covid_distance == pytest.approx(NOVELTY_MARGIN * np.quantile(np.linspace(0, 1, 1000), 0.995))
+    assert no_covid_floor == pytest.approx(0.5 + 0.01 * 999 * 0.5 / 999, abs=1e-4)
