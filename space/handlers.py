@@ -36,7 +36,7 @@ from model.serving.predictor import Prediction, Predictor
 from model.serving.reload import ModelWatch
 from space import presentation as show
 from space.fairness import FairShare
-from space.served import expire
+from space.served import expire, make_own_zip, save_own_png
 
 log = logging.getLogger(__name__)
 EXPORT_PREFIX = "xray-covid-export-"
@@ -61,8 +61,8 @@ def remove_old_exports(keep_s: float = EXPORT_KEEP_S) -> None:
 
 
 def thumbnails(store: CorrectionStore, corrections: list[Correction]) -> list[tuple[str, str]]:
-    """Small grey PNG copies of the stored images (the store's files are never served), captioned with their record;
-    deleted, with Gradio's copies, after space.served.LIFETIME_S."""
+    """Small grey PNG copies of the stored images (the store's files are never served), captioned with their record,
+    this reader's own (space.served); deleted, with Gradio's copies, after space.served.LIFETIME_S."""
     folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
     made: dict[str, str | None] = {}
     for c in corrections:
@@ -72,7 +72,7 @@ def thumbnails(store: CorrectionStore, corrections: list[Correction]) -> list[tu
                 image = store.image_bytes(c)
                 if image:
                     path = folder / f"{c.image_sha256[:16]}.png"
-                    Image.fromarray(show.preview(read_grey(image), show.THUMBNAIL_SIDE)).save(path)
+                    save_own_png(Image.fromarray(show.preview(read_grey(image), show.THUMBNAIL_SIDE)), path)
                     made[c.image_sha256] = str(path)
             except (ImageError, StoreUnreadable):
                 pass
@@ -327,7 +327,7 @@ class Handlers:
         try:
             export_corrections(self.store, folder / "corrections")
             archive = shutil.make_archive(str(folder / "xray-covid-corrections"), "zip", folder / "corrections")
-            expire([Path(archive), folder])
+            expire([make_own_zip(Path(archive)), folder])
             return archive
         except (OSError, ValueError) as error:
             log.error("export of %s failed: %r", self.store.folder, error)

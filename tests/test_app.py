@@ -459,6 +459,30 @@ def test_what_a_reader_downloads_is_fetchable_by_url_only_for_a_while(guarded_ap
     assert all(code in (403, 404) for code in after), f"still served after their lifetime: {after}"
 
 
+def test_one_readers_expiry_never_removes_another_readers_files(guarded_app, monkeypatch):
+    """Two readers review the same corrections: the same thumbnails and export. Gradio keeps one copy per content, so
+    without files of their own the first reader's 1.5-second lifetime took the second reader's files too."""
+    from space import served
+
+    client, url, _ = guarded_app
+    flag(client, EXAMPLES["normal-1.png"], "negative", "dr_plain", "opensesame")
+
+    def handed_out(reader: str, password: str) -> list[str]:
+        direct = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        archive = direct.predict(reader, password, api_name="/review_export")
+        pictures = direct.predict(reader, password, show.ALL, show.ALL, show.ALL, api_name="/review")[2]
+        return [archive["url"], *(picture["image"]["url"] for picture in pictures)]
+
+    monkeypatch.setattr(served, "LIFETIME_S", 1.5)
+    first = handed_out("dr_plain", "opensesame")
+    monkeypatch.setattr(served, "LIFETIME_S", 600.0)
+    second = handed_out("dr_hashed", "s3cret")
+    assert len(first) == len(second) >= 2 and not set(first) & set(second)
+    time.sleep(3)
+    assert all(httpx.get(link, timeout=30).status_code in (403, 404) for link in first)
+    assert [httpx.get(link, timeout=30).status_code for link in second] == [200] * len(second)
+
+
 def test_in_open_mode_the_corrections_tab_has_no_endpoints_and_says_it_needs_accounts(open_app):
     client, url, _ = open_app
     assert "needs reader accounts" in httpx.get(url).text
