@@ -89,7 +89,7 @@ def build_demo(
                     reason = gr.Textbox(label="Reason", interactive=False, lines=2, max_lines=12, scale=3)
                     version = gr.Textbox(label="Model version", interactive=False, max_lines=1)
         with gr.Accordion("Flag as wrong (radiologists)", open=False):
-            correct = gr.Radio(show.LABEL_CHOICES, label="Correct label")
+            correct = gr.Radio(show.LABEL_CHOICES, label="Correct label (for an input the check refused: what it is)")
             reader = gr.Textbox(label="Reader name (your account)" if readers else "Your name")
             password = gr.Textbox(label="Password", type="password", visible=bool(readers))
             note = gr.Textbox(label="Note (optional)", lines=2)

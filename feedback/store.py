@@ -411,6 +411,11 @@ def _stored_bytes(images: Path) -> int:
         return sum(entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False))
 
 
+def _store_full(quota_bytes: int) -> StoreFull:
+    return StoreFull(f"the feedback store is full (its quota is {quota_bytes / 2**20:.0f} MB of images); "
+                     "ask the Space's maintainer to export and clear it or to raise XRAY_FEEDBACK_QUOTA_MB")
+
+
 def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> str:
     """Write the image once under images/ as <sha256><suffix>, atomically and durably; return its path under root."""
     images = root / IMAGES_DIR
@@ -419,8 +424,7 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota
     if existing:
         return f"{IMAGES_DIR}/{existing[0].name}"
     if _stored_bytes(images) + len(image_bytes) > quota_bytes:
-        raise StoreFull(f"the feedback store is full (its quota is {quota_bytes / 2**20:.0f} MB of images); "
-                        "ask the Space's maintainer to export and clear it or to raise XRAY_FEEDBACK_QUOTA_MB")
+        raise _store_full(quota_bytes)
     name = sha256 + suffix
     fd, tmp = tempfile.mkstemp(dir=images, prefix=".tmp-", suffix=".part")
     try:
@@ -596,19 +600,24 @@ class CorrectionStore:
                 conn.close()
 
     def check_quotas(self, reader: str, client: str | None = None) -> None:
-        """Raise what `add` would raise at the record quota or at the reader's or client's daily limit, before any
-        work on an image (`add` checks again as it writes); reads only, and nothing for a store not made yet."""
+        """Raise what `add` would raise for any new image at the record or image quota or at the reader's or client's
+        daily limit, before any work on the image (`add` checks again as it writes); reads only (a store not made yet
+        counts as empty)."""
         quotas = Quotas.from_env() if self.quotas is None else self.quotas
         record = {"reader": clean_reader(reader), "client": client_hash(client)}
-        if not self.exists():
-            return
+        images = self.folder / IMAGES_DIR
         with _reading():
-            conn = _connect_read(self.folder)
+            if (_stored_bytes(images) if images.is_dir() else 0) >= quotas.store_bytes:
+                raise _store_full(quotas.store_bytes)
+            conn = _connect_read(self.folder) if self.exists() else sqlite3.connect(":memory:")
             try:
-                if "corrections" in _tables(conn):
-                    if "client" not in {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}:
-                        record["client"] = ""
-                    _check_limits(conn, record, quotas, _utc_now())
+                if "corrections" not in _tables(conn):
+                    conn.close()
+                    conn = sqlite3.connect(":memory:")
+                    conn.execute(_SCHEMA)
+                elif "client" not in {row[1] for row in conn.execute("PRAGMA table_info(corrections)")}:
+                    record["client"] = ""
+                _check_limits(conn, record, quotas, _utc_now())
             finally:
                 conn.close()
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 import settings
 from feedback import (
+    SCOPE_LABELS,
     Correction,
     CorrectionStore,
     Login,
@@ -260,12 +261,22 @@ class Handlers:
 
     def record_flag(self, path: str | None, correct_label: str, reader: str, password: str, note: str,
                     request: gr.Request | None):
-        """flag's work: sign in, read and predict the upload, store the correction; gr.Error when refused."""
+        """flag's work: sign in, check the store can take it (quotas before any work on the image), read and predict
+        the upload, store the correction; gr.Error when refused. An input the check refused gets only a verdict on
+        the input (SCOPE_LABELS), never a COVID-19 label."""
         login = self.sign_in(reader, password, request)
         problem = self.store.problem()
         if problem:
             raise refuse(show.not_stored(f"the corrections store cannot be written: {problem}"))
+        try:
+            self.store.check_quotas(login.reader, client_key(request))
+        except QuotaExceeded as error:
+            raise refuse(f"Not stored: {error}") from None
+        except StoreUnreadable as error:
+            raise refuse(show.not_stored(str(error))) from None
         data, sha256, prediction = self.read_and_predict(path)
+        if not prediction.answered and correct_label not in SCOPE_LABELS:
+            raise refuse(show.REFUSED_INPUT_FLAG)
         try:
             record_id, created = self.store.add(
                 lossless_png(data), Path(path).name, correct_label, login.reader, note or "",

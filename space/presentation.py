@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from feedback.store import LABELS
+from feedback.store import LABELS, VERDICTS
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, PREPROCESSING, fields_of
 from model.gate import NO_GATE
@@ -43,7 +43,14 @@ UNVERIFIED_NOTICE = (
     "*Stored as **unverified**: this Space has no reader accounts (open mode), so anyone can flag under any "
     "name. Unverified flags are left out of the default export for training.*"
 )
-LABEL_CHOICES = [(LABEL_WORDS[label], label) for label in LABELS]
+SCOPE_WORDS = {"in_scope": "The input is an adult frontal chest film",
+               "out_of_scope": "The input is not an adult frontal chest film (refusing it is right)"}
+VERDICT_WORDS = {**LABEL_WORDS, **SCOPE_WORDS}
+LABEL_CHOICES = [(VERDICT_WORDS[label], label) for label in VERDICTS]
+REFUSED_INPUT_FLAG = (
+    "The input check refused this image, so it gets no COVID-19 label. Say what the input is instead: "
+    f"\"{SCOPE_WORDS['in_scope']}\" or \"{SCOPE_WORDS['out_of_scope']}\"."
+)
 
 
 OUT_OF_SCOPE_TITLE = "Not answered: this input is out of scope"
@@ -240,7 +247,7 @@ def corrections_table(corrections: Sequence[Any]) -> dict[str, list]:
     whoever flags, and the table is shown to everyone who later predicts the same image.
     """
     rows = [
-        [f"#{c.id}", LABEL_WORDS.get(c.correct_label, c.correct_label), c.reader, c.created_at[:10],
+        [f"#{c.id}", VERDICT_WORDS.get(c.correct_label, c.correct_label), c.reader, c.created_at[:10],
          "yes" if c.verified else "no (open mode)",
          f"{c.predicted_label} ({c.probability:.2f}, model {c.model_version})", c.note]
         for c in corrections
@@ -320,7 +327,7 @@ def review_table(corrections: Sequence[Any]) -> dict[str, list]:
     rows = [
         [f"#{c.id}", c.created_at[:19].replace("T", " "), f"{c.probability:.2f}",
          LABEL_WORDS.get(c.predicted_label, c.predicted_label), c.model_version, c.reader,
-         LABEL_WORDS.get(c.correct_label, c.correct_label), c.note, "yes" if c.verified else "no (open mode)"]
+         VERDICT_WORDS.get(c.correct_label, c.correct_label), c.note, "yes" if c.verified else "no (open mode)"]
         for c in corrections
     ]
     return {"headers": list(REVIEW_COLUMNS), "data": rows}

@@ -352,14 +352,39 @@ def test_a_flagged_png_with_40_mb_of_junk_is_stored_as_the_decoded_image_under_2
 
 @pytest.mark.parametrize("setting, message", [("XRAY_FEEDBACK_QUOTA_MB", "the feedback store is full"),
                                               ("XRAY_FEEDBACK_DAILY_FLAGS", "daily limit is 0")])
-def test_a_flag_over_a_store_quota_is_refused_and_stores_nothing(open_app, tmp_path, monkeypatch, setting, message):
+def test_a_flag_over_a_store_quota_is_refused_before_any_prediction_and_stores_nothing(
+        open_app, tmp_path, monkeypatch, network_runs, setting, message):
     client, _, root = open_app
     monkeypatch.setenv(setting, "0")
     fresh = distinct_xrays(EXAMPLES["covid-3.png"], tmp_path, 1)[0]
-    before = CorrectionStore(root).all()
+    before, runs = CorrectionStore(root).all(), len(network_runs)
     with pytest.raises(AppError, match=f"Not stored: .*{message}"):
         flag(client, fresh, "negative", "dr_quota")
     assert CorrectionStore(root).all() == before
+    assert len(network_runs) == runs, "the network ran for a flag the quota refuses"
+
+
+def test_a_refused_input_is_flagged_with_what_it_is_never_with_a_covid_19_label(tmp_path):
+    """A DICOM whose header says CT is refused by the input check (a gate that lets every image through, so only the
+    header refuses); its flag records the reader's verdict on the input, and a COVID-19 label is refused."""
+    from space.handlers import Handlers
+    from tests.badfiles import _dicom, _dicom_bytes
+    from tests.server import add_gate, make_model
+
+    gated = load_predictor(add_gate(make_model(tmp_path / "model")))
+    store = CorrectionStore(tmp_path / "feedback")
+    on = Handlers(gated, store, {}, tmp_path / "model")
+    ct = tmp_path / "slice.dcm"
+    ct.write_bytes(_dicom_bytes(_dicom(np.asarray(Image.open(EXAMPLES["covid-1.jpg"]).convert("L")), Modality="CT")))
+    for label in ("positive", "negative", "uncertain"):
+        with pytest.raises(gr.Error, match="The input check refused this image, so it gets no COVID-19 label"):
+            on.flag(str(ct), label, "dr_scope", "", "")
+    assert store.all() == []
+    confirmation, _ = on.flag(str(ct), "out_of_scope", "dr_scope", "", "")
+    [kept] = store.all()
+    assert (kept.correct_label, kept.predicted_label) == ("out_of_scope", "out_of_scope")
+    assert record_id(confirmation) == kept.id
+    assert show.corrections_table([kept])["data"][0][1] == show.SCOPE_WORDS["out_of_scope"]
 
 
 def test_in_open_mode_a_flag_is_unverified_says_so_and_is_left_out_of_the_default_export(open_app, tmp_path):

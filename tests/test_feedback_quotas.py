@@ -85,3 +85,20 @@ def test_bad_sha256_or_extension_is_refused(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         flag(tmp_path, png_bytes(30), **change)
     assert CorrectionStore(tmp_path).all() == [] and stored_files(tmp_path) == []
+
+
+def test_the_quotas_are_told_before_any_work_on_an_image_and_telling_writes_nothing(tmp_path):
+    root = tmp_path / "store"
+    CorrectionStore(root, Quotas()).check_quotas("alice")
+    with pytest.raises(DailyLimitReached, match="daily limit is 0"):
+        CorrectionStore(root, Quotas(daily_flags=0)).check_quotas("alice")
+    assert not root.exists(), "a store not made yet counts as empty and is not made by asking"
+    image = png_bytes(40)
+    flag(root, image, reader="alice", client="203.0.113.9")
+    CorrectionStore(root, Quotas(daily_flags=2, daily_flags_per_client=2)).check_quotas("alice", "203.0.113.9")
+    for quotas, client, error in [(Quotas(daily_flags=1), None, DailyLimitReached),
+                                  (Quotas(daily_flags_per_client=1), "203.0.113.9", DailyLimitReached),
+                                  (Quotas(records=1), None, StoreFull), (Quotas(store_bytes=len(image)), None, StoreFull)]:
+        with pytest.raises(error):
+            CorrectionStore(root, quotas).check_quotas("bob" if error is StoreFull else "alice", client)
+    CorrectionStore(root, Quotas(daily_flags_per_client=1)).check_quotas("alice", "198.51.100.1")
