@@ -2,7 +2,9 @@
 
 Each fold's patients are scored by a head trained on the other folds, at a threshold chosen on an inner
 validation part of those other folds; the pooled out-of-fold AUC, sensitivity and specificity come with
-their 95% intervals. Frozen-base features come from the same cache as training and tuning.
+their 95% intervals. Frozen-base features come from the same cache as training and tuning. --extra-train images
+join every fold's training part only; --extra-split folders are cross-validated with --data, their patients in
+the folds like any others.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs(args)
     config = config_from_args(args)
     start = time.time()
-    examples = examples_from_args(args)
+    examples = examples_from_args(args) + [e for folder in args.extra_split
+                                           for e in scan_folder(folder, args.positive, require_both=False)]
     start_tensorflow(args.verbose)
     from model.features import featurizer
     from model.training.evaluation import cross_validated_summary
