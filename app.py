@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
+from starlette.middleware import Middleware
 
 import settings
 from feedback import CorrectionStore, load_readers, open_store
@@ -20,9 +21,12 @@ from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
+from space.admission import admit_per_client
+from space.cache_folder import claim
 from space.handlers import Handlers
 from space.label import decision_label
 from space.upload import upload_box
+from space.upload_limits import UploadAllowance, UploadLedger, UploadLimits
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DELETE_CACHE = (1800, 3600)
@@ -49,11 +53,14 @@ def build_demo(
 ) -> gr.Blocks:
     """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
 
-    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). Every queued prediction is let in;
-    each client gets a fair share of the predictor's batch-size slots (space.fairness), whose predictions go through the
-    network together (model.serving.batching, one pass at a time). A notice says when flagging is unavailable. Flags
-    have their own queue, so one that reuses a cached prediction never waits behind predictions (one that misses
-    the cache runs unbatched, at most settings.network_slots() at once). With `watch`, a model promoted into model_path
+    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). A client may have
+    settings.requests_per_client() requests waiting or running; its next ones are refused at the queue's door
+    (space.admission), and nothing goes around the queue (api_open=False closes Gradio's direct /run routes). Every
+    admitted prediction is let in; each client gets a fair share of the predictor's batch-size slots (space.fairness),
+    whose predictions go through the network together (model.serving.batching, one pass at a time). A notice says when
+    flagging is unavailable. Flags have their own queue and fair share (one at a time), so one that reuses a cached
+    prediction never waits behind predictions (one that misses the cache runs unbatched, at most
+    settings.network_slots() at once). With `watch`, a model promoted into model_path
     replaces the loaded one between requests, without a restart; each page load shows the card of the model serving
     then. A refused flag leaves its reason in the flag panel until the next try.
     """
@@ -107,10 +114,11 @@ def build_demo(
         )
         analyse.click(on.predict, upload, results, api_name="predict", **network)
         send.click(on.flag, [upload, correct, reader, password, note], [confirmation, earlier], api_name="flag",
-                   concurrency_limit=1).failure(on.flag_refused, None, confirmation, api_visibility="private")
+                   concurrency_id="flag", concurrency_limit=QUEUE_SIZE).failure(
+            on.flag_refused, None, confirmation, api_visibility="private")
         demo.load(on.store_notice, None, store_notice, api_visibility="private")
         demo.load(on.page_model, None, [model_notice, card], api_visibility="private")
-    return demo.queue(max_size=QUEUE_SIZE)
+    return admit_per_client(demo.queue(max_size=QUEUE_SIZE, api_open=False), settings.requests_per_client())
 
 
 def corrections_tab(on: Handlers, readers: dict[str, str]) -> None:
@@ -153,14 +161,17 @@ async def unknown_endpoint(request, error) -> JSONResponse:
 
 
 def launch(demo: gr.Blocks, store: CorrectionStore, **kwargs):
-    """Serve with the upload cap, the corrections store blocked from Gradio's file route, unknown endpoints as 404,
-    enough threads for every queued prediction to wait its fair turn, and the peer address as uvicorn saw it: uvicorn
-    would otherwise replace it with X-Forwarded-For from loopback peers (space.handlers.client_key reads the header
-    the trusted proxy wrote itself)."""
+    """Serve with the upload cap and each client's upload allowance (space.upload_limits, settings.upload_limits; an
+    upload counts as kept until the cache's clean-up can delete it), the corrections store blocked from Gradio's file
+    route, unknown endpoints as 404, enough threads for every queued prediction to wait its fair turn, and the peer
+    address as uvicorn saw it: uvicorn would otherwise replace it with X-Forwarded-For from loopback peers
+    (space.handlers.client_key reads the header the trusted proxy wrote itself)."""
     blocked = [*settings.blocked_paths(), str(store.folder.resolve())]
     settings.distrust_forwarded_headers()
+    allowance = UploadLedger(UploadLimits(*settings.upload_limits(), keep_s=sum(DELETE_CACHE)))
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
-                       app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint}}, **kwargs)
+                       app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint},
+                                   "middleware": [Middleware(UploadAllowance, ledger=allowance)]}, **kwargs)
 
 
 def log_model_lines() -> None:
@@ -172,7 +183,10 @@ def log_model_lines() -> None:
 
 
 def configured_demo() -> tuple[gr.Blocks, CorrectionStore]:
-    """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts)."""
+    """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts), keeping its files in
+    a folder of its own in Gradio's cache (GRADIO_TEMP_DIR), where the folders of instances that are gone (killed:
+    their uploads stayed) are removed first (space.cache_folder)."""
+    settings.use_gradio_cache(claim(settings.gradio_cache()))
     model_path = settings.model_path() or DEFAULT_ARTIFACT
     log_model_lines()
     try:

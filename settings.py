@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ DEFAULT_DECODE_MEMORY_MB = 1024
 DEFAULT_QUOTA_MB = 2048
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_DAILY_FLAGS = 200
+DEFAULT_REQUESTS_PER_CLIENT = 4
+DEFAULT_UPLOADS_PER_MINUTE = 30
+DEFAULT_UPLOAD_MB_PER_MINUTE = 200
+DEFAULT_UPLOAD_MB_KEPT = 1024
 DEFAULT_PORT = 7860
 LOCAL_SERVER_NAME = "127.0.0.1"
 SPACE_SERVER_NAME = "0.0.0.0"
@@ -75,6 +80,16 @@ SETTINGS: tuple[Setting, ...] = (
             "proxies in front of the app that append to `X-Forwarded-For`; the app reads every line of the header "
             "and turns off uvicorn's own rewriting (`FORWARDED_ALLOW_IPS` is set empty), so a loopback peer cannot "
             "name itself"),
+    Setting("XRAY_REQUESTS_PER_CLIENT", str(DEFAULT_REQUESTS_PER_CLIENT),
+            "requests one client (as for `XRAY_TRUSTED_PROXIES`) may have waiting or running at once, the page's own "
+            "included; its next ones are refused at the queue's door with HTTP 429 until one ends (0: no limit)"),
+    Setting("XRAY_UPLOADS_PER_MINUTE", str(DEFAULT_UPLOADS_PER_MINUTE),
+            "uploads one client may make in a minute (0: no limit)"),
+    Setting("XRAY_UPLOAD_MB_PER_MINUTE", str(DEFAULT_UPLOAD_MB_PER_MINUTE),
+            "megabytes one client may upload in a minute (0: no limit)"),
+    Setting("XRAY_UPLOAD_MB_KEPT", str(DEFAULT_UPLOAD_MB_KEPT),
+            "megabytes of one client's uploads the app keeps at once (an upload is kept until the cache's hourly "
+            "clean-up; 0: no limit)"),
     Setting("SPACE_ID", "unset", "set by Hugging Face on a Space: the app then listens on every interface and "
             "trusts one proxy"),
     Setting("PORT", str(DEFAULT_PORT), "the port the app listens on"),
@@ -85,6 +100,9 @@ SETTINGS: tuple[Setting, ...] = (
             "predictions that miss the batcher (a flag's own prediction) run at most this many at once"),
     Setting("GRADIO_BLOCKED_PATHS", "none",
             "comma-separated paths Gradio must never serve (the store is always added)"),
+    Setting("GRADIO_TEMP_DIR", "the system's temporary folder's `gradio/`",
+            "Gradio's cache (uploads, served files); each running app keeps its files in a folder of its own inside "
+            "it and, at start, removes the folders of instances no longer running (a killed one's uploads)"),
     Setting("KERAS_HOME", "`~/.keras`", "Keras' folder, where the ImageNet VGG-16 weights are looked for"),
     Setting("HF_TOKEN", "none", "the Hugging Face token `python -m space.deploy` uploads with"),
 )
@@ -200,6 +218,30 @@ def trusted_proxies(environ: Mapping[str, str] | None = None) -> int:
     if value.isdigit():
         return int(value)
     return 1 if on_space(environ) else 0
+
+
+def requests_per_client(environ: Mapping[str, str] | None = None) -> int:
+    """Requests one client may have waiting or running at once (0: no limit)."""
+    return _whole("XRAY_REQUESTS_PER_CLIENT", DEFAULT_REQUESTS_PER_CLIENT, environ)
+
+
+def upload_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]:
+    """Per client: uploads per minute, bytes per minute, bytes kept at once (each 0: no limit)."""
+    return (_whole("XRAY_UPLOADS_PER_MINUTE", DEFAULT_UPLOADS_PER_MINUTE, environ),
+            _whole("XRAY_UPLOAD_MB_PER_MINUTE", DEFAULT_UPLOAD_MB_PER_MINUTE, environ) * 2**20,
+            _whole("XRAY_UPLOAD_MB_KEPT", DEFAULT_UPLOAD_MB_KEPT, environ) * 2**20)
+
+
+def gradio_cache(environ: Mapping[str, str] | None = None) -> Path:
+    """Gradio's cache folder: $GRADIO_TEMP_DIR, else the system's temporary folder's gradio/ (as Gradio's own
+    default)."""
+    return Path(text("GRADIO_TEMP_DIR", environ) or (Path(tempfile.gettempdir()) / "gradio").resolve())
+
+
+def use_gradio_cache(folder: Path) -> None:
+    """Make `folder` Gradio's cache for this process (Gradio reads GRADIO_TEMP_DIR when it makes components and
+    files, so before the demo is built)."""
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
 
 
 def server_name(environ: Mapping[str, str] | None = None) -> str:

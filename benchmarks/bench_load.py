@@ -3,9 +3,10 @@
 Run from the repository root: `python -m benchmarks.bench_load [--requests 3] [--clients 1 4 16] [--model DIR]
 [--concurrency-limit N] [--precision auto|float32|bfloat16] [--batch-size N]`. `--precision float32 --batch-size 1`
 is the app before batching (one prediction at a time, float32); the defaults are today's app (auto, batches of 8).
-It starts `python app.py` (tests/server.py) on a free loopback port; each user is its
-own gradio_client.Client sending its requests one after another, each with a new file (one pixel changed) so the
-app's prediction cache never answers for the network; the overlay image is downloaded as a browser would.
+It starts `python app.py` (tests/server.py) on a free loopback port behind one trusted proxy; each user is its
+own gradio_client.Client from an address of its own (X-Forwarded-For, as the app's per-client limits count users)
+sending its requests one after another, each with a new file (one pixel changed) so the app's prediction cache never
+answers for the network; the overlay image is downloaded as a browser would.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Lev
     started: list[float] = []
     barrier = threading.Barrier(clients, action=lambda: started.append(time.perf_counter()))
 
-    def user(paths: list[Path]) -> None:
-        client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads)
+    def user(number: int, paths: list[Path]) -> None:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads,
+                        headers={"X-Forwarded-For": f"198.51.100.{number}"})
         barrier.wait()
         for path in paths:
             start = time.perf_counter()
@@ -61,7 +63,7 @@ def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Lev
                 errors.append(f"{type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(user, [files[i::clients] for i in range(clients)]))
+        list(pool.map(user, range(clients), [files[i::clients] for i in range(clients)]))
     return Level(clients, latencies, errors, time.perf_counter() - started[0])
 
 
@@ -85,6 +87,7 @@ def main() -> None:
     files = iter(distinct_xrays(EXAMPLES / "covid-1.jpg", tmp / "images", 1 + sum(args.clients) * args.requests))
     env = {"GRADIO_DEFAULT_CONCURRENCY_LIMIT": str(args.concurrency_limit)} if args.concurrency_limit else {}
     env["XRAY_PRECISION"] = args.precision
+    env["XRAY_TRUSTED_PROXIES"] = "1"
     if args.batch_size:
         env["XRAY_MAX_BATCH_SIZE"] = str(args.batch_size)
     with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:

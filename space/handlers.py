@@ -131,9 +131,11 @@ class Handlers:
     _refusals_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     fair: FairShare = field(init=False)
+    fair_flags: FairShare = field(init=False)
 
     def __post_init__(self) -> None:
         self.fair = FairShare(1)
+        self.fair_flags = FairShare(1)
         self.serve(self.predictor)
         if self.watch:
             self.watcher = ModelWatch(self.model_path, self.predictor.version if self.predictor else "")
@@ -242,9 +244,11 @@ class Handlers:
              request: gr.Request = None):
         """Record a reader's correction of the model's answer for this image; returns the record id in words and the
         image's corrections (with accounts: all of them; in open mode: only the one just made). A refusal is an
-        error for the caller and is kept for the page's flag panel (flag_refused)."""
+        error for the caller and is kept for the page's flag panel (flag_refused). Flags run one at a time, a fair
+        share per client: a freed turn goes to the client with none running, then round robin."""
         try:
-            return self.record_flag(path, correct_label, reader, password, note, request)
+            with self.fair_flags.turn(client_key(request)):
+                return self.record_flag(path, correct_label, reader, password, note, request)
         except gr.Error as error:
             if request is not None:
                 with self._refusals_lock:

@@ -238,14 +238,20 @@ def test_feedback_store_is_never_served_even_under_an_allowed_path(open_app):
         assert httpx.get(f"{url}gradio_api/file={path}").status_code == 403
 
 
-def test_fifty_flags_from_ten_threads_all_land_once(open_app):
-    client, _, root = open_app
+def test_fifty_flags_from_ten_threads_all_land_once(open_app, monkeypatch):
+    """Ten readers at once, each from an address of their own behind the proxy (one client may have only
+    settings.requests_per_client() requests in the queue)."""
+    _, url, root = open_app
+    monkeypatch.setenv("XRAY_TRUSTED_PROXIES", "1")
+    clients = [Client(url, verbose=False, analytics_enabled=False, download_files=False,
+                      headers={"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(10)]
     example = EXAMPLES["normal-3.png"]
     readers = [f"reader-{i:02d}" for i in range(50)]
 
     def send(names: list[str]) -> list[int]:
         with ThreadPoolExecutor(10) as pool:
-            return list(pool.map(lambda name: record_id(flag(client, example, "positive", name)[0]), names))
+            return list(pool.map(lambda i: record_id(flag(clients[i % 10], example, "positive", names[i])[0]),
+                                 range(len(names))))
 
     ids = send(readers)
     rows = CorrectionStore(root).for_image(file_sha256(example))

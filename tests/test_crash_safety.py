@@ -45,12 +45,14 @@ def test_a_sigkill_during_100_concurrent_corrections_loses_no_acknowledged_one(t
     failed: dict[str, Exception] = {}
     enough = threading.Event()
 
-    server = start_server(model_dir, root, tmp_path / "first.log")
-    client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+    server = start_server(model_dir, root, tmp_path / "first.log", {"XRAY_TRUSTED_PROXIES": "1"})
+    clients = [Client(server.url, verbose=False, analytics_enabled=False, download_files=False,
+                      headers={"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(SENDERS)]
 
     def send(i: int) -> None:
+        """Reader i flags from the address of sender i % SENDERS (one client may only have a few requests queued)."""
         try:
-            acknowledged[readers[i]] = flag(client, images[i], readers[i])
+            acknowledged[readers[i]] = flag(clients[i % SENDERS], images[i], readers[i])
         except Exception as error:
             failed[readers[i]] = error
         if len(acknowledged) >= KILL_AFTER_ACKS:

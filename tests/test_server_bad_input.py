@@ -24,8 +24,11 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(model_dir, tmp_path_factory):
+    """One client sends every file of this module in a row (over a hundred uploads in a few minutes), so its uploads
+    are not limited here; the per-client upload limits have their own tests (test_server_hardening.py)."""
     tmp = tmp_path_factory.mktemp("bad-input")
-    with running_server(model_dir, tmp / "feedback", tmp / "app.log") as server:
+    unlimited = {"XRAY_UPLOADS_PER_MINUTE": "0", "XRAY_UPLOAD_MB_PER_MINUTE": "0", "XRAY_UPLOAD_MB_KEPT": "0"}
+    with running_server(model_dir, tmp / "feedback", tmp / "app.log", unlimited) as server:
         yield Client(server.url, verbose=False, analytics_enabled=False, download_files=tmp / "downloads"), server
 
 

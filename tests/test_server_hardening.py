@@ -1,5 +1,6 @@
 """The hardened Space through the real server: an unwritable store, readers' words kept from the public, lockouts an
-outsider cannot turn against a reader, forged X-Forwarded-For, per-client quotas and fair shares, a corrupt model."""
+outsider cannot turn against a reader, forged X-Forwarded-For, per-client quotas, admission and fair shares, a corrupt
+model."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,10 +16,15 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+import settings
+from app import QUEUE_SIZE
 from feedback.store import CorrectionStore
 from model.config import ModelConfig
 from model.images import image_identity, lossless_png
 from space import presentation as show
+from space.admission import REFUSED
+from space.cache_folder import claim, remove_stale
+from tests.flood import answer, flooding, upload
 from tests.pile import race
 from tests.readonly import read_only_mount
 from tests.server import APP, EXAMPLES, REPO, distinct_xrays, make_model, running_server
@@ -142,9 +149,12 @@ def test_one_clients_pile_of_predictions_does_not_hold_up_another_clients(tmp_pa
     waiting would finish before it; with a fair share it overtakes most of them. The model is a 160-px VGG-16, so
     that the network, which the fair share shares out, is what the predictions wait for (with a tiny model they
     wait for the uploads and Gradio's own work, which no share of the network can order). In float32: where
-    bfloat16 pays (6x with AMX), even this network is too fast to be what the predictions wait for."""
+    bfloat16 pays (6x with AMX), even this network is too fast to be what the predictions wait for. The client may
+    upload and queue its whole pile here (XRAY_UPLOADS_PER_MINUTE, XRAY_REQUESTS_PER_CLIENT): this is the share among
+    admitted requests, not the door."""
     model = make_model(tmp_path / "model", ModelConfig(weights="none", input_size=160, pooling="avg", dense=(8,)))
-    env = {"XRAY_TRUSTED_PROXIES": "1", "XRAY_PRECISION": "float32"}
+    env = {"XRAY_TRUSTED_PROXIES": "1", "XRAY_PRECISION": "float32", "XRAY_REQUESTS_PER_CLIENT": str(PILE),
+           "XRAY_UPLOADS_PER_MINUTE": str(PILE)}
     with running_server(model, tmp_path / "feedback", tmp_path / "app.log", env) as server:
         pile_then_lone(server, tmp_path)
 
@@ -185,3 +195,103 @@ def test_a_corrupt_model_file_is_one_clear_line_and_exit_status_2(model_dir, tmp
     assert "Traceback" not in done.stderr + done.stdout
     [line] = [x for x in done.stderr.splitlines() if "Cannot start" in x]
     assert "is not a readable Keras model" in line and "File not found" not in line
+
+
+FLOOD, LIMIT = 200, settings.DEFAULT_REQUESTS_PER_CLIENT
+
+
+def lone_requests(server, api: str, inputs, paths: list[Path], forwarded: str) -> tuple[list[str], list[tuple]]:
+    """Another client's requests, one after another through Gradio's /call API, each file uploaded first: their
+    answers ("complete" or "error"; a refusal raises) and each one's monotonic window from joining to its answer."""
+    answers, windows = [], []
+    with httpx.Client(base_url=server.url, headers={"X-Forwarded-For": forwarded}, timeout=120) as http:
+        for path in paths:
+            data = inputs(upload(http, path))
+            start = time.monotonic()
+            answers.append(answer(http, api, data))
+            windows.append((start, time.monotonic()))
+    return answers, windows
+
+
+def assert_the_flood_was_held_at_the_door_and_never_ahead_of_the_other_client(seen, answers, windows) -> None:
+    """The other client got every answer; the flood's refusals were all the 429 with its reason (none "queue is
+    full"), most of its first wave was refused, and while each of the other client's requests waited, fewer than a
+    quarter of the queue's places' worth of the flood's were answered: up to LIMIT were ahead of it, and the flood's
+    cached answers run in the other slots beside it, where a flood filling the queue would put 64 ahead of it."""
+    assert answers == ["complete"] * len(answers)
+    assert seen.errors == "errors 0", seen.errors
+    assert seen.reasons == [[429, REFUSED]] and seen.wave[1] >= FLOOD // 2, (seen.reasons, seen.wave)
+    overtaken = [seen.answered_between(*window) for window in windows]
+    assert max(overtaken) < QUEUE_SIZE // 4, f"flood answers while the other client's requests waited: {overtaken}"
+
+
+def test_a_flood_of_predictions_from_one_client_never_refuses_or_holds_up_another(behind_proxy, tmp_path):
+    """One client keeps 200 predictions outstanding (from its own process) while another predicts three images."""
+    server, _ = behind_proxy
+    lone = distinct_xrays(EXAMPLES / "normal-1.png", tmp_path / "lone", 3)
+    with flooding(server.url, "predict", FLOOD, EXAMPLES / "covid-1.jpg") as flood:
+        answers, windows = lone_requests(server, "predict", lambda image: [image], lone, "198.51.100.30")
+    assert_the_flood_was_held_at_the_door_and_never_ahead_of_the_other_client(flood(), answers, windows)
+
+
+def test_a_flood_of_flags_from_one_client_never_refuses_or_holds_up_another(behind_proxy, tmp_path):
+    """One reader's client keeps 200 flags outstanding while another reader flags three images, each recorded."""
+    server, _ = behind_proxy
+    lone = distinct_xrays(EXAMPLES / "normal-2.png", tmp_path / "lone", 3)
+    with flooding(server.url, "flag", FLOOD, EXAMPLES / "covid-1.jpg", "negative", "dr_a", "right-one", "") as flood:
+        answers, windows = lone_requests(server, "flag", lambda image: [image, "positive", "dr_b", "other-one", ""],
+                                         lone, "198.51.100.31")
+    assert_the_flood_was_held_at_the_door_and_never_ahead_of_the_other_client(flood(), answers, windows)
+    mine = [c for c in CorrectionStore(server.feedback_root).all() if c.reader == "dr_b" and c.correct_label == "positive"]
+    assert {c.original_filename for c in mine} >= {path.name for path in lone}
+
+
+def test_uploads_are_limited_per_client_and_a_killed_instances_uploads_are_removed_at_start(model_dir, tmp_path):
+    """Before the server starts, its Gradio cache holds a killed instance's folder (its lock held by nobody) and a
+    running one's (held here): the first is removed at start, the other kept. Then one client's uploads over its
+    allowance are refused with the reason, through gradio_client too, while another client's pass."""
+    cache = tmp_path / "gradio"
+    dead, alive = cache / "instance-killed", claim(cache)
+    (dead / "0123abcd").mkdir(parents=True)
+    (dead / "0123abcd" / "upload.png").write_bytes(b"left by a killed instance")
+    (cache / "instance-killed.lock").touch()
+    (alive / "kept.png").write_bytes(b"a running instance's upload")
+    env = {"XRAY_TRUSTED_PROXIES": "1", "GRADIO_TEMP_DIR": str(cache), "XRAY_UPLOADS_PER_MINUTE": "3",
+           "XRAY_UPLOAD_MB_PER_MINUTE": "1"}
+    with running_server(model_dir, tmp_path / "feedback", tmp_path / "app.log", env) as server:
+        assert not dead.exists() and not (cache / "instance-killed.lock").exists()
+        assert (alive / "kept.png").exists()
+        images = distinct_xrays(EXAMPLES / "normal-3.png", tmp_path / "images", 5)
+        with httpx.Client(base_url=server.url, headers={"X-Forwarded-For": "203.0.113.40"}) as http:
+            for image in images[:3]:
+                upload(http, image)
+            refused = http.post("gradio_api/upload", files={"files": (images[3].name, images[3].read_bytes())})
+            assert (refused.status_code, refused.text) == (429, "too many uploads from you: at most 3 a minute; "
+                                                                "wait a minute and try again")
+        with pytest.raises(httpx.HTTPStatusError, match="429"):
+            predict(client_for(server, False, "203.0.113.40"), images[4])
+        big = tmp_path / "big.png"
+        big.write_bytes(images[4].read_bytes() + bytes(2**20))
+        with httpx.Client(base_url=server.url, headers={"X-Forwarded-For": "203.0.113.41"}) as http:
+            refused = http.post("gradio_api/upload", files={"files": (big.name, big.read_bytes())})
+            assert (refused.status_code, refused.text) == (429, "too much uploaded from you: at most 1 MB a minute; "
+                                                                "wait a minute and try again")
+        assert predict(client_for(server, False, "203.0.113.42"), images[4])[1]
+        [mine] = [folder for folder in cache.glob("instance-*") if folder.is_dir() and folder != alive]
+        assert any(mine.rglob("normal-3-*.png")), "the server keeps its uploads in a folder of its own"
+
+
+def test_an_instance_folder_is_removed_only_once_its_process_is_gone(tmp_path):
+    code = ("import sys, time; from pathlib import Path; from space.cache_folder import claim; "
+            "print(claim(Path(sys.argv[1])), flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        folder = Path(other.stdout.readline().strip())
+        assert folder.parent == tmp_path, f"the other process claimed no folder: {folder}"
+        (folder / "upload.png").write_bytes(b"x")
+        assert remove_stale(tmp_path) == [] and (folder / "upload.png").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert remove_stale(tmp_path) == [folder] and not folder.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

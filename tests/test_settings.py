@@ -69,6 +69,8 @@ def test_the_precision_cache_is_the_one_the_environment_names_at_the_time(monkey
     ("XRAY_MAX_BATCH_SIZE", "many", settings.max_batch_size),
     ("XRAY_FEEDBACK_QUOTA_MB", "-1", settings.store_quota_bytes),
     ("PORT", "http", settings.server_port),
+    ("XRAY_REQUESTS_PER_CLIENT", "four", settings.requests_per_client),
+    ("XRAY_UPLOAD_MB_KEPT", "1.5", settings.upload_limits),
 ])
 def test_a_malformed_number_is_refused_naming_the_variable(name, value, read):
     with pytest.raises(ValueError, match=name):
@@ -83,3 +85,12 @@ def test_lenient_values_keep_their_defaults():
     assert settings.server_port({"PORT": "9000", "GRADIO_SERVER_PORT": "8000"}) == 9000
     assert settings.blocked_paths({"GRADIO_BLOCKED_PATHS": "/a, ,/b"}) == ["/a", "/b"]
     assert settings.model_path({}) is None and settings.model_path({"MODEL_PATH": "m"}) == Path("m")
+
+
+def test_the_per_client_limits_are_read_when_asked_and_0_is_no_limit():
+    assert settings.requests_per_client({}) == 4 and settings.requests_per_client({"XRAY_REQUESTS_PER_CLIENT": "0"}) == 0
+    assert settings.upload_limits({}) == (30, 200 * 2**20, 1024 * 2**20)
+    assert settings.upload_limits({"XRAY_UPLOADS_PER_MINUTE": "3", "XRAY_UPLOAD_MB_PER_MINUTE": "1",
+                                   "XRAY_UPLOAD_MB_KEPT": "0"}) == (3, 2**20, 0)
+    assert settings.gradio_cache({"GRADIO_TEMP_DIR": "/srv/cache"}) == Path("/srv/cache")
+    assert settings.gradio_cache({}).name == "gradio"

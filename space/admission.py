@@ -1,0 +1,99 @@
+"""Admission at the queue's door: a client with too many requests waiting or running has its next ones refused (HTTP
+429) before they take a place in Gradio's queue, which every client shares."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Container
+from dataclasses import dataclass, field
+
+import gradio as gr
+from fastapi import HTTPException
+from gradio.server_messages import ProcessCompletedMessage
+
+from space.handlers import client_key
+
+REFUSED = "too many requests from you; wait for your earlier ones"
+TOO_MANY_REQUESTS = 429
+
+
+@dataclass
+class Admission:
+    """Each client's events in the queue. A client may enter while fewer than `limit` (0: no limit) of its events are
+    still waiting or running plus being let in now. An event stops counting when it is `finished`, or once it is no
+    longer among the ids the queue holds (`live`: those that never answered, such as a closed page's)."""
+
+    limit: int
+    _events: dict[str | None, set[str]] = field(default_factory=dict, repr=False)
+    _clients: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _entering: Counter = field(default_factory=Counter, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _outstanding(self, client: str | None, live: Container[str]) -> int:
+        held = self._events.get(client, set())
+        for event in [e for e in held if e not in live]:
+            self._forget(event)
+        return len(self._events.get(client, ()))
+
+    def enter(self, client: str | None, live: Container[str]) -> bool:
+        """Whether the client may add a request now; if so it counts as entering until `entered`."""
+        with self._lock:
+            if self.limit and self._outstanding(client, live) + self._entering[client] >= self.limit:
+                return False
+            self._entering[client] += 1
+            return True
+
+    def entered(self, client: str | None, event: str | None) -> None:
+        """The request has passed the door: into the queue as `event`, or not at all (None)."""
+        with self._lock:
+            self._entering[client] -= 1
+            if not self._entering[client]:
+                del self._entering[client]
+            if event:
+                self._events.setdefault(client, set()).add(event)
+                self._clients[event] = client
+
+    def finished(self, event: str) -> None:
+        """The event was answered: its client has one fewer."""
+        with self._lock:
+            self._forget(event)
+
+    def _forget(self, event: str) -> None:
+        if event in self._clients:
+            client = self._clients.pop(event)
+            self._events[client].discard(event)
+            if not self._events[client]:
+                del self._events[client]
+
+
+def admit_per_client(demo: gr.Blocks, limit: int) -> gr.Blocks:
+    """Guard the demo's queue: a request whose client (space.handlers.client_key) already has `limit` events waiting or
+    running is refused with HTTP 429 and the JSON reason {"detail": REFUSED}, which the page and gradio_client show as
+    an error. The check wraps the queue's `push` (replaced on this instance), Gradio's one way into the queue for
+    /queue/join and /call/<api>; an event stops counting as soon as its answer is sent (the queue's `send_message`,
+    wrapped too: Gradio forgets an event only after its bookkeeping, which lags on a busy server, so a reader's next
+    click was refused), or once the queue lets it go unanswered (cancelled, its page closed)."""
+    queue = demo._queue
+    push, send = queue.push, queue.send_message
+    door = Admission(limit)
+
+    async def admitted(body, request, username):
+        client = client_key(request)
+        if not door.enter(client, queue.event_ids_to_events):
+            raise HTTPException(status_code=TOO_MANY_REQUESTS, detail=REFUSED)
+        answer = (False, None, "error")
+        try:
+            answer = await push(body=body, request=request, username=username)
+            return answer
+        finally:
+            success, event, _ = answer
+            door.entered(client, event if success else None)
+
+    def sending(event, message) -> None:
+        send(event, message)
+        if isinstance(message, ProcessCompletedMessage):
+            door.finished(event._id)
+
+    queue.push, queue.send_message = admitted, sending
+    return demo
