@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import zipfile
@@ -60,17 +61,24 @@ def server(model_dir, tmp_path_factory):
         yield running
 
 
-@pytest.fixture
-def page(server):
+@contextlib.contextmanager
+def open_page(url: str, width: int = 1280):
+    """A headless Chromium page of `width` px at `url`, with the walks' timeout."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page = browser.new_page(viewport={"width": width, "height": 1400})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server.url)
+        page.goto(url)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with open_page(server.url) as page:
+        yield page
 
 
 def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_dir):

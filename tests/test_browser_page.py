@@ -14,7 +14,7 @@ import pytest
 
 from model.artifact import CARD_FILE, DEFAULT_ARTIFACT
 from tests.server import REPO, running_server
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium  # noqa: F401 (the fixture skips or fails)
+from tests.test_browser import TIMEOUT_MS, chromium, open_page  # noqa: F401 (the fixture skips or fails)
 
 READER = ("dr_page", "page-pass")
 SWAP_DEADLINE_S = 90.0
@@ -36,15 +36,8 @@ def server(model_dir, tmp_path_factory):
 @pytest.fixture
 def page(server):
     """A page 900 px wide, where the answer's column is narrow."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 900, "height": 1400})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server.url)
+    with open_page(server.url, 900) as page:
         yield page
-        browser.close()
 
 
 def install_card(folder: Path, **changes) -> None:
