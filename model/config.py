@@ -44,12 +44,6 @@ class ModelConfig:
 
     input_size: int = knob(256, BASE, "input size in pixels", flag="--size")
     weights: str = knob("imagenet", BASE, "base weights: imagenet, none, or a VGG-16 no-top weights file")
-    crop: float = knob(0.0, PREPROCESSING, "fraction of each border to remove (where markers and rulers sit)",
-                       key="crop", card="border crop {:g}")
-    harmonize: int = knob(0, PREPROCESSING, "first bring every image to PX x PX (0: off), so all sources are "
-                          "equally coarse", key="harm", card="brought to {} px", metavar="PX")
-    equalize: str = knob("none", PREPROCESSING, "histogram equalization", key="eq", card="{} histogram equalization",
-                         choices=EQUALIZATIONS)
     film: bool = knob(False, PREPROCESSING, "first find the film in the frame: remove uniform borders of any grey, "
                       "screen surroundings and text strips (model/film.py)", key="film", card="film found in the frame",
                       omit_off=True)
@@ -57,6 +51,12 @@ class ModelConfig:
                       "(a lungs.keras FILE, recorded by its version; inverted films are read inverted back; "
                       "model/lungs.py)", key="lungs", card="cropped to both lungs (localiser {})", metavar="FILE",
                       omit_off=True)
+    crop: float = knob(0.0, PREPROCESSING, "fraction of each border to remove (where markers and rulers sit)",
+                       key="crop", card="border crop {:g}")
+    harmonize: int = knob(0, PREPROCESSING, "bring the region read to PX x PX before equalizing (0: off), so all "
+                          "sources are equally coarse", key="harm", card="brought to {} px", metavar="PX")
+    equalize: str = knob("none", PREPROCESSING, "histogram equalization", key="eq", card="{} histogram equalization",
+                         choices=EQUALIZATIONS)
     framed_views: bool = knob(False, PREPROCESSING, "frame the augmented training views the ways users frame films "
                               "(borders, screens, crops, small rotations; model/framing.py)", key="fv",
                               card="training views framed as users frame films", omit_off=True)
