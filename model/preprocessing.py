@@ -84,12 +84,6 @@ def scale_box(box: Box, shape: tuple[int, ...], to: tuple[int, ...]) -> Box:
     return top, left, max(top + 1, round(bottom * th / h)), max(left + 1, round(right * tw / w))
 
 
-def crop_border(grey: np.ndarray, fraction: float) -> np.ndarray:
-    """Remove `fraction` of the height from top and bottom and of the width from left and right."""
-    top, left, bottom, right = crop_box(grey.shape, fraction)
-    return grey[top:bottom, left:right]
-
-
 def equalize(grey: np.ndarray, method: str) -> np.ndarray:
     """Global histogram equalization (Pillow), CLAHE (scikit-image) or nothing."""
     if method == "global":

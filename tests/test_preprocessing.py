@@ -16,8 +16,9 @@ from model.features import _view_pixels
 from model.images import read_grey
 from model.preprocessing import (
     Preprocessing,
-    crop_border,
     crop_box,
+    crop_to,
+    locate,
     equalize,
     preprocessing_of,
     to_network_input,
@@ -47,7 +48,7 @@ def test_serving_and_training_prepare_a_file_identically(fixture_dir, crop, harm
 
 def test_each_step_changes_the_input_as_its_name_says(fixture_dir):
     grey = read_grey(scan_folder(fixture_dir)[0].path)
-    assert crop_border(grey, 0.1).shape == (grey.shape[0] - 2 * round(grey.shape[0] * 0.1),
+    assert crop_to(grey, locate(grey, Preprocessing(64, crop=0.1)).box).shape == (grey.shape[0] - 2 * round(grey.shape[0] * 0.1),
                                             grey.shape[1] - 2 * round(grey.shape[1] * 0.1))
     flat = equalize(grey, "global")
     assert abs(np.histogram(flat, 8, (0, 256))[0].std()) < np.histogram(grey, 8, (0, 256))[0].std()
@@ -101,5 +102,5 @@ def test_the_crop_box_is_the_region_cropping_keeps():
     grey = np.arange(100 * 60, dtype="uint32").reshape(100, 60).astype("uint8")
     top, left, bottom, right = crop_box(grey.shape, 0.1)
     assert (top, left, bottom, right) == (10, 6, 90, 54)
-    np.testing.assert_array_equal(crop_border(grey, 0.1), grey[10:90, 6:54])
+    np.testing.assert_array_equal(crop_to(grey, crop_box(grey.shape, 0.1)), grey[10:90, 6:54])
     assert crop_box(grey.shape, 0.0) == (0, 0, 100, 60)
