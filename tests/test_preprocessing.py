@@ -48,8 +48,9 @@ def test_serving_and_training_prepare_a_file_identically(fixture_dir, crop, harm
 
 def test_each_step_changes_the_input_as_its_name_says(fixture_dir):
     grey = read_grey(scan_folder(fixture_dir)[0].path)
-    assert crop_to(grey, locate(grey, Preprocessing(64, crop=0.1)).box).shape == (grey.shape[0] - 2 * round(grey.shape[0] * 0.1),
-                                            grey.shape[1] - 2 * round(grey.shape[1] * 0.1))
+    cropped = crop_to(grey, locate(grey, Preprocessing(64, crop=0.1)).box)
+    assert cropped.shape == (grey.shape[0] - 2 * round(grey.shape[0] * 0.1),
+                             grey.shape[1] - 2 * round(grey.shape[1] * 0.1))
     flat = equalize(grey, "global")
     assert abs(np.histogram(flat, 8, (0, 256))[0].std()) < np.histogram(grey, 8, (0, 256))[0].std()
     assert equalize(grey, "clahe").dtype == np.uint8 and not np.array_equal(equalize(grey, "clahe"), grey)
