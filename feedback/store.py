@@ -547,6 +547,16 @@ class CorrectionStore:
     def __repr__(self) -> str:
         return f"CorrectionStore({str(self.folder)!r})"
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for logs and notices: its folder."""
+        return str(self.folder)
+
+    @property
+    def files(self) -> Path | None:
+        """The local folder the store keeps its files in, which the app must never serve."""
+        return self.folder
+
     def exists(self) -> bool:
         """Whether the store holds a database yet (nothing was ever written when not)."""
         return (self.folder / DB_NAME).is_file()
