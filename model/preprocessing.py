@@ -168,14 +168,22 @@ def prepare_grey(grey: np.ndarray, p: Preprocessing, framing: Framing | None = N
     return resize_grey(equalize(grey, p.equalize), p.size)
 
 
+VGG_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype="float32")
+"""The ImageNet channel means VGG-16's weights were trained with ("caffe" mode: BGR order, means subtracted, no
+scaling), as keras.applications.vgg16.preprocess_input applies them."""
+
+
+def vgg_input(rgb: np.ndarray) -> np.ndarray:
+    """An RGB float image (..., 3) in 0-255 as VGG-16 reads it: channels reversed to BGR, ImageNet means removed."""
+    return np.asarray(rgb, dtype="float32")[..., ::-1] - VGG_BGR_MEAN
+
+
 def network_input(grey: np.ndarray, p: Preprocessing | int) -> tuple[np.ndarray, Framing]:
     """The network's (size, size, 3) float32 input and where in `grey` it came from; an int means plain resizing."""
-    from keras.applications.vgg16 import preprocess_input
-
     p = Preprocessing(p) if isinstance(p, int) else p
     framing = locate(grey, p)
     rgb = np.repeat(prepare_grey(grey, p, framing)[:, :, None].astype("float32"), 3, axis=2)
-    return preprocess_input(rgb), framing
+    return vgg_input(rgb), framing
 
 
 def to_network_input(grey: np.ndarray, p: Preprocessing | int) -> np.ndarray:

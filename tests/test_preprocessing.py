@@ -22,6 +22,7 @@ from model.preprocessing import (
     equalize,
     preprocessing_of,
     to_network_input,
+    vgg_input,
 )
 from model.serving.predictor import Predictor
 
@@ -56,6 +57,13 @@ def test_each_step_changes_the_input_as_its_name_says(fixture_dir):
     assert equalize(grey, "clahe").dtype == np.uint8 and not np.array_equal(equalize(grey, "clahe"), grey)
     plain, harmonized = (to_network_input(grey, Preprocessing(64, harmonize=h)) for h in (0, 32))
     assert plain.shape == harmonized.shape == (64, 64, 3) and not np.array_equal(plain, harmonized)
+
+
+def test_the_numpy_vgg_input_is_what_keras_applications_gives():
+    from keras.applications.vgg16 import preprocess_input
+
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype("float32")
+    np.testing.assert_allclose(vgg_input(rgb), preprocess_input(rgb.copy()), atol=1e-4)
 
 
 def test_the_preprocessing_names_its_cache_entries_apart():
