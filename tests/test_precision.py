@@ -206,6 +206,29 @@ def test_a_reduced_precision_answer_near_the_gates_threshold_is_recomputed_in_fl
     assert (far.status, far.precision) == ("answered", "bfloat16")
 
 
+def test_a_reduced_precision_answer_near_the_gates_distance_threshold_is_recomputed_in_float32():
+    from model.card import new_card
+    from model.config import ModelConfig
+    from model.serving.predictor import Predictor
+    from tests.test_gate import tiny_gate
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    gate = tiny_gate(threshold=0.1, novelty_threshold=4.0)
+
+    def runtime(second_feature):
+        def run(batch):
+            features = np.array([[2.0, f] for f in second_feature[: len(batch)]])
+            return np.full(len(batch), 0.9), np.zeros((len(batch), 2, 2)), features
+        return run
+
+    # distances 2.01**2 = 4.04 (1% past the threshold 4) and 1.0: only the first is near enough to recompute
+    predictor = Predictor(card, runtime([2.01, 1.0]), "bfloat16", exact=runtime([1.99]), gate=gate)
+    grey = np.tile(np.arange(64, dtype=np.uint8), (64, 1))
+    near, far = predictor.predict_many([grey, grey])
+    assert (near.status, near.precision) == ("answered", "float32")
+    assert (far.status, far.precision) == ("answered", "bfloat16")
+
+
 def _measured(f32: tuple[float, float], bf16: tuple[float, float] | None = None, same: bool = True) -> dict:
     figures = {"float32": {"1": f32[0], "8": f32[1]}}
     if bf16:

@@ -136,28 +136,29 @@ class Predictor:
             prepared = [network_input(items[i].grey, preprocessing) for i in todo]
             inputs = np.stack([array for array, _ in prepared])
             greys, framings = [items[i].grey for i in todo], [framing for _, framing in prepared]
-            for i, prediction in zip(todo, self._run(self.run, inputs, greys, framings, self.precision)):
+            predictions, near = self._run(self.run, inputs, greys, framings, self.precision)
+            for i, prediction in zip(todo, predictions):
                 results[i] = prediction
-            close = [k for k, i in enumerate(todo) if self._near(results[i])]
+            close = [k for k in range(len(todo)) if near[k]]
             if self.exact and close:
-                exact = self._run(self.exact, inputs[close], [greys[k] for k in close], [framings[k] for k in close],
-                                  "float32")
+                exact, _ = self._run(self.exact, inputs[close], [greys[k] for k in close],
+                                     [framings[k] for k in close], "float32")
                 for k, prediction in zip(close, exact):
                     results[todo[k]] = prediction
         return results
 
     def _run(self, runtime: Runtime, inputs: np.ndarray, greys: list[np.ndarray], framings: list[Framing],
-             precision: str) -> list[Prediction]:
+             precision: str) -> tuple[list[Prediction], np.ndarray]:
+        """The predictions of a batch, and which lie close enough to a threshold (the card's, or either of the
+        gate's: Gate.near_threshold) to be recomputed in float32 when the precision is reduced."""
         probs, cams, features = runtime(inputs)
         scopes = self.gate.check(features) if self.gate else [UNCHECKED] * len(greys)
-        return [self._prediction(float(p), cam, grey, framing, precision, scope)
-                for p, cam, grey, framing, scope in zip(probs, cams, greys, framings, scopes)]
-
-    def _near(self, prediction: Prediction) -> bool:
-        """Whether a reduced-precision answer is close enough to a threshold to be recomputed in float32."""
-        if self.gate and prediction.gate_score is not None and abs(prediction.gate_score - self.gate.threshold) < MARGIN:
-            return True
-        return prediction.answered and abs(prediction.probability - self.threshold) < MARGIN
+        predictions = [self._prediction(float(p), cam, grey, framing, precision, scope)
+                       for p, cam, grey, framing, scope in zip(probs, cams, greys, framings, scopes)]
+        near = np.array([p.answered and abs(p.probability - self.threshold) < MARGIN for p in predictions])
+        if self.gate:
+            near |= self.gate.near_threshold(features, MARGIN)
+        return predictions, near
 
     def _prediction(self, raw: float, heatmap: np.ndarray, grey: np.ndarray, framing: Framing, precision: str,
                     scope: Scope = UNCHECKED) -> Prediction:
