@@ -3,6 +3,7 @@
 from feedback.export import export_corrections
 from feedback.logins import Login, LoginFailed, LoginGuard, TooManyAttempts, check_login
 from feedback.readers import check_reader, hash_password, load_readers
+from feedback.records import Store
 from feedback.store import (
     LABELS,
     SCOPE_LABELS,
@@ -16,8 +17,8 @@ from feedback.store import (
     StoreUnwritable,
     check_note,
     clean_reader,
-    open_store,
 )
+from feedback.stores import open_store
 
 __all__ = [
     "LABELS",
@@ -30,6 +31,7 @@ __all__ = [
     "LoginGuard",
     "QuotaExceeded",
     "Quotas",
+    "Store",
     "StoreFull",
     "StoreUnreadable",
     "StoreUnwritable",

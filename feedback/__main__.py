@@ -11,7 +11,8 @@ from typing import NoReturn
 import settings
 from feedback.export import export_corrections, scope_folder
 from feedback.readers import DEFAULT_ITERATIONS, hash_password
-from feedback.store import CorrectionStore, StoreUnreadable, StoreUnwritable, clean_reader, open_store
+from feedback.records import Store, StoreUnreadable, StoreUnwritable, clean_reader
+from feedback.stores import open_store
 
 
 ROOT_HELP = ("the app's feedback store folder (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
@@ -36,7 +37,7 @@ def _fail(message: str) -> None:
     sys.exit(USAGE_ERROR)
 
 
-def _existing_store(root: Path) -> CorrectionStore:
+def _existing_store(root: Path) -> Store:
     store = open_store(root)
     if not store.exists():
         _fail(f"no feedback store at {root}; give the folder the app stored corrections in with --root DIR, or set "

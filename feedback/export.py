@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from feedback.store import Correction, CorrectionStore
+from feedback.records import Correction, Store
 
 FOLDERS = {"positive": "covid", "negative": "not_covid"}
 MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "pixel_sha256", "readers", "n_corrections")
@@ -73,7 +73,7 @@ def _by_image(corrections: Iterable[Correction]) -> dict[str, list[Correction]]:
     return by_image
 
 
-def _written(store: CorrectionStore, by_image: Mapping[str, list[Correction]], folders: Mapping[str, str], out: Path,
+def _written(store: Store, by_image: Mapping[str, list[Correction]], folders: Mapping[str, str], out: Path,
              counts: dict) -> Iterator[tuple[str, str, list[Correction]]]:
     """Write each image whose consensus has a folder into it, yielding (folder, file name, corrections); count those
     skipped (uncertain, withdrawn) or missing, and those written per folder."""
@@ -86,7 +86,7 @@ def _written(store: CorrectionStore, by_image: Mapping[str, list[Correction]], f
         if image is None:
             counts["missing_images"] += 1
             continue
-        folder, name = folders[label], Path(corrections[0].image_path).name
+        folder, name = folders[label], corrections[0].image_name
         (out / folder).mkdir(parents=True, exist_ok=True)
         (out / folder / name).write_bytes(image)
         counts[folder] += 1
@@ -103,7 +103,7 @@ def _identity_columns(corrections: list[Correction]) -> dict:
     }
 
 
-def export_corrections(store: CorrectionStore, out: str | Path, include_unverified: bool = False,
+def export_corrections(store: Store, out: str | Path, include_unverified: bool = False,
                        scope_out: str | Path | None = None) -> dict:
     """Write each corrected image into <out>/covid or <out>/not_covid by consensus, plus MANIFEST.csv; return counts.
 

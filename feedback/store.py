@@ -4,41 +4,51 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import math
 import os
-import re
 import sqlite3
 import tempfile
-import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
-import settings
+from feedback.records import (  # noqa: F401 (feedback.store's names from before feedback.records, kept importable)
+    IMAGES_DIR,
+    LABELS,
+    MAX_FILENAME_CHARS,
+    MAX_NOTE_CHARS,
+    MAX_PREDICTED_IMAGES,
+    MAX_READER_CHARS,
+    REFUSED_INPUT,
+    SCOPE_LABELS,
+    VERDICTS,
+    Correction,
+    DailyLimitReached,
+    QuotaExceeded,
+    Quotas,
+    StoreFull,
+    StoreUnreadable,
+    StoreUnwritable,
+    check_limits,
+    check_note,
+    clean_reader,
+    client_hash,
+    day_bounds,
+    digest,
+    new_record,
+    quotas_now,
+    repeats_latest,
+    store_full,
+    timestamp,
+)
+from feedback.records import utc_now as _utc_now
 
-LABELS = ("positive", "negative", "uncertain")
-"""A reader's verdict on what the image shows (the model's question)."""
-SCOPE_LABELS = ("in_scope", "out_of_scope")
-"""A reader's verdict on the input itself, for the input check (model.gate): an adult frontal chest film the model
-should answer, or not one (refusing it is right). An input the model refused can only get one of these."""
-VERDICTS = LABELS + SCOPE_LABELS
-REFUSED_INPUT = "out_of_scope"
-"""What a correction records as the model's answer when the input check refused the input."""
 SCHEMA_VERSION = 1
 """The store's schema, kept in the database as PRAGMA user_version: 0 before versions (diagnoses only), 1 with the
 input-check verdicts (SCOPE_LABELS)."""
-MAX_NOTE_CHARS = 2000
-MAX_READER_CHARS = 64
-MAX_FILENAME_CHARS = 255
 DB_NAME = "corrections.sqlite3"
 LOCK_NAME = "corrections.lock"
-IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 60.0
-MAX_PREDICTED_IMAGES = 100_000
-"""Predicted images noted for the per-version share of corrected images: the most recently first noted are kept."""
 MIN_FREE_BYTES = 8 * 2**20
 
 _SCHEMA = """
@@ -78,128 +88,6 @@ _COLUMNS = (
     "id, image_sha256, image_path, original_filename, correct_label, reader, note,"
     " predicted_label, probability, model_version, created_at, verified, pixel_sha256, withdrawn_at"
 )
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_EXTENSION = re.compile(r"\.[a-z0-9]{1,8}")
-_READER = re.compile(r"[\w .-]+")
-_NOTE_CONTROLS_ALLOWED = "\n\r\t"
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
-_SEPARATORS = frozenset("\u2028\u2029")
-
-
-class QuotaExceeded(ValueError):
-    """A flag refused because a storage limit is reached; nothing was stored."""
-
-
-class StoreFull(QuotaExceeded):
-    """Storing the image would take the store's images over its total quota."""
-
-
-class DailyLimitReached(QuotaExceeded):
-    """The reader (or the client) has already made the allowed number of flags this UTC day."""
-
-
-class StoreUnwritable(OSError):
-    """The store cannot be written (read-only file system, full disk, a path that is not a folder); nothing was stored."""
-
-
-class StoreUnreadable(OSError):
-    """The store cannot be read (a damaged database, a file that is not one, a folder that cannot be opened)."""
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """Limits on the store: total bytes of stored images, total records, flags per reader and per client per UTC
-    day, and predicted images noted (the oldest are forgotten beyond it)."""
-
-    store_bytes: int = settings.DEFAULT_QUOTA_MB * 2**20
-    daily_flags: int = settings.DEFAULT_DAILY_FLAGS
-    records: int = settings.DEFAULT_MAX_RECORDS
-    daily_flags_per_client: int = settings.DEFAULT_DAILY_FLAGS
-    predicted_images: int = MAX_PREDICTED_IMAGES
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Quotas:
-        """Quotas from XRAY_FEEDBACK_QUOTA_MB, XRAY_FEEDBACK_DAILY_FLAGS, XRAY_FEEDBACK_MAX_RECORDS and
-        XRAY_FEEDBACK_DAILY_FLAGS_PER_CLIENT (settings), with the defaults where unset."""
-        return cls(settings.store_quota_bytes(environ), settings.daily_flags(environ),
-                   settings.store_max_records(environ), settings.daily_flags_per_client(environ))
-
-
-@dataclass(frozen=True)
-class Correction:
-    """One radiologist's verdict on one image; `image_path` is absolute; `verified` when made by a signed-in reader.
-
-    `pixel_sha256` is the image's identity (the hash of its decoded pixels, model.images.pixel_sha256) as the app
-    recorded it at flag time ("" for records made before it was recorded); `withdrawn_at` is when the reader
-    withdrew it ("" while it stands).
-    """
-
-    id: int
-    image_sha256: str
-    image_path: str
-    original_filename: str
-    correct_label: str
-    reader: str
-    note: str
-    predicted_label: str
-    probability: float
-    model_version: str
-    created_at: str
-    verified: bool = False
-    pixel_sha256: str = ""
-    withdrawn_at: str = ""
-
-    @property
-    def about_input(self) -> bool:
-        """Whether this is a verdict on the input for the input check (SCOPE_LABELS), not a diagnosis (LABELS)."""
-        return self.correct_label in SCOPE_LABELS
-
-    @property
-    def identity(self) -> str:
-        """What the correction is about: the decoded pixels' hash where recorded, else the stored file's bytes' hash."""
-        return self.pixel_sha256 or self.image_sha256
-
-
-def clean_reader(name: str) -> str:
-    """The reader name stripped; ValueError unless it is 1-64 letters, digits, spaces, '.', '_' or '-'."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("reader name is empty: say who is making the correction")
-    name = name.strip()
-    if len(name) > MAX_READER_CHARS:
-        raise ValueError(f"reader name is {len(name)} characters long; at most {MAX_READER_CHARS} are allowed")
-    if not _READER.fullmatch(name):
-        raise ValueError("reader name may contain only letters, digits, spaces, '.', '_' and '-'")
-    return name
-
-
-def check_note(note: str) -> str:
-    """The note unchanged; ValueError unless it is text of at most 2,000 characters without control, text-direction
-    or zero-width characters or Unicode line separators (newlines and tabs are fine)."""
-    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
-        raise ValueError(f"note must be text of at most {MAX_NOTE_CHARS} characters")
-    if any(unicodedata.category(ch) == "Cc" and ch not in _NOTE_CONTROLS_ALLOWED for ch in note):
-        raise ValueError("note may not contain control characters (newlines and tabs are fine)")
-    if any(ch in _BIDI_CONTROLS for ch in note):
-        raise ValueError("note may not contain text-direction control characters (such as U+202E), which would "
-                         "reorder how it is displayed")
-    if any(ch in _INVISIBLE for ch in note):
-        raise ValueError("note may not contain invisible zero-width characters (U+200B-U+200D, U+2060, U+FEFF), "
-                         "which hide text or make equal-looking notes differ")
-    if any(ch in _SEPARATORS for ch in note):
-        raise ValueError("note may not contain Unicode line or paragraph separators (U+2028, U+2029); use an "
-                         "ordinary new line")
-    return note
-
-
-def _clean_filename(filename: str) -> str:
-    """The upload's base name without control characters, cut to 255 characters, for the record."""
-    if not isinstance(filename, str):
-        raise ValueError(f"filename must be text, got {type(filename).__name__}")
-    name = "".join(ch for ch in Path(filename).name if unicodedata.category(ch) != "Cc")
-    return name[:MAX_FILENAME_CHARS]
-
-
 def _create_private(path: Path) -> None:
     """Create the file owner-only (0600) if it is missing, without opening an existing one."""
     try:
@@ -383,37 +271,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _suffix(filename: str) -> str:
-    """The file name's extension in lower case, or "" when it has none or an odd one."""
-    suffix = Path(filename).suffix.lower()
-    return suffix if _EXTENSION.fullmatch(suffix) else ""
-
-
-def _extension(extension: str) -> str:
-    """An extension given by the caller, as ".png"; ValueError unless 1-8 letters or digits."""
-    suffix = "." + extension.lower().removeprefix(".") if isinstance(extension, str) else ""
-    if not _EXTENSION.fullmatch(suffix):
-        raise ValueError(f"extension must be 1-8 letters or digits such as '.png', got {extension!r}")
-    return suffix
-
-
-def _digest(image_sha256: str) -> str:
-    """The hex SHA-256 digest in lower case; ValueError when it is not one."""
-    sha256 = image_sha256.strip().lower() if isinstance(image_sha256, str) else ""
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError(f"not a hex SHA-256 digest: {image_sha256!r}")
-    return sha256
-
-
 def _stored_bytes(images: Path) -> int:
     """Bytes taken by the files in the images folder."""
     with os.scandir(images) as entries:
         return sum(entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False))
-
-
-def _store_full(quota_bytes: int) -> StoreFull:
-    return StoreFull(f"the feedback store is full (its quota is {quota_bytes / 2**20:.0f} MB of images); "
-                     "ask the Space's maintainer to export and clear it or to raise XRAY_FEEDBACK_QUOTA_MB")
 
 
 def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> str:
@@ -424,7 +285,7 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota
     if existing:
         return f"{IMAGES_DIR}/{existing[0].name}"
     if _stored_bytes(images) + len(image_bytes) > quota_bytes:
-        raise _store_full(quota_bytes)
+        raise store_full(quota_bytes)
     name = sha256 + suffix
     fd, tmp = tempfile.mkstemp(dir=images, prefix=".tmp-", suffix=".part")
     try:
@@ -440,55 +301,20 @@ def _store_image(root: Path, image_bytes: bytes, sha256: str, suffix: str, quota
     return f"{IMAGES_DIR}/{name}"
 
 
-def _validate(image_bytes, correct_label, predicted_label, probability, model_version) -> None:
-    if not isinstance(image_bytes, (bytes, bytearray)) or not image_bytes:
-        raise ValueError("image is empty: nothing to store")
-    if correct_label not in VERDICTS:
-        raise ValueError(f"correct_label must be one of {VERDICTS}, got {correct_label!r}")
-    if not isinstance(predicted_label, str) or not isinstance(model_version, str):
-        raise ValueError("predicted_label and model_version must be text")
-    if predicted_label == REFUSED_INPUT and correct_label not in SCOPE_LABELS:
-        raise ValueError("the input check refused this image, so it gets no COVID-19 label: say whether it is an "
-                         "adult frontal chest film (in_scope) or not, so refusing it was right (out_of_scope)")
-    if not isinstance(probability, (int, float)) or math.isnan(probability) or not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must be a number in [0, 1], got {probability!r}")
+def _flags_today(conn: sqlite3.Connection, now: datetime) -> Callable[[str, str], int]:
+    """How to count the corrections a reader or client (`column`) made on now's UTC day."""
+    start, end = day_bounds(now)
 
-
-def client_hash(client: str | None) -> str:
-    """What the store keeps of a client: the first 16 hex digits of its SHA-256 ('' when unknown)."""
-    return hashlib.sha256(client.encode()).hexdigest()[:16] if client else ""
-
-
-def _utc_now() -> datetime:
-    """The time now in UTC (a seam for tests)."""
-    return datetime.now(timezone.utc)
-
-
-def _flags_today(conn: sqlite3.Connection, column: str, value: str, now: datetime) -> int:
-    """How many corrections have this reader or client (`column`) on now's UTC day."""
-    day = now.date()
-    (count,) = conn.execute(
-        f"SELECT COUNT(*) FROM corrections WHERE {column} = ? AND created_at >= ? AND created_at < ?",
-        (value, day.isoformat(), (day + timedelta(days=1)).isoformat()),
-    ).fetchone()
+    def count(column: str, value: str) -> int:
+        return conn.execute(f"SELECT COUNT(*) FROM corrections WHERE {column} = ? AND created_at >= ? "
+                            "AND created_at < ?", (value, start, end)).fetchone()[0]
     return count
 
 
 def _check_limits(conn: sqlite3.Connection, record: dict, quotas: Quotas, now: datetime) -> None:
     """Raise StoreFull at the record quota, DailyLimitReached at the reader's or the client's daily limit."""
     (records,) = conn.execute("SELECT COUNT(*) FROM corrections").fetchone()
-    if records >= quotas.records:
-        raise StoreFull(f"the feedback store holds {records} corrections, its limit (XRAY_FEEDBACK_MAX_RECORDS); "
-                        "ask the Space's maintainer to export and clear it")
-    reader, limit = record["reader"], quotas.daily_flags
-    if (count := _flags_today(conn, "reader", reader, now)) >= limit:
-        raise DailyLimitReached(f"reader {reader!r} has made {count} flags today, the daily limit is {limit}; "
-                                "flag again after 00:00 UTC")
-    limit = quotas.daily_flags_per_client
-    if record["client"] and (count := _flags_today(conn, "client", record["client"], now)) >= limit:
-        raise DailyLimitReached(f"{count} flags came from your address today, the daily limit per client is {limit}; "
-                                "flag again after 00:00 UTC")
-
+    check_limits(record, quotas, records, _flags_today(conn, now))
 
 def _insert_once(
     conn: sqlite3.Connection, root: Path, record: dict, image: tuple[bytes, str], quotas: Quotas
@@ -500,13 +326,13 @@ def _insert_once(
             "SELECT id, correct_label, withdrawn_at FROM corrections WHERE image_sha256 = ? AND reader = ? "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (record["image_sha256"], record["reader"]),
         ).fetchone()
-        found = latest if latest and latest[1] == record["correct_label"] and latest[2] is None else None
+        found = latest if repeats_latest(latest, record) else None
         if found is None:
             now = _utc_now()
             _check_limits(conn, record, quotas, now)
             image_bytes, suffix = image
             image_path = _store_image(root, image_bytes, record["image_sha256"], suffix, quotas.store_bytes)
-            row = {**record, "image_path": image_path, "created_at": now.isoformat(timespec="microseconds")}
+            row = {**record, "image_path": image_path, "created_at": timestamp(now)}
             cursor = conn.execute(
                 f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
             )
@@ -525,11 +351,6 @@ def _note_predicted(conn: sqlite3.Connection, model_version: str, sha256: str, k
     conn.execute("INSERT OR IGNORE INTO predicted_images VALUES (?, ?)", (model_version, sha256))
     conn.execute("DELETE FROM predicted_images WHERE rowid <= (SELECT MAX(rowid) FROM predicted_images) - ?",
                  (max(0, keep),))
-
-
-def open_store(folder: str | Path) -> CorrectionStore:
-    """The store the app and `python -m feedback` use for this folder: the one place that picks the store's kind."""
-    return CorrectionStore(folder)
 
 
 class CorrectionStore:
@@ -589,19 +410,10 @@ class CorrectionStore:
         image's identity computed by the caller (model.images.pixel_sha256), recorded with it and written into
         exports. `client` (who sent it, e.g. an address) is kept only as a hash, for the per-client daily limit.
         """
-        _validate(image_bytes, correct_label, predicted_label, probability, model_version)
-        if not isinstance(verified, bool):
-            raise ValueError(f"verified must be True or False, got {verified!r}")
-        suffix = _suffix(filename) if extension is None else _extension(extension)
-        quotas = Quotas.from_env() if self.quotas is None else self.quotas
-        sha256 = hashlib.sha256(image_bytes).hexdigest() if image_sha256 is None else _digest(image_sha256)
-        record = {
-            "image_sha256": sha256, "original_filename": _clean_filename(filename),
-            "correct_label": correct_label, "reader": clean_reader(reader), "note": check_note(note),
-            "predicted_label": predicted_label, "probability": float(probability), "model_version": model_version,
-            "verified": int(verified), "pixel_sha256": _digest(pixel_sha256) if pixel_sha256 else "",
-            "client": client_hash(client),
-        }
+        record, suffix = new_record(image_bytes, filename, correct_label, reader, note, predicted_label, probability,
+                                    model_version, verified=verified, image_sha256=image_sha256,
+                                    extension_given=extension, pixel_sha256=pixel_sha256, client=client)
+        quotas = quotas_now(self.quotas)
         with _writing():
             conn = _connect(self.folder)
             try:
@@ -613,12 +425,12 @@ class CorrectionStore:
         """Raise what `add` would raise for any new image at the record or image quota or at the reader's or client's
         daily limit, before any work on the image (`add` checks again as it writes); reads only (a store not made yet
         counts as empty)."""
-        quotas = Quotas.from_env() if self.quotas is None else self.quotas
+        quotas = quotas_now(self.quotas)
         record = {"reader": clean_reader(reader), "client": client_hash(client)}
         images = self.folder / IMAGES_DIR
         with _reading():
             if (_stored_bytes(images) if images.is_dir() else 0) >= quotas.store_bytes:
-                raise _store_full(quotas.store_bytes)
+                raise store_full(quotas.store_bytes)
             conn = _connect_read(self.folder) if self.exists() else sqlite3.connect(":memory:")
             try:
                 if "corrections" not in _tables(conn):
@@ -633,7 +445,7 @@ class CorrectionStore:
 
     def for_image(self, image_sha256: str) -> list[Correction]:
         """All corrections of one image (by its file's SHA-256), oldest first."""
-        sha256 = _digest(image_sha256)
+        sha256 = digest(image_sha256)
         with _reading():
             return _read(self.folder, "WHERE image_sha256 = ?", (sha256,))
 
@@ -666,7 +478,7 @@ class CorrectionStore:
                         raise ValueError(f"record #{record_id} is not a correction of reader {reader!r}; "
                                          "a reader can withdraw only their own")
                     conn.execute("UPDATE corrections SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL",
-                                 (_utc_now().isoformat(timespec="microseconds"), int(record_id)))
+                                 (timestamp(_utc_now()), int(record_id)))
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -691,7 +503,7 @@ class CorrectionStore:
         noted longest ago is forgotten first, so the table stays bounded while the counts go on."""
         if not isinstance(model_version, str) or not model_version:
             raise ValueError(f"model_version must be non-empty text, got {model_version!r}")
-        sha256 = None if image_sha256 is None else _digest(image_sha256)
+        sha256 = None if image_sha256 is None else digest(image_sha256)
         keep = MAX_PREDICTED_IMAGES if self.quotas is None else self.quotas.predicted_images
         with _writing():
             conn = _connect(self.folder)
