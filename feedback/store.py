@@ -120,8 +120,9 @@ def _connect(root: Path) -> sqlite3.Connection:
         try:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(_SCHEMA)
-            _migrate(conn)
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                conn.execute(_SCHEMA)
+                _migrate(conn)
             _restrict(root)
         except BaseException:
             conn.close()
@@ -133,7 +134,8 @@ def _connect(root: Path) -> sqlite3.Connection:
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database made by an earlier version up to SCHEMA_VERSION, keeping every row as it was (rows from
-    before accounts count as unverified); refuse one made by a newer version."""
+    before accounts count as unverified); refuse one made by a newer version. Runs once per database: a connection
+    to one already at SCHEMA_VERSION skips it."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"it was made by a newer version of this app (store schema {version}; this one "
