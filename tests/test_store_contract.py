@@ -1,0 +1,197 @@
+"""The store protocol's contract (feedback.records.Store), run against both stores: SQLite in a folder and a real
+PostgreSQL server started by the tests (tests/postgres.py). Each test is one promise any store must keep."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from feedback import DailyLimitReached, Quotas, Store, StoreFull, export_corrections, open_store
+from feedback.export import scope_folder
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
+from tests.test_feedback import png_bytes
+
+KINDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=KINDS)
+def url(request, tmp_path) -> str:
+    """Where a new, empty store of each kind is."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("postgres_url")
+
+
+def store_at(url: str, **quotas) -> Store:
+    return open_store(url, Quotas(**quotas) if quotas else Quotas())
+
+
+def flag(store: Store, seed: int, label: str = "positive", reader: str = "alice", **more) -> tuple[int, bool]:
+    data = png_bytes(seed)
+    args = dict(note="", predicted_label="negative", probability=0.2, model_version="v1", verified=True,
+                extension=".png", image_sha256=hashlib.sha256(data).hexdigest())
+    args.update(more)
+    return store.add(data, more.pop("filename", f"film-{seed}.png"), label, reader, args.pop("note"),
+                     args.pop("predicted_label"), args.pop("probability"), args.pop("model_version"), **args)
+
+
+def at(store: Store, monkeypatch, moment: datetime) -> None:
+    """Make the store's clock read `moment` (each store module holds its own `_utc_now`)."""
+    monkeypatch.setattr(sys.modules[type(store).__module__], "_utc_now", lambda: moment)
+
+
+def test_a_new_store_reads_empty_without_being_made(url):
+    store = store_at(url)
+    assert isinstance(store, Store)
+    assert (store.all(), store.count(), store.prediction_counts(), store.predicted_images()) == ([], 0, {}, {})
+    assert store.integrity() == "ok" and store.problem() is None
+    store.check_quotas("alice", "203.0.113.1")
+    assert not store.exists(), "reading or checking quotas must not create the store"
+
+
+def test_add_then_read_back_with_the_image_bytes(url):
+    store = store_at(url)
+    data = png_bytes(1)
+    sha = hashlib.sha256(data).hexdigest()
+    assert flag(store, 1, "negative", note="line one\nline two", probability=0.75, model_version="v7",
+                pixel_sha256="b" * 64, client="203.0.113.9") == (1, True)
+    assert store.exists()
+    [c] = store.for_image(sha)
+    assert (c.id, c.image_sha256, c.original_filename, c.correct_label, c.reader, c.note, c.predicted_label,
+            c.probability, c.model_version, c.verified, c.pixel_sha256, c.withdrawn_at) == \
+        (1, sha, "film-1.png", "negative", "alice", "line one\nline two", "negative", 0.75, "v7", True, "b" * 64, "")
+    assert c.image_name == f"{sha}.png" and c.created_at.startswith(datetime.now(timezone.utc).date().isoformat())
+    assert store.image_bytes(c) == data
+    assert store.all() == [c] and store.count() == 1 and store.for_image("0" * 64) == []
+    assert store.integrity() == "ok"
+
+
+def test_a_repeated_verdict_is_stored_once_and_a_changed_one_becomes_the_latest(url):
+    store = store_at(url)
+    assert flag(store, 2) == (1, True)
+    assert flag(store, 2) == (1, False)
+    assert flag(store, 2, "negative") == (2, True)
+    assert flag(store, 2, "positive") == (3, True)
+    assert flag(store, 2, reader="bob") == (4, True)
+    assert [c.correct_label for c in store.all()] == ["positive", "negative", "positive", "positive"]
+
+
+def test_one_image_stored_once_keeps_its_first_extension(url):
+    store = store_at(url)
+    flag(store, 3, extension=".jpg")
+    flag(store, 3, reader="bob", extension=".png")
+    assert {c.image_name for c in store.all()} == {hashlib.sha256(png_bytes(3)).hexdigest() + ".jpg"}
+
+
+def test_invalid_records_are_refused_and_nothing_is_stored(url):
+    store = store_at(url)
+    for bad in (dict(image_sha256="not-a-hash"), dict(probability=1.5), dict(pixel_sha256="xyz"),
+                dict(note="\u202eevil"), dict(reader=""), dict(predicted_label="out_of_scope")):
+        reader = bad.pop("reader", "alice")
+        with pytest.raises(ValueError):
+            flag(store, 4, reader=reader, **bad)
+    assert store.count() == 0
+
+
+def test_withdraw_only_ones_own_once_kept_in_history_and_left_out_of_export(url, tmp_path):
+    store = store_at(url)
+    flag(store, 5)
+    flag(store, 6, reader="bob")
+    with pytest.raises(ValueError, match="only their own"):
+        store.withdraw(2, "alice")
+    with pytest.raises(ValueError):
+        store.withdraw(99, "alice")
+    withdrawn = store.withdraw(1, "alice")
+    assert withdrawn.withdrawn_at and store.withdraw(1, "alice") == withdrawn
+    assert [c.withdrawn_at != "" for c in store.all()] == [True, False]
+    counts = export_corrections(store, tmp_path / "out")
+    assert (counts["covid"], counts["skipped_withdrawn"]) == (1, 1)
+
+
+def test_verdicts_on_inputs_are_kept_apart_from_labels(url, tmp_path):
+    store = store_at(url)
+    flag(store, 7, "out_of_scope", predicted_label="out_of_scope", probability=0.0)
+    flag(store, 8, "in_scope", predicted_label="positive", probability=0.9)
+    with pytest.raises(ValueError, match="in_scope"):
+        flag(store, 9, "negative", predicted_label="out_of_scope", probability=0.0)
+    assert [c.about_input for c in store.all()] == [True, True]
+    counts = export_corrections(store, tmp_path / "out", scope_out=scope_folder(tmp_path / "out"))
+    assert (counts["images"], counts["input_verdicts"], counts["in_scope"], counts["out_of_scope"]) == (0, 2, 1, 1)
+
+
+def test_record_and_image_quotas(url):
+    store = store_at(url, records=2)
+    flag(store, 10)
+    flag(store, 11)
+    with pytest.raises(StoreFull, match="2 corrections"):
+        store.check_quotas("carol")
+    with pytest.raises(StoreFull):
+        flag(store, 12, reader="carol")
+    tight = store_at(url, store_bytes=len(png_bytes(10)) + len(png_bytes(11)))
+    with pytest.raises(StoreFull, match="full"):
+        tight.check_quotas("carol")
+    with pytest.raises(StoreFull, match="full"):
+        flag(tight, 12, reader="carol")
+    assert store.count() == 2
+
+
+def test_daily_limits_per_reader_and_per_client_end_with_the_utc_day(url, monkeypatch):
+    store = store_at(url, daily_flags=2, daily_flags_per_client=3)
+    at(store, monkeypatch, datetime(2025, 3, 4, 23, 59, tzinfo=timezone.utc))
+    flag(store, 13, client="198.51.100.1")
+    flag(store, 14, client="198.51.100.1")
+    with pytest.raises(DailyLimitReached, match="'alice' has made 2 flags today"):
+        store.check_quotas("alice")
+    with pytest.raises(DailyLimitReached):
+        flag(store, 15)
+    flag(store, 15, reader="bob", client="198.51.100.1")
+    with pytest.raises(DailyLimitReached, match="from your address"):
+        flag(store, 16, reader="carol", client="198.51.100.1")
+    flag(store, 16, reader="carol", client="198.51.100.2")
+    at(store, monkeypatch, datetime(2025, 3, 5, 0, 0, tzinfo=timezone.utc))
+    store.check_quotas("alice", "198.51.100.1")
+    flag(store, 17, client="198.51.100.1")
+    assert store.count() == 5
+
+
+def test_prediction_counts_and_a_bounded_list_of_predicted_images(url):
+    store = store_at(url, predicted_images=2)
+    shas = [hashlib.sha256(bytes([i])).hexdigest() for i in range(3)]
+    for sha in shas:
+        store.count_prediction("v1", sha)
+    store.count_prediction("v1", shas[2])
+    store.count_prediction("v2")
+    with pytest.raises(ValueError):
+        store.count_prediction("")
+    assert store.prediction_counts() == {"v1": 4, "v2": 1}
+    assert store.predicted_images() == {"v1": set(shas[1:])}
+    assert store.count() == 0 and store.integrity() == "ok"
+
+
+def test_location_and_files_name_no_password_and_no_folder_to_serve_beyond_the_stores_own(url):
+    store = store_at(url.replace("postgres@", "postgres:s3cret@"))
+    assert "s3cret" not in store.location and store.location
+    assert store.files is None if url.startswith("postgresql") else store.files == Path(url)
+
+
+def test_the_same_flags_export_identically_from_both_stores(tmp_path, postgres_url):
+    """The export (and so training) cannot tell which store the corrections came from."""
+    exports = []
+    for name, url in (("sqlite", str(tmp_path / "store")), ("postgresql", postgres_url)):
+        store = store_at(url)
+        flag(store, 20)
+        flag(store, 20, "negative", reader="bob")
+        flag(store, 20, reader="carol", verified=False)
+        flag(store, 21, "negative", pixel_sha256="c" * 64)
+        flag(store, 22, "uncertain")
+        flag(store, 23, "out_of_scope", predicted_label="out_of_scope", probability=0.0)
+        store.withdraw(flag(store, 24)[0], "alice")
+        out = tmp_path / name / "export"
+        counts = export_corrections(store, out, include_unverified=True, scope_out=scope_folder(out))
+        exports.append((counts, {p.relative_to(out.parent).as_posix(): p.read_bytes()
+                                 for p in sorted(out.parent.rglob("*")) if p.is_file()}))
+    assert exports[0] == exports[1] and exports[0][0]["covid"] == 1
