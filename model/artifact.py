@@ -63,16 +63,16 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.read(card_path)
 
 
-def artifact_gate(path: Path, card: ModelCard, model=None) -> Gate | None:
+def artifact_gate(path: Path, card: ModelCard, width: int | None = None) -> Gate | None:
     """The input gate the card records (None if it records none); ValueError if its file is missing or broken, or,
-    given the artifact's network, reads another number of features than the network gives it."""
+    given `width` (how many features the artifact's network hands its gate), reads another number of features."""
     if not card.gate:
         return None
     folder = artifact_paths(path)[0].parent
     if not (folder / GATE_FILE).is_file():
         raise ValueError(f"the model card records an input gate but {folder / GATE_FILE} is missing")
     gate = load_gate(folder)
-    if model is not None and (width := gate_width(model)) != gate.mean.shape[0]:
+    if width is not None and width != gate.mean.shape[0]:
         raise ValueError(f"{folder / GATE_FILE} is an input gate over {gate.mean.shape[0]} features, but this network "
                          f"gives it {width}: the gate belongs to another model")
     return gate
@@ -85,20 +85,26 @@ def gate_width(model) -> int:
     return int(gate_network(model.get_layer(BASE_NAME)).output.shape[-1])
 
 
-def load_artifact(path: Path):
-    """(keras model, ModelCard) from an artifact folder or a .keras file."""
+def load_keras_model(model_path: Path):
+    """The Keras network saved at model_path; ArtifactError with a one-line reason where it is not one."""
     import keras
 
-    model_path, _ = artifact_paths(path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
-    card = load_card(path)
     try:
-        model = keras.models.load_model(model_path, compile=False)
+        return keras.models.load_model(model_path, compile=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         # Keras says "File not found" for a file that is there but is no .keras zip: name the real problem.
         raise ArtifactError(f"{model_path} is not a readable Keras model (corrupt, cut short or another format; "
                             f"{type(error).__name__})") from None
+
+
+def load_artifact(path: Path, load_network=load_keras_model):
+    """(network, ModelCard) from an artifact folder or a .keras file; `load_network` reads the network file (a
+    Keras model by default; model.serving.runtime's engines pass their own)."""
+    model_path, _ = artifact_paths(path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"no model at {model_path}; create one with `python -m model.train --data DIR --out DIR`")
+    card = load_card(path)
+    model = load_network(model_path)
     if card.config.lungs:
         _use_artifact_localiser(model_path.parent / LOCALISER_FILE, card.config.lungs)
     return model, card

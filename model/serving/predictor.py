@@ -17,7 +17,7 @@ from model.gate import ANSWERED, UNCHECKED, Gate, Scope, header_scope
 from model.images import ImageError, Source, image_facts, load_bytes, read_grey
 from model.precision import requested_precision
 from model.preprocessing import Box, Framing, network_input, preprocessing_of
-from model.serving.runtime import Runtime, keras_runtime
+from model.serving.runtime import DEFAULT_ENGINE, Runtime, engine
 
 
 @dataclass(frozen=True)
@@ -193,26 +193,34 @@ def decode(source: Input) -> Decoded:
 
 
 def predictor_from_model(model, card: ModelCard, precision: str = "float32", gate: Gate | None = None,
-                         batch_size: int = 1) -> Predictor:
-    """A predictor running `model` in `precision` (float32 or bfloat16; see model.precision), with a float32
-    runtime for answers near a threshold when the precision is reduced, and the input gate if there is one."""
-    exact = keras_runtime(model, "float32") if precision != "float32" else None
-    return Predictor(card=card, run=keras_runtime(model, precision), precision=precision, exact=exact, gate=gate,
+                         batch_size: int = 1, engine_name: str = DEFAULT_ENGINE) -> Predictor:
+    """A predictor running `model` on the engine `engine_name` (model.serving.runtime.ENGINES) in `precision`
+    (float32 or bfloat16 for Keras; see model.precision), with a runtime in the engine's exact precision for answers
+    near a threshold when the precision is reduced, and the input gate if there is one."""
+    chosen = engine(engine_name)
+    if precision not in chosen.precisions:
+        raise ValueError(f"the {engine_name} engine runs {', '.join(chosen.precisions)}, not {precision}")
+    exact = chosen.runtime(model, chosen.precisions[0]) if precision != chosen.precisions[0] else None
+    return Predictor(card=card, run=chosen.runtime(model, precision), precision=precision, exact=exact, gate=gate,
                      batch_size=batch_size)
 
 
-def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, serving: bool = False) -> Predictor:
-    """The artifact's predictor, with its input gate; precision None means $XRAY_PRECISION, else auto, which
-    times this model in each precision on this CPU (model/serving/measure.py, cached). For `serving` (a server
-    batching concurrent predictions), the batch size is measured too unless $XRAY_MAX_BATCH_SIZE sets it."""
-    model, card = load_artifact(path)
-    gate = artifact_gate(path, card, model)
+def load_predictor(path: Path = DEFAULT_ARTIFACT, precision: str | None = None, serving: bool = False,
+                   engine_name: str = DEFAULT_ENGINE) -> Predictor:
+    """The artifact's predictor on the engine `engine_name`, with its input gate; precision None means
+    $XRAY_PRECISION, else auto, which times this model in each precision on this CPU (model/serving/measure.py,
+    cached). For `serving` (a server batching concurrent predictions), the batch size is measured too unless
+    $XRAY_MAX_BATCH_SIZE sets it."""
+    chosen = engine(engine_name)
+    model, card = load_artifact(path, chosen.load)
+    gate = artifact_gate(path, card, chosen.gate_width(model) if card.gate else None)
     requested, forced_batch = requested_precision(precision), settings.max_batch_size()
     if requested == "auto" or (serving and forced_batch is None):
         from model.serving.measure import measured_serving
 
-        choice = measured_serving(lambda p: predictor_from_model(model, card, p, gate), card, requested,
-                                  forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
-        return predictor_from_model(model, card, choice.precision, gate, forced_batch or choice.batch_size)
-    return predictor_from_model(model, card, requested, gate,
-                                forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
+        choice = measured_serving(lambda p: predictor_from_model(model, card, p, gate, engine_name=engine_name),
+                                  card, requested, forced_batch or settings.DEFAULT_MAX_BATCH_SIZE)
+        return predictor_from_model(model, card, choice.precision, gate, forced_batch or choice.batch_size,
+                                    engine_name)
+    return predictor_from_model(model, card, requested, gate, forced_batch or settings.DEFAULT_MAX_BATCH_SIZE,
+                                engine_name)
