@@ -69,7 +69,7 @@ def in_process(model_path: Path, precision: str, files: list[Path]) -> dict[str,
 
     from model.artifact import artifact_gate, load_artifact
     from model.images import load_bytes, read_grey
-    from model.serving.gradcam import overlay
+    from model.serving.overlay import overlay
     from model.serving.predictor import predictor_from_model
     from space.presentation import preview
 

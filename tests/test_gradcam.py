@@ -9,7 +9,7 @@ from model.card import new_card
 from model.config import ModelConfig
 from model.features import Features
 from model.preprocessing import crop_box, preprocessing_of, to_network_input
-from model.serving.gradcam import overlay
+from model.serving.overlay import overlay
 from model.serving.predictor import predictor_from_model
 
 SIDE, PATCH, CROP = 100, 20, 0.2

@@ -34,8 +34,16 @@ def import_with_blocked(modules: list[str], blocked: list[str]) -> subprocess.Co
 
 
 def test_serving_imports_nothing_from_training():
-    serving = ["model.serving.predictor", "model.serving.cache", "model.serving.gradcam", "model.serving.runtime"]
+    serving = ["model.serving.predictor", "model.serving.cache", "model.serving.gradcam", "model.serving.runtime",
+               "model.serving.overlay"]
     result = import_with_blocked(serving, ["model.training", "tuning", "keras_tuner", "sklearn"])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_what_any_engine_shares_needs_no_network_library():
+    shared = ["model.preprocessing", "model.serving.overlay", "model.serving.runtime", "model.calibration",
+              "model.gate"]
+    result = import_with_blocked(shared, ["tensorflow", "keras"])
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -50,6 +58,13 @@ def test_feedback_and_model_never_import_each_other():
     model = ["model.training.export", "model.training.scoring", "model.training.split_features", "model.training.folds",
              "model.serving.predictor", "model.data"]
     assert import_with_blocked(model, ["feedback", "space", "tuning"]).returncode == 0
+
+
+def test_the_service_imports_no_web_framework():
+    """The page and the REST API are adapters over space.service: it works on plain values, with neither door's
+    library."""
+    result = import_with_blocked(["space.service", "space.clients"], ["gradio", "gradio_client", "fastapi", "starlette"])
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_settings_imports_nothing_of_the_project():

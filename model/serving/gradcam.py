@@ -1,8 +1,8 @@
-"""Grad-CAM for the classifier: probability and heatmap from one forward pass, and an overlay to show it."""
+"""Grad-CAM for the classifier: probability, heatmap and gate features from one forward pass (the overlay that shows
+the heatmap is model/serving/overlay.py, numpy only)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import keras
@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 from model.architecture import BASE_NAME, gate_outputs
-from model.preprocessing import Box, scale_box
 
 
 def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -46,30 +45,3 @@ def explainer(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np
         return probs.numpy(), cams.numpy(), gate.numpy()
 
     return explain
-
-
-@functools.cache
-def _jet(alpha: float) -> np.ndarray:
-    """alpha times matplotlib's jet colormap as a 256 x 3 float32 table (a lookup is 4x faster than the colormap)."""
-    from matplotlib import colormaps
-
-    return (alpha * 255.0 * colormaps["jet"](np.linspace(0, 1, 256))[:, :3]).astype("float32")
-
-
-def overlay(grey: np.ndarray, heatmap: np.ndarray, box: Box | None = None, box_shape: tuple[int, ...] | None = None,
-            alpha: float = 0.4) -> np.ndarray:
-    """Blend a [0, 1] heatmap (any resolution) over a uint8 grey image as an RGB uint8 picture.
-
-    The heatmap covers `box` (model.preprocessing.crop_box: the region the network saw; None: all of it), given
-    in the pixels of an image of `box_shape` (default: grey's own, e.g. the full upload when grey is its preview);
-    outside it the picture stays plain grey.
-    """
-    from PIL import Image
-
-    h, w = grey.shape
-    top, left, bottom, right = scale_box(box or (0, 0, *(box_shape or grey.shape)[:2]), box_shape or grey.shape, (h, w))
-    small = Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype("uint8"), mode="L")
-    heat = np.asarray(small.resize((right - left, bottom - top), Image.Resampling.BILINEAR))
-    blended = np.repeat(grey[:, :, None].astype("float32"), 3, axis=2)
-    blended[top:bottom, left:right] = (1 - alpha) * blended[top:bottom, left:right] + _jet(alpha)[heat]
-    return np.clip(blended, 0, 255).astype("uint8")
