@@ -1,4 +1,5 @@
-"""Command line: export corrections for training, hash a reader password, list or withdraw corrections."""
+"""Command line: export corrections for training, hash a reader password, list or withdraw corrections, copy the
+store to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -89,6 +90,23 @@ def _withdraw(args: argparse.Namespace) -> None:
           "left out of exports")
 
 
+def _migrate(args: argparse.Namespace) -> None:
+    from feedback.migrate import migrate  # psycopg only for this command
+    from feedback.postgres_store import PostgresStore
+
+    target = open_store(args.to)
+    if not isinstance(target, PostgresStore):
+        _fail(f"--to must name a PostgreSQL database (postgresql://user:password@host:port/dbname), got {args.to!r}")
+    counts = migrate(_existing_store(args.root), target)
+    print(f"copied {counts['corrections']} corrections ({counts['input_verdicts']} verdicts on inputs) and "
+          f"{counts['images']} images -> {target.location}")
+    print(f"prediction counts: {counts['predictions']} predictions, {counts['predicted_images']} predicted images "
+          "noted; read back from both stores: the same")
+    if counts["missing_images"]:
+        print(f"{counts['missing_images']} images were already missing from {args.root} (their records are copied; "
+              "the export skips them, as it did)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(prog="python -m feedback", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +137,14 @@ def main(argv: list[str] | None = None) -> None:
     withdraw.add_argument("--reader", required=True, help="the reader who made it")
     withdraw.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
     withdraw.set_defaults(run=_withdraw)
+
+    migrating = commands.add_parser("migrate", help="copy the SQLite store into an empty PostgreSQL database and "
+                                                   "check the copy")
+    migrating.add_argument("--to", required=True, metavar="URL",
+                           help="postgresql://user:password@host:port/dbname (an empty database; the app then names "
+                                "it in XRAY_STORE_URL)")
+    migrating.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
+    migrating.set_defaults(run=_migrate)
 
     args = parser.parse_args(argv)
     try:

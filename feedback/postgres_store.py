@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg
 from psycopg import errors
@@ -60,12 +60,13 @@ _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE images (
         image_sha256 TEXT PRIMARY KEY,
-        extension TEXT NOT NULL,
+        name TEXT NOT NULL,
         data BYTEA NOT NULL
     )""",
     f"""CREATE TABLE corrections (
         id BIGSERIAL PRIMARY KEY,
-        image_sha256 TEXT NOT NULL REFERENCES images (image_sha256),
+        image_sha256 TEXT NOT NULL,
+        image_name TEXT NOT NULL,
         original_filename TEXT NOT NULL,
         correct_label TEXT NOT NULL CHECK (correct_label IN ({", ".join(f"'{v}'" for v in VERDICTS)})),
         reader TEXT NOT NULL,
@@ -93,9 +94,11 @@ _SCHEMA = (
         UNIQUE (model_version, image_sha256)
     )""",
 )
-_COLUMNS = ("c.id, c.image_sha256, i.extension, c.original_filename, c.correct_label, c.reader, c.note, "
-            "c.predicted_label, c.probability, c.model_version, c.created_at, c.verified, c.pixel_sha256, "
-            "c.withdrawn_at")
+_COPIED = ("id", "image_sha256", "original_filename", "correct_label", "reader", "note", "predicted_label", "probability",
+           "model_version", "created_at", "pixel_sha256", "withdrawn_at", "client")
+"""The columns a copy from an SQLite store takes as they are (image_path becomes image_name, verified a boolean)."""
+_COLUMNS = ("id, image_sha256, image_name, original_filename, correct_label, reader, note, predicted_label, "
+            "probability, model_version, created_at, verified, pixel_sha256, withdrawn_at")
 
 
 def _reason(error: BaseException) -> str:
@@ -170,19 +173,20 @@ def _stored_bytes(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT coalesce(sum(octet_length(data)), 0) FROM images").fetchone()[0]
 
 
-def _store_image(conn: psycopg.Connection, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> None:
-    """Keep the image once, by its SHA-256 (an image stored before keeps its first extension)."""
-    if conn.execute("SELECT 1 FROM images WHERE image_sha256 = %s", (sha256,)).fetchone():
-        return
+def _store_image(conn: psycopg.Connection, image_bytes: bytes, sha256: str, suffix: str, quota_bytes: int) -> str:
+    """Keep the image once, by its SHA-256, named `<sha256><suffix>`; its name (one stored before keeps its first)."""
+    if found := conn.execute("SELECT name FROM images WHERE image_sha256 = %s", (sha256,)).fetchone():
+        return found[0]
     if _stored_bytes(conn) + len(image_bytes) > quota_bytes:
         raise store_full(quota_bytes)
-    conn.execute("INSERT INTO images (image_sha256, extension, data) VALUES (%s, %s, %s)",
-                 (sha256, suffix, image_bytes))
+    conn.execute("INSERT INTO images (image_sha256, name, data) VALUES (%s, %s, %s)",
+                 (sha256, sha256 + suffix, image_bytes))
+    return sha256 + suffix
 
 
 def _correction(row: tuple) -> Correction:
-    (id_, sha256, suffix, *middle, verified, pixel_sha256, withdrawn_at) = row
-    return Correction(id_, sha256, f"{IMAGES_DIR}/{sha256}{suffix}", *middle, verified=bool(verified),
+    (id_, sha256, name, *middle, verified, pixel_sha256, withdrawn_at) = row
+    return Correction(id_, sha256, f"{IMAGES_DIR}/{name}", *middle, verified=bool(verified),
                       pixel_sha256=pixel_sha256, withdrawn_at=withdrawn_at or "")
 
 
@@ -294,8 +298,8 @@ class PostgresStore:
                 return latest[0], False
             now = _utc_now()
             _check_limits(conn, record, quotas, now)
-            _store_image(conn, bytes(image_bytes), record["image_sha256"], suffix, quotas.store_bytes)
-            row = {**record, "created_at": timestamp(now)}
+            name = _store_image(conn, bytes(image_bytes), record["image_sha256"], suffix, quotas.store_bytes)
+            row = {**record, "image_name": name, "created_at": timestamp(now)}
             (record_id,) = conn.execute(
                 f"INSERT INTO corrections ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING id",
                 tuple(row.values()),
@@ -315,12 +319,12 @@ class PostgresStore:
             _check_limits(conn, record, quotas, _utc_now())
 
     def _read(self, where: str = "", params: tuple = ()) -> list[Correction]:
-        query = f"SELECT {_COLUMNS} FROM corrections c JOIN images i USING (image_sha256) {where} ORDER BY c.id"
+        query = f"SELECT {_COLUMNS} FROM corrections {where} ORDER BY id"
         return [_correction(row) for row in self._rows(query, params)]
 
     def for_image(self, image_sha256: str) -> list[Correction]:
         """All corrections of one image (by its file's SHA-256), oldest first."""
-        return self._read("WHERE c.image_sha256 = %s", (digest(image_sha256),))
+        return self._read("WHERE image_sha256 = %s", (digest(image_sha256),))
 
     def all(self) -> list[Correction]:
         """Every correction in the store, oldest first; empty when the store does not exist yet."""
@@ -344,10 +348,11 @@ class PostgresStore:
                                  "a reader can withdraw only their own")
             conn.execute("UPDATE corrections SET withdrawn_at = %s WHERE id = %s AND withdrawn_at IS NULL",
                          (timestamp(_utc_now()), int(record_id)))
-        return self._read("WHERE c.id = %s", (int(record_id),))[0]
+        return self._read("WHERE id = %s", (int(record_id),))[0]
 
     def image_bytes(self, correction: Correction) -> bytes | None:
-        """The stored copy of the correction's image, by its SHA-256; None when it is not in the database."""
+        """The stored copy of the correction's image, by its SHA-256; None when it is not in the database (a record
+        copied from an SQLite store whose file had gone missing)."""
         rows = self._rows("SELECT data FROM images WHERE image_sha256 = %s", (digest(correction.image_sha256),))
         return bytes(rows[0][0]) if rows else None
 
@@ -374,6 +379,33 @@ class PostgresStore:
         for version, sha256 in self._rows("SELECT model_version, image_sha256 FROM predicted_images"):
             found.setdefault(version, set()).add(sha256)
         return found
+
+    def load(self, tables: dict[str, list[dict]], images: dict[str, tuple[str, bytes]]) -> None:
+        """Copy another store's rows in, ids kept, in one transaction (feedback.migrate): `tables` as
+        feedback.store.read_tables gives them, `images` image SHA-256 -> (stored name, bytes). ValueError unless the
+        store is empty, so a copy never mixes with corrections made here."""
+        corrections = [{key: row[key] for key in _COPIED} | {"image_name": PurePosixPath(row["image_path"]).name,
+                                                               "verified": bool(row["verified"])}
+                       for row in tables["corrections"]]
+        with self._writer() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (FLAG_LOCK,))
+            held = conn.execute("SELECT (SELECT count(*) FROM corrections) + (SELECT count(*) FROM images) + "
+                                "(SELECT count(*) FROM predictions)").fetchone()[0]
+            if held:
+                raise ValueError(f"the store at {self.location} already holds corrections or counts; copy into an "
+                                 "empty database")
+            with conn.cursor() as cursor:
+                cursor.executemany("INSERT INTO images (image_sha256, name, data) VALUES (%s, %s, %s)",
+                                   [(sha256, name, data) for sha256, (name, data) in images.items()])
+                for table, rows in (("corrections", corrections), ("predictions", tables["predictions"]),
+                                    ("predicted_images", tables["predicted_images"])):
+                    if rows:
+                        columns = list(rows[0])
+                        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                                           f"({', '.join(['%s'] * len(columns))})",
+                                           [tuple(row[c] for c in columns) for row in rows])
+            conn.execute("SELECT setval(pg_get_serial_sequence('corrections', 'id'), "
+                         "(SELECT coalesce(max(id), 0) + 1 FROM corrections), false)")
 
     def integrity(self) -> str:
         """"ok" when the store is consistent (or empty), else the problems found: a schema this code does not know,

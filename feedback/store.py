@@ -214,6 +214,30 @@ def _read(root: Path, where: str = "", params: tuple = ()) -> list[Correction]:
                        withdrawn_at=row[-1] or "") for row in rows]
 
 
+def read_tables(root: Path) -> dict[str, list[dict]]:
+    """Every row of the store's tables as stored, for copying to another store (python -m feedback migrate):
+    corrections with every column (one a store made before it lacks reads its default), prediction counts, predicted
+    images in the order they were noted; reads only, empty when there is no database."""
+    tables: dict[str, list[dict]] = {"corrections": [], "predictions": [], "predicted_images": []}
+    if not (root / DB_NAME).exists():
+        return tables
+    defaults = {"verified": 0, "pixel_sha256": "", "withdrawn_at": None, "client": ""}
+    with _reading():
+        conn = _connect_read(root)
+        try:
+            conn.row_factory = sqlite3.Row
+            present = _tables(conn)
+            order = {"corrections": "id", "predictions": "model_version", "predicted_images": "rowid"}
+            for table in tables:
+                if table in present:
+                    rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order[table]}").fetchall()
+                    tables[table] = [dict(row) for row in rows]
+        finally:
+            conn.close()
+    tables["corrections"] = [{**defaults, **row} for row in tables["corrections"]]
+    return tables
+
+
 def _reason(error: BaseException) -> str:
     """Why using the store failed, in words for the person flagging (no server paths)."""
     code, text = getattr(error, "errno", None), str(error).lower()

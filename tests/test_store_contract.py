@@ -4,17 +4,23 @@ PostgreSQL server started by the tests (tests/postgres.py). Each test is one pro
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from feedback import DailyLimitReached, Quotas, Store, StoreFull, export_corrections, open_store
 from feedback.export import scope_folder
+from feedback.migrate import migrate
+from feedback.store import read_tables
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.test_feedback import png_bytes
 
+REPO = Path(__file__).resolve().parents[1]
 KINDS = ("sqlite", "postgresql")
 
 
@@ -195,3 +201,79 @@ def test_the_same_flags_export_identically_from_both_stores(tmp_path, postgres_u
         exports.append((counts, {p.relative_to(out.parent).as_posix(): p.read_bytes()
                                  for p in sorted(out.parent.rglob("*")) if p.is_file()}))
     assert exports[0] == exports[1] and exports[0][0]["covid"] == 1
+
+
+# Today's SQLite stores (schema 0 and schema 1, tests/fixtures/build_store_v*.py) and their copy to PostgreSQL.
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under folder by its relative path, with its bytes (SQLite's WAL readers' -wal and -shm aside)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+
+def exported(store: Store, out: Path, include_unverified: bool) -> dict[str, bytes]:
+    export_corrections(store, out / "export", include_unverified=include_unverified,
+                       scope_out=scope_folder(out / "export"))
+    return files(out)
+
+
+def fixture_exports(version: str, include_unverified: bool) -> dict[str, bytes]:
+    name = "export_all" if include_unverified else "export"
+    return {path.replace(name, "export", 1): data for path, data in files(FIXTURES / f"store_{version}").items()
+            if path.split("/")[0] in (name, f"{name}-gate")}
+
+
+@pytest.fixture(params=("v0", "v1"))
+def old_store(request, tmp_path) -> tuple[str, Path]:
+    """A copy of a store made by the code of an earlier release, and its version."""
+    shutil.copytree(FIXTURES / f"store_{request.param}" / "store", tmp_path / "old")
+    return request.param, tmp_path / "old"
+
+
+def test_a_store_from_an_earlier_release_opens_unchanged_and_exports_identically(old_store, tmp_path):
+    version, root = old_store
+    before = files(root)
+    store = open_store(str(root))
+    for include_unverified in (False, True):
+        out = tmp_path / f"out-{include_unverified}"
+        assert exported(store, out, include_unverified) == fixture_exports(version, include_unverified)
+    assert store.integrity() == "ok" and files(root) == before
+
+
+def test_migrate_copies_an_earlier_release_store_to_postgresql_and_exports_identically(old_store, postgres_url,
+                                                                                          tmp_path):
+    version, root = old_store
+    before, source = files(root), open_store(str(root))
+    result = subprocess.run([sys.executable, "-m", "feedback", "migrate", "--to", postgres_url, "--root", str(root)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = source.all()
+    assert f"copied {len(rows)} corrections" in result.stdout and "the same" in result.stdout
+    copy = open_store(postgres_url)
+    assert [c.id for c in copy.all()] == [c.id for c in rows] and copy.integrity() == "ok"
+    assert copy.prediction_counts() == source.prediction_counts()
+    assert copy.predicted_images() == source.predicted_images()
+    for include_unverified in (False, True):
+        out = tmp_path / f"out-{include_unverified}"
+        assert exported(copy, out, include_unverified) == fixture_exports(version, include_unverified)
+    assert files(root) == before, "migrating only reads the source"
+    with psycopg.connect(postgres_url) as conn:
+        clients = conn.execute("SELECT id, client FROM corrections ORDER BY id").fetchall()
+    assert clients == [(row["id"], row["client"]) for row in read_tables(root)["corrections"]]
+    assert flag(copy, 99, reader="zed")[0] == len(rows) + 1, "new records continue after the copied ids"
+
+
+def test_migrate_refuses_a_database_that_holds_a_store_and_leaves_it_as_it_was(postgres_url, tmp_path):
+    source = store_at(str(tmp_path / "store"))
+    flag(source, 30)
+    target = open_store(postgres_url)
+    flag(target, 31, reader="bob")
+    with pytest.raises(ValueError, match="empty database"):
+        migrate(source, target)
+    assert [c.reader for c in target.all()] == ["bob"]
+    result = subprocess.run([sys.executable, "-m", "feedback", "migrate", "--to", str(tmp_path / "x"), "--root",
+                             str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "PostgreSQL" in result.stderr
