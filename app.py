@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 from starlette.middleware import Middleware
@@ -24,6 +25,8 @@ from space import presentation as show
 from space.admission import admit_per_client
 from space.cache_folder import claim
 from space.handlers import Handlers
+from space.rest import PREFIX, rest_api
+from space.service import Service
 from space.label import decision_label
 from space.upload import upload_box
 from space.upload_limits import UploadAllowance, UploadLedger, UploadLimits
@@ -51,7 +54,18 @@ def build_demo(
     model_path: Path = DEFAULT_ARTIFACT,
     watch: bool = False,
 ) -> gr.Blocks:
-    """The app's UI and its `predict` and `flag` endpoints; predictor None means no model is available.
+    """The page over a service of its own (build_service); predictor None means no model is available."""
+    return page(build_service(predictor, store, readers, model_path, watch))
+
+
+def build_service(predictor: Predictor | None, store: CorrectionStore, readers: dict[str, str],
+                  model_path: Path = DEFAULT_ARTIFACT, watch: bool = False) -> Service:
+    """What the page and the REST API both serve from (space.service), with settings.network_slots()."""
+    return Service(predictor, store, readers, model_path, network_slots=settings.network_slots(), watch=watch)
+
+
+def page(service: Service) -> gr.Blocks:
+    """The app's UI and its `predict` and `flag` endpoints over the service.
 
     Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). A client may have
     settings.requests_per_client() requests waiting or running; its next ones are refused at the queue's door
@@ -64,7 +78,7 @@ def build_demo(
     replaces the loaded one between requests, without a restart; each page load shows the card of the model serving
     then. A refused flag leaves its reason in the flag panel until the next try.
     """
-    on = Handlers(predictor, store, readers, model_path, network_slots=settings.network_slots(), watch=watch)
+    on, readers = Handlers(service), service.readers
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# COVID-19 from a chest X-ray\n\n" + show.NOTICE)
         store_notice = gr.Markdown(on.store_notice())
@@ -160,18 +174,21 @@ async def unknown_endpoint(request, error) -> JSONResponse:
     return JSONResponse({"detail": f"No such endpoint: {request.path_params.get('api_name', '')}"}, status_code=404)
 
 
-def launch(demo: gr.Blocks, store: CorrectionStore, **kwargs):
+def launch(demo: gr.Blocks, store: CorrectionStore, api: APIRouter | None = None, **kwargs):
     """Serve with the upload cap and each client's upload allowance (space.upload_limits, settings.upload_limits; an
-    upload counts as kept until the cache's clean-up can delete it), the corrections store blocked from Gradio's file
-    route, unknown endpoints as 404, enough threads for every queued prediction to wait its fair turn, and the peer
+    upload counts as kept until the cache's clean-up can delete it), the corrections store's files blocked from Gradio's
+    file route, unknown endpoints as 404, enough threads for every queued prediction to wait its fair turn, and the peer
     address as uvicorn saw it: uvicorn would otherwise replace it with X-Forwarded-For from loopback peers
-    (space.handlers.client_key reads the header the trusted proxy wrote itself)."""
-    blocked = [*settings.blocked_paths(), str(store.folder.resolve())]
+    (space.clients.client_key reads the header the trusted proxy wrote itself). `api`'s routes (space.rest) are served
+    beside the page, with their own schema in place of FastAPI's."""
+    blocked = [*settings.blocked_paths(), *([str(store.files.resolve())] if store.files else [])]
     settings.distrust_forwarded_headers()
     allowance = UploadLedger(UploadLimits(*settings.upload_limits(), keep_s=sum(DELETE_CACHE)))
+    uploads = Middleware(UploadAllowance, ledger=allowance, api_prefix=PREFIX, max_bytes=MAX_FILE_BYTES)
+    routes = {"routes": api.routes, "openapi_url": None} if api else {}
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
                        app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint},
-                                   "middleware": [Middleware(UploadAllowance, ledger=allowance)]}, **kwargs)
+                                   "middleware": [uploads], **routes}, **kwargs)
 
 
 def log_model_lines() -> None:
@@ -182,7 +199,7 @@ def log_model_lines() -> None:
         logger.setLevel(logging.INFO)
 
 
-def configured_demo() -> tuple[gr.Blocks, CorrectionStore]:
+def configured_demo() -> tuple[gr.Blocks, Service]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts), keeping its files in
     a folder of its own in Gradio's cache (GRADIO_TEMP_DIR), where the folders of instances that are gone (killed:
     their uploads stayed) are removed first (space.cache_folder)."""
@@ -197,8 +214,8 @@ def configured_demo() -> tuple[gr.Blocks, CorrectionStore]:
     except ValueError as error:
         print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
         sys.exit(2)
-    store = open_store(settings.feedback_dir())
-    return build_demo(predictor, store, load_readers(), model_path, watch=True), store
+    service = build_service(predictor, open_store(settings.feedback_dir()), load_readers(), model_path, watch=True)
+    return page(service), service
 
 
 def __getattr__(name: str):
@@ -210,8 +227,9 @@ def __getattr__(name: str):
 
 
 def main() -> None:
-    demo, store = configured_demo()
-    launch(demo, store, server_name=settings.server_name(), server_port=settings.server_port())
+    demo, service = configured_demo()
+    launch(demo, service.store, rest_api(service, settings.requests_per_client()), server_name=settings.server_name(),
+           server_port=settings.server_port())
 
 
 if __name__ == "__main__":

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Container
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gradio as gr
 from fastapi import HTTPException
 from gradio.server_messages import ProcessCompletedMessage
 
-from space.handlers import client_key
+from space.clients import client_key
 
 REFUSED = "too many requests from you; wait for your earlier ones"
 TOO_MANY_REQUESTS = 429
@@ -67,8 +68,20 @@ class Admission:
                 del self._events[client]
 
 
+@contextmanager
+def admitted(door: Admission, client: str | None) -> Iterator[None]:
+    """One request that does not pass through the queue (the REST API) holds a place of its client's while it runs, as
+    entering: beyond the door's limit it is refused with HTTP 429 and {"detail": REFUSED}, as at the queue's door."""
+    if not door.enter(client, ()):
+        raise HTTPException(status_code=TOO_MANY_REQUESTS, detail=REFUSED)
+    try:
+        yield
+    finally:
+        door.entered(client, None)
+
+
 def admit_per_client(demo: gr.Blocks, limit: int) -> gr.Blocks:
-    """Guard the demo's queue: a request whose client (space.handlers.client_key) already has `limit` events waiting or
+    """Guard the demo's queue: a request whose client (space.clients.client_key) already has `limit` events waiting or
     running is refused with HTTP 429 and the JSON reason {"detail": REFUSED}, which the page and gradio_client show as
     an error. The check wraps the queue's `push` (replaced on this instance), Gradio's one way into the queue for
     /queue/join and /call/<api>; an event stops counting as soon as its answer is sent (the queue's `send_message`,

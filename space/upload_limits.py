@@ -9,15 +9,18 @@ from dataclasses import dataclass, field
 
 from gradio.route_utils import API_PREFIX
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from space.handlers import client_key
+from space.clients import client_key
 
 MINUTE_S = 60.0
 UPLOAD_ROUTE = f"{API_PREFIX}/upload"
 TOO_MANY_REQUESTS = 429
 LENGTH_REQUIRED = 411
+TOO_LARGE = 413
+MULTIPART_ENVELOPE = 64 * 1024
+"""Bytes a multipart body may carry beyond its file (boundaries, headers, the form's other fields)."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +73,30 @@ class UploadLedger:
 
 
 class UploadAllowance:
-    """ASGI middleware: a POST to Gradio's upload route passes only within its client's allowance (the client as for
-    sign-in lockouts: space.handlers.client_key), counted by the request's Content-Length before its body is read;
-    else HTTP 429 with the reason as plain text, which the page shows after "HTTP 429:" and gradio_client raises.
-    An upload that does not say its length is refused (411). Runs on the server's event loop, so no lock."""
+    """ASGI middleware: a POST to Gradio's upload route, or to the REST API under `api_prefix`, passes only within its
+    client's allowance (the client as for sign-in lockouts: space.clients.client_key), counted by the request's
+    Content-Length before its body is read; else HTTP 429 with the reason, as plain text at Gradio's route (the page
+    shows it after "HTTP 429:" and gradio_client raises it) and as JSON {"detail": reason} at the API's. An upload that
+    does not say its length is refused (411), one longer than `max_bytes` (0: no cap) and a multipart envelope too
+    (413). Runs on the server's event loop, so no lock."""
 
-    def __init__(self, app: ASGIApp, ledger: UploadLedger) -> None:
-        self.app, self.ledger = app, ledger
+    def __init__(self, app: ASGIApp, ledger: UploadLedger, api_prefix: str | None = None, max_bytes: int = 0) -> None:
+        self.app, self.ledger, self.api_prefix, self.max_bytes = app, ledger, api_prefix, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith(UPLOAD_ROUTE):
+        path = scope.get("path", "").rstrip("/")
+        api = bool(self.api_prefix) and path.startswith(self.api_prefix)
+        if scope["type"] != "http" or scope["method"] != "POST" or not (api or path.endswith(UPLOAD_ROUTE)):
             return await self.app(scope, receive, send)
         request = Request(scope)
         length = request.headers.get("content-length", "")
         if not length.isdigit():
-            refused = PlainTextResponse("an upload must say its length (Content-Length)", LENGTH_REQUIRED)
+            status, reason = LENGTH_REQUIRED, "an upload must say its length (Content-Length)"
+        elif self.max_bytes and int(length) > self.max_bytes + MULTIPART_ENVELOPE:
+            status, reason = TOO_LARGE, f"File size exceeded maximum allowed size of {self.max_bytes} bytes."
         elif reason := self.ledger.refusal(client_key(request), int(length)):
-            refused = PlainTextResponse(reason, TOO_MANY_REQUESTS)
+            status = TOO_MANY_REQUESTS
         else:
             return await self.app(scope, receive, send)
+        refused = JSONResponse({"detail": reason}, status) if api else PlainTextResponse(reason, status)
         await refused(scope, receive, send)

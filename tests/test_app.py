@@ -374,12 +374,13 @@ def test_a_refused_input_is_flagged_with_what_it_is_never_with_a_covid_19_label(
     """A DICOM whose header says CT is refused by the input check (a gate that lets every image through, so only the
     header refuses); its flag records the reader's verdict on the input, and a COVID-19 label is refused."""
     from space.handlers import Handlers
+    from space.service import Service
     from tests.badfiles import _dicom, _dicom_bytes
     from tests.server import add_gate, make_model
 
     gated = load_predictor(add_gate(make_model(tmp_path / "model")))
     store = CorrectionStore(tmp_path / "feedback")
-    on = Handlers(gated, store, {}, tmp_path / "model")
+    on = Handlers(Service(gated, store, {}, tmp_path / "model"))
     ct = tmp_path / "slice.dcm"
     ct.write_bytes(_dicom_bytes(_dicom(np.asarray(Image.open(EXAMPLES["covid-1.jpg"]).convert("L")), Modality="CT")))
     for label in ("positive", "negative", "uncertain"):
