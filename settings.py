@@ -50,6 +50,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("XRAY_FEEDBACK_DIR", f"`{SPACE_FEEDBACK_DIR}` when `{SPACE_STORAGE}` is writable (a Space with "
             f"persistent storage), else `./{LOCAL_FEEDBACK_DIR}`",
             "where corrections are stored (the app, and `python -m feedback` without `--root`)"),
+    Setting("XRAY_STORE_URL", "`XRAY_FEEDBACK_DIR`'s folder",
+            "the corrections store the app and `python -m feedback` use: a folder or `sqlite:///FOLDER` (SQLite, one "
+            "machine), or `postgresql://user:password@host:port/dbname` (PostgreSQL, shared by every replica; copy "
+            "an SQLite store there with `python -m feedback migrate --to URL`)"),
     Setting("XRAY_READERS", "none (open mode)",
             "reader accounts, comma-separated `name:password` (or `name:pbkdf2_sha256$...` from `python -m feedback "
             "hash-password`); when set, flagging needs a valid account while predicting stays public"),
@@ -151,6 +155,11 @@ def feedback_dir(environ: Mapping[str, str] | None = None) -> Path:
     if SPACE_STORAGE.is_dir() and os.access(SPACE_STORAGE, os.W_OK):
         return SPACE_FEEDBACK_DIR
     return LOCAL_FEEDBACK_DIR
+
+
+def store_url(environ: Mapping[str, str] | None = None) -> str:
+    """$XRAY_STORE_URL (a folder, sqlite:///... or postgresql://...), else the folder of feedback_dir()."""
+    return text("XRAY_STORE_URL", environ) or str(feedback_dir(environ))
 
 
 def reader_accounts(environ: Mapping[str, str] | None = None) -> tuple[str, str]:

@@ -16,8 +16,11 @@ from feedback.records import Store, StoreUnreadable, StoreUnwritable, clean_read
 from feedback.stores import open_store
 
 
-ROOT_HELP = ("the app's feedback store folder (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
-             "/data/xray-covid-feedback where /data is writable, else ./feedback_data)")
+ROOT_HELP = ("the app's corrections store: its folder, or a sqlite:/// or postgresql:// URL (default: %(default)s, "
+             "from $XRAY_STORE_URL, else $XRAY_FEEDBACK_DIR, else /data/xray-covid-feedback where /data is writable, "
+             "else ./feedback_data)")
+SQLITE_ROOT_HELP = ("the SQLite store's folder to copy (default: %(default)s, from $XRAY_FEEDBACK_DIR, else "
+                    "/data/xray-covid-feedback where /data is writable, else ./feedback_data)")
 USAGE_ERROR = 2
 """The exit status of a user error, as for every command of the project (model.cli)."""
 BAD_STORE = 1
@@ -38,11 +41,11 @@ def _fail(message: str) -> None:
     sys.exit(USAGE_ERROR)
 
 
-def _existing_store(root: Path) -> Store:
+def _existing_store(root: str | Path) -> Store:
     store = open_store(root)
     if not store.exists():
-        _fail(f"no feedback store at {root}; give the folder the app stored corrections in with --root DIR, or set "
-              "XRAY_FEEDBACK_DIR as it was for the app")
+        _fail(f"no feedback store at {store.location}; give the folder (or URL) the app stored corrections in with "
+              "--root, or set XRAY_STORE_URL or XRAY_FEEDBACK_DIR as it was for the app")
     return store
 
 
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write covid/, not_covid/ and MANIFEST.csv for training")
-    export.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
+    export.add_argument("--root", default=settings.store_url(), help=ROOT_HELP)
     export.add_argument("--out", type=Path, required=True, help="new or empty folder to write")
     export.add_argument("--include-unverified", action="store_true",
                         help="also use corrections made without signing in (open mode, or from before accounts)")
@@ -129,13 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     hashing.set_defaults(run=_hash_password)
 
     listing = commands.add_parser("list", help="print every stored correction")
-    listing.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
+    listing.add_argument("--root", default=settings.store_url(), help=ROOT_HELP)
     listing.set_defaults(run=_list)
 
     withdraw = commands.add_parser("withdraw", help="withdraw a reader's own correction (kept, no longer exported)")
     withdraw.add_argument("record", type=int, help="the record number (python -m feedback list)")
     withdraw.add_argument("--reader", required=True, help="the reader who made it")
-    withdraw.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
+    withdraw.add_argument("--root", default=settings.store_url(), help=ROOT_HELP)
     withdraw.set_defaults(run=_withdraw)
 
     migrating = commands.add_parser("migrate", help="copy the SQLite store into an empty PostgreSQL database and "
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     migrating.add_argument("--to", required=True, metavar="URL",
                            help="postgresql://user:password@host:port/dbname (an empty database; the app then names "
                                 "it in XRAY_STORE_URL)")
-    migrating.add_argument("--root", type=Path, default=settings.feedback_dir(), help=ROOT_HELP)
+    migrating.add_argument("--root", type=Path, default=settings.feedback_dir(), help=SQLITE_ROOT_HELP)
     migrating.set_defaults(run=_migrate)
 
     args = parser.parse_args(argv)
