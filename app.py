@@ -214,7 +214,7 @@ def configured_demo() -> tuple[gr.Blocks, Service]:
     except ValueError as error:
         print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
         sys.exit(2)
-    service = build_service(predictor, open_store(settings.feedback_dir()), load_readers(), model_path, watch=True)
+    service = build_service(predictor, open_store(settings.store_url()), load_readers(), model_path, watch=True)
     return page(service), service
 
 
