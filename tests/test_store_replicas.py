@@ -3,18 +3,23 @@ other sees, the quotas hold across both, and a replica killed mid-flag loses not
 
 from __future__ import annotations
 
-import multiprocessing
+import re
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 import pytest
+from gradio_client import Client, handle_file
 
-from feedback import DailyLimitReached, Quotas, StoreFull, open_store
+from feedback import open_store
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
+from tests.server import EXAMPLES, distinct_xrays, make_model, start_server, stop_server
 from tests.test_store_contract import REPO, flag
 
+RECORD_ID = re.compile(r"record \*\*#(\d+)\*\*")
 WINDOW_S = 0.2
 """How long a replica waits between counting a flag against the quotas and writing it, to make a race certain."""
 REPLICA = """
@@ -38,6 +43,13 @@ for seed in range(first, first + count):
     except (DailyLimitReached, StoreFull) as error:
         print("refused", type(error).__name__, flush=True)
 """
+
+
+def app_flag(client: Client, image: Path, reader: str) -> tuple[str, int]:
+    """Flag the image as negative through the app's page; ("recorded" or "already recorded", record id)."""
+    confirmation, _ = client.predict(handle_file(str(image)), "negative", reader, "", "", api_name="/flag")
+    record_id = int(RECORD_ID.search(confirmation).group(1))
+    return ("already recorded" if "already" in confirmation else "recorded"), record_id
 
 
 def replica(url: str, reader: str, first: int, count: int, daily_flags: int = 1000, records: int = 1000,
@@ -101,3 +113,39 @@ def test_a_replica_killed_mid_flag_loses_no_acknowledged_flag_and_the_other_carr
     go(survivor)
     assert [line.split()[0] for line in outcomes(survivor)] == ["ok", "ok"]
     assert store.count() == len(stored) + 2
+
+
+def test_two_app_processes_on_one_postgresql_share_flags_quotas_and_survive_a_kill(postgres_url, tmp_path):
+    """The real app twice (`python app.py`, XRAY_STORE_URL naming the server), as two replicas of a Space."""
+    model = make_model(tmp_path / "model")
+    images = distinct_xrays(EXAMPLES / "covid-3.png", tmp_path / "images", 12)
+    env = {"XRAY_STORE_URL": postgres_url, "XRAY_FEEDBACK_DAILY_FLAGS": "3", "XRAY_TRUSTED_PROXIES": "1"}
+    with ThreadPoolExecutor(2) as pool:
+        starting = [pool.submit(start_server, model, tmp_path / f"unused-{i}", tmp_path / f"app-{i}.log", env)
+                    for i in (0, 1)]
+    servers = [future.result() for future in starting]
+    try:
+        one, other = (Client(s.url, verbose=False, analytics_enabled=False, download_files=False,
+                             headers={"X-Forwarded-For": f"198.51.100.{i}"}) for i, s in enumerate(servers))
+        assert app_flag(one, images[0], "alice") == ("recorded", 1)
+        assert app_flag(other, images[0], "alice") == ("already recorded", 1), "the other replica sees the flag"
+
+        with ThreadPoolExecutor(4) as pool:
+            sent = [pool.submit(app_flag, (one, other)[i % 2], images[i], "alice") for i in range(1, 5)]
+        results = [future.exception() or future.result() for future in sent]
+        assert sum(isinstance(r, tuple) for r in results) == 2, "alice's daily limit of 3 holds across both"
+        assert all("daily limit" in str(r) for r in results if not isinstance(r, tuple))
+
+        with ThreadPoolExecutor(4) as pool:
+            sending = [pool.submit(app_flag, one, images[i], f"reader-{i}") for i in range(5, 12)]
+            first = next(as_completed(sending)).result()
+            assert stop_server(servers[0], signal.SIGKILL) == -signal.SIGKILL
+        acknowledged = {first} | {f.result() for f in sending if not f.exception()}
+        store = open_store(postgres_url)
+        assert {record_id for _, record_id in acknowledged} <= {c.id for c in store.all()}
+        assert store.integrity() == "ok"
+        assert app_flag(other, images[11], "reader-after")[0] == "recorded", "the other replica carries on"
+    finally:
+        for server in servers:
+            stop_server(server)
+    assert not any(server.feedback_root.exists() for server in servers), "no replica wrote a local store"
