@@ -10,12 +10,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from feedback import DailyLimitReached, Quotas, Store, StoreFull, export_corrections, open_store
 from feedback.export import scope_folder
-from feedback.migrate import migrate
 from feedback.store import read_tables
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.test_feedback import png_bytes
@@ -245,6 +243,8 @@ def test_a_store_from_an_earlier_release_opens_unchanged_and_exports_identically
 
 def test_migrate_copies_an_earlier_release_store_to_postgresql_and_exports_identically(old_store, postgres_url,
                                                                                           tmp_path):
+    import psycopg
+
     version, root = old_store
     before, source = files(root), open_store(str(root))
     result = subprocess.run([sys.executable, "-m", "feedback", "migrate", "--to", postgres_url, "--root", str(root)],
@@ -267,6 +267,8 @@ def test_migrate_copies_an_earlier_release_store_to_postgresql_and_exports_ident
 
 
 def test_migrate_refuses_a_database_that_holds_a_store_and_leaves_it_as_it_was(postgres_url, tmp_path):
+    from feedback.migrate import migrate
+
     source = store_at(str(tmp_path / "store"))
     flag(source, 30)
     target = open_store(postgres_url)
@@ -277,3 +279,13 @@ def test_migrate_refuses_a_database_that_holds_a_store_and_leaves_it_as_it_was(p
     result = subprocess.run([sys.executable, "-m", "feedback", "migrate", "--to", str(tmp_path / "x"), "--root",
                              str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "PostgreSQL" in result.stderr
+
+
+def test_the_protocol_and_the_package_load_no_database_driver_the_store_does_not_need():
+    """feedback.records names no database; `import feedback` (the app, an SQLite store) does not load psycopg."""
+    probe = ("import sys, importlib.util as u; spec = u.spec_from_file_location('records', 'feedback/records.py'); "
+             "spec.loader.exec_module(u.module_from_spec(spec)); "
+             "print('sqlite3' in sys.modules, 'psycopg' in sys.modules); "
+             "import feedback; feedback.open_store('x'); print('psycopg' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "False"]
