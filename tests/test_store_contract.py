@@ -284,7 +284,7 @@ def test_migrate_refuses_a_database_that_holds_a_store_and_leaves_it_as_it_was(p
 def test_the_protocol_and_the_package_load_no_database_driver_the_store_does_not_need():
     """feedback.records names no database; `import feedback` (the app, an SQLite store) does not load psycopg."""
     probe = ("import sys, importlib.util as u; spec = u.spec_from_file_location('records', 'feedback/records.py'); "
-             "spec.loader.exec_module(u.module_from_spec(spec)); "
+             "sys.modules['records'] = m = u.module_from_spec(spec); spec.loader.exec_module(m); "
              "print('sqlite3' in sys.modules, 'psycopg' in sys.modules); "
              "import feedback; feedback.open_store('x'); print('psycopg' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
