@@ -12,7 +12,7 @@ from PIL import Image
 from feedback.store import LABELS, VERDICTS
 from model.card import ModelCard
 from model.config import NEGATIVE_NAME, POSITIVE_NAME, PREPROCESSING, fields_of
-from model.gate import NO_GATE
+from model.gate import NO_GATE, OUT_OF_SCOPE_KINDS
 from model.markdown import fmt, table
 from model.preprocessing import shrink_grey
 from model.serving.predictor import Prediction
@@ -29,8 +29,8 @@ LIMITATIONS = (
     "Checked outside its training sources on one hospital's COVID-19 films against NIH normals only (that set also "
     "chose the model); it does not tell COVID-19 from other pneumonias well, and performance on your images is unknown.",
     "Meant for frontal (PA/AP) chest radiographs of adults. An input check refuses what it recognises as something "
-    "else (a child's film, a lateral view, a CT slice, a photo or a document), but it cannot catch everything: an "
-    "answer for anything but an adult frontal chest film means nothing.",
+    f"else ({', '.join(k.short for k in OUT_OF_SCOPE_KINDS[:-1])} or {OUT_OF_SCOPE_KINDS[-1].short}), but it cannot "
+    "catch everything: an answer for anything but an adult frontal chest film means nothing.",
     "Negative means \"not COVID-19 by this model\", not \"normal\": the development data counts other "
     "pneumonias as negative.",
     "The Grad-CAM overlay shows which regions drove the score, not where a lesion is.",

@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from model.architecture import BASE_NAME, GATE_GRID, gate_network
 from model.data import Example
 from model.features import DEFAULT_CACHE, base_key, extract_features, resolved_precision
-from model.gate import IN_SCOPE, KINDS, Gate
+from model.gate import IN_SCOPE, OUT_OF_SCOPE_KINDS, Gate
 from model.precision import in_precision
 from model.preprocessing import preprocessing_of
 from model.training.evaluation import wilson_interval
@@ -80,9 +80,11 @@ def ood_items(root: Path) -> list[Item]:
     """The images of an out-of-scope folder (MANIFEST.csv: file, kind, patient_id), reported by kind."""
     with open(Path(root) / "MANIFEST.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    unknown = sorted({r["kind"] for r in rows} - set(KINDS))
+    known = [kind.name for kind in OUT_OF_SCOPE_KINDS]
+    unknown = sorted({r["kind"] for r in rows} - set(known))
     if unknown:
-        raise ValueError(f"{root}/MANIFEST.csv names kinds the gate does not know: {unknown} (known: {list(KINDS)})")
+        raise ValueError(f"{root}/MANIFEST.csv names kinds the gate does not know: {unknown} "
+                         f"(known: {known}; model.gate.OUT_OF_SCOPE_KINDS)")
     return [Item(Path(root) / r["file"], r["kind"], r.get("patient_id") or r["file"], r["kind"]) for r in rows
             if (Path(root) / r["file"]).is_file()]
 
