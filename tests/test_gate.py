@@ -62,6 +62,33 @@ def test_near_threshold_marks_rows_close_to_either_threshold():
     assert near.tolist() == [True, False, True]
 
 
+def test_near_the_distance_threshold_is_relative_and_on_both_sides_of_it():
+    """Distance threshold 9.2 and margin 0.03: distances 9 and 9.4 (2.2% under and over) are near, 1 and 25 are not."""
+    rows = np.array([[3.0, 3.0], [3.0, math.sqrt(9.4)], [3.0, 1.0], [3.0, 5.0]])
+    assert tiny_gate(novelty_threshold=9.2).near_threshold(rows, 0.03).tolist() == [True, True, False, False]
+
+
+def test_a_distance_at_the_threshold_is_answered_and_one_over_it_refused():
+    """The gate refuses distances over novelty_threshold: tiny_gate's distance of (1, 2) is 2 * 2 = 4."""
+    assert tiny_gate(novelty_threshold=4.0).check(np.array([[1.0, 2.0]]))[0].status == ANSWERED
+    assert tiny_gate(novelty_threshold=4.0 - 1e-9).check(np.array([[1.0, 2.0]]))[0].status == OUT_OF_SCOPE
+
+
+def test_the_distance_is_the_squared_mahalanobis_distance_over_the_axes_divided_by_their_number():
+    """Two principal axes of variances 1 and 4 in three features, against scipy's Mahalanobis distance with the
+    inverse covariance those axes give (components' transpose, diag(1 / variances), components)."""
+    from scipy.spatial.distance import mahalanobis
+
+    components, variances = np.array([[0.0, 0.6, 0.8], [0.0, 0.8, -0.6]]), np.array([1.0, 4.0])
+    gate = dataclasses.replace(tiny_gate(), mean=np.zeros(3), scale=np.ones(3), coef=np.zeros((2, 3)),
+                               components=components, variances=variances)
+    rows = np.random.default_rng(0).normal(size=(5, 3))
+    inverse = components.T @ np.diag(1 / variances) @ components
+    expected = [mahalanobis(row, np.zeros(3), inverse) ** 2 / 2 for row in rows]
+    assert gate.scores(rows)[2] == pytest.approx(expected)
+    assert gate.scores(np.array([[5.0, 0.6, 0.8]]))[2] == pytest.approx([0.5])  # by hand: (1 / 1 + 0 / 4) / 2
+
+
 def test_a_gate_file_round_trips_and_a_broken_one_is_a_clear_error(tmp_path):
     gate = tiny_gate()
     version = save_gate(gate, tmp_path)
@@ -96,6 +123,12 @@ REFUSED = [  # (what the header says, words the reason must hold)
     ({"PatientAge": "017Y"}, "17 years old"), ({"PatientAge": "018M"}, "1 year old"),
     ({"PatientAge": "006W"}, "under a year old"), ({"PatientAge": "010D"}, "under a year old"),
     ({"PatientAge": "4y"}, "4 years old"),
+    # days, weeks and months in years by hand (365.25 days, 365.25 / 7 = 52.18 weeks, 12 months a year)
+    ({"PatientAge": "400D"}, "is 1 year old"), ({"PatientAge": "999D"}, "is 2 years old"),  # 1.10, 2.74
+    ({"PatientAge": "104W"}, "is 1 year old"), ({"PatientAge": "520W"}, "is 9 years old"),  # 1.99, 9.97
+    ({"PatientAge": "900W"}, "is 17 years old"), ({"PatientAge": "011M"}, "is under a year old"),  # 17.25, 0.92
+    ({"PatientAge": "030M"}, "is 2 years old"), ({"PatientAge": "215M"}, "is 17 years old"),  # 2.5, 17.92
+    ({"PatientAge": "006M"}, "is under a year old"), ({"PatientAge": "003W"}, "is under a year old"),
 ]
 FALL_THROUGH = [  # headers that do not name anything else: the image check decides
     {}, {"Modality": "CR", "ViewPosition": "PA", "PatientAge": "045Y", "BodyPartExamined": "CHEST"},
@@ -108,6 +141,7 @@ FALL_THROUGH = [  # headers that do not name anything else: the image check deci
         "PA", "AP", "AP PORTABLE", "PA ERECT", "AP SUPINE", "APS", "FRONTAL", "AP LAT", "LLD", "RLD", "ERECT",
         "PORTABLE", "", "UNKNOWN", "LATTE")),
     *({"PatientAge": age} for age in ("000Y", "000M", "018Y", "045Y", "999Y", "", "garbage", "Y", "1234Y", "-4Y")),
+    *({"PatientAge": age} for age in ("000D", "000W", "216M", "999M", "940W", "990W")),  # 0 unknown; 18.0, 83, 18.01, 18.97
     {"Modality": "DX", "BodyPartExamined": "THORAX", "PatientAge": "018Y"},
     {"Modality": "DX", "ViewPosition": "AP", "BodyPartExamined": "PORT CHEST"},
 ]
