@@ -4,15 +4,19 @@
     python benchmarks/mutants.py --only threshold-exclusive platt-sign
 
 Prints each mutant as killed (its tests failed) or SURVIVED (they still passed: a gap in the tests), and exits 1
-when any survives. The file is restored after each run, also on Ctrl-C. Not run by the test suite (slow: each
+when any survives. Mutants are made in a temporary copy of the working tree (uncommitted changes included), never
+in the checkout itself, so work there can go on while they run. Not run by the test suite (slow: each
 mutant runs its tests once); the tests must pass on the unchanged tree first, which --baseline checks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +46,7 @@ MUTANTS = (
            "groups.setdefault((i, int(label))", ("tests/test_paired.py",)),
     Mutant("platt-sign", "model/calibration.py", "np.exp(-scaled)", "np.exp(scaled)",
            ("tests/test_calibration.py",)),
-    Mutant("overlay-unregistered", "model/serving/gradcam.py", "_scaled(box or (0, 0,", "_scaled(None or (0, 0,",
+    Mutant("overlay-unregistered", "model/serving/overlay.py", "scale_box(box or (0, 0,", "scale_box(None or (0, 0,",
            ("tests/test_gradcam.py", "-k", "overlay")),
     Mutant("key-drops-a-step", "model/preprocessing.py", "for f in dataclasses.fields(p)[1:])",
            "for f in dataclasses.fields(p)[2:])", ("tests/test_preprocessing.py", "-k", "key")),
@@ -53,24 +57,37 @@ MUTANTS = (
 )
 
 
-def run_tests(tests: tuple[str, ...], timeout_s: float) -> bool:
+def scratch_copy() -> Path:
+    """A copy of the working tree as git sees it (tracked and new files, uncommitted changes included) in a temporary
+    folder: mutants are made there, so the checkout, and anyone working in it, never sees one."""
+    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.split(b"\0")
+    copy = Path(tempfile.mkdtemp(prefix="xray-mutants-"))
+    for name in filter(None, map(os.fsdecode, listed)):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+def run_tests(tests: tuple[str, ...], timeout_s: float, root: Path = ROOT) -> bool:
     """Whether the tests pass (pytest exit status 0)."""
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
     try:
-        return subprocess.run(command, cwd=ROOT, capture_output=True, timeout=timeout_s).returncode == 0
+        return subprocess.run(command, cwd=root, capture_output=True, timeout=timeout_s).returncode == 0
     except subprocess.TimeoutExpired:
         return False
 
 
-def try_mutant(mutant: Mutant, timeout_s: float) -> bool:
-    """Apply the mutant, run its tests, restore the file; True when the mutant survived."""
-    path = ROOT / mutant.path
+def try_mutant(mutant: Mutant, timeout_s: float, root: Path) -> bool:
+    """Apply the mutant in the copy at `root`, run its tests there, restore the file; True when it survived."""
+    path = root / mutant.path
     original = path.read_text()
     if original.count(mutant.old) != 1:
         raise ValueError(f"{mutant.name}: {mutant.old!r} occurs {original.count(mutant.old)} times in {mutant.path}")
     try:
         path.write_text(original.replace(mutant.old, mutant.new))
-        return run_tests(mutant.tests, timeout_s)
+        return run_tests(mutant.tests, timeout_s, root)
     finally:
         path.write_text(original)
 
@@ -82,14 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (a timeout counts as killed)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
-    if args.baseline:
-        failing = [m.name for m in chosen if not run_tests(m.tests, args.timeout)]
+    root = scratch_copy()
+    try:
+        return run_all(chosen, args.timeout, args.baseline, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_all(chosen: list[Mutant], timeout_s: float, baseline: bool, root: Path) -> int:
+    """Try each mutant in the copy at `root` and print the verdicts; the exit status (1 when any survived)."""
+    if baseline:
+        failing = [m.name for m in chosen if not run_tests(m.tests, timeout_s, root)]
         if failing:
             print(f"the tests of {', '.join(failing)} fail on the unchanged tree; fix them first")
             return 2
     survivors = []
     for mutant in chosen:
-        survived = try_mutant(mutant, args.timeout)
+        survived = try_mutant(mutant, timeout_s, root)
         print(f"{'SURVIVED' if survived else 'killed  '}  {mutant.name:22} {mutant.path}: {mutant.old!r} -> {mutant.new!r}",
               flush=True)
         survivors += [mutant.name] if survived else []
