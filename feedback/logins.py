@@ -46,6 +46,10 @@ class LoginGuard:
     for one name, from anywhere, lock that name for `lockout_s`, but only against clients that failed for it within
     the window (or are unknown): the reader, from a client with no failures for that name, still signs in with the
     right password, so an outsider cannot lock a reader out.
+
+    The counts live in this process's memory, so each replica of the app keeps its own (with N replicas on one
+    PostgreSQL store, up to N times the attempts before all lock): they must answer before any other work and hold
+    no lasting record, so they stay out of the store (README: "Corrections store: SQLite or PostgreSQL").
     """
 
     per_reader: int = 5
