@@ -41,7 +41,8 @@ STATUS_OF = ((NoModel, 503), (Unusable, 422), (NotSignedIn, 401), (TooMany, 429)
 class Gate(BaseModel):
     """The input check's part in an answer."""
 
-    kind: str = Field(description="which check gave the status: " + "; ".join(f"{k}: {v}" for k, v in GATE_KINDS.items()))
+    kind: str = Field(description="which check gave the status: "
+                                  + "; ".join(f"{k}: {v}" for k, v in GATE_KINDS.items()))
     score: float | None = Field(description="the gate's in-scope probability (None where the header decided or there "
                                             "is no gate)")
 

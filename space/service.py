@@ -287,7 +287,8 @@ class Service:
         try:
             record_id, created = self.store.add(
                 lossless_png(data), form.upload.name, form.correct_label, login.reader, form.note or "",
-                model_said(prediction), prediction.probability if prediction.answered else 0.0, prediction.model_version,
+                model_said(prediction), prediction.probability if prediction.answered else 0.0,
+                prediction.model_version,
                 verified=login.verified, image_sha256=sha256, extension=".png", pixel_sha256=image_identity(data),
                 client=client,
             )

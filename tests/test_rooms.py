@@ -63,7 +63,8 @@ def test_feedback_and_model_never_import_each_other():
 def test_the_service_imports_no_web_framework():
     """The page and the REST API are adapters over space.service: it works on plain values, with neither door's
     library."""
-    result = import_with_blocked(["space.service", "space.clients"], ["gradio", "gradio_client", "fastapi", "starlette"])
+    web = ["gradio", "gradio_client", "fastapi", "starlette"]
+    result = import_with_blocked(["space.service", "space.clients"], web)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
