@@ -10,6 +10,7 @@ import pytest
 from model.config import ModelConfig
 from model.data import Example
 from model.features import Features
+from model.training import transfer
 from model.training.transfer import reference_rank, source_groups, threshold_at, transfer_point
 
 CONFIG = ModelConfig(weights="none", input_size=32, pooling="avg", head="logistic", optimizer="adam",
@@ -78,3 +79,56 @@ def test_the_reference_must_hold_negatives_only():
                     np.arange(40.0))
     with pytest.raises(ValueError, match="negative"):
         transfer_point(data, CONFIG, data, target_sensitivity=0.9)
+
+
+def score_is_the_feature(monkeypatch) -> list[tuple[set[str], list[Example]]]:
+    """Replace the fold heads by one that scores each film by its first feature, so ranks can be worked by hand;
+    returns, per fold, the origins the head was trained on and the examples it then scored."""
+    folds: list[tuple[set[str], list[Example]]] = []
+    monkeypatch.setattr(transfer, "train_head",
+                        lambda shape, train, validation, config: ({e.origin for e in train.examples}, None))
+
+    def scores(head, scored):
+        folds.append((head, scored.examples))
+        return scored.x[:, 0, 0].astype("float64")
+
+    monkeypatch.setattr(transfer, "probabilities", scores)
+    return folds
+
+
+def test_the_specificity_is_the_rank_of_the_positive_that_completes_the_target(monkeypatch):
+    """Reference normals score 0, 1, ..., 9; ten positives (one source each) score 9.5, 8.5, ..., 0.5, so their ranks
+    among the normals are 1.0, 0.9, ..., 0.1. Finding 90% of them (9 of 10) needs the 9th highest rank, 0.2; 75%
+    needs ceil(7.5) = 8, rank 0.3; all of them, rank 0.1. Of other pneumonias scoring 0.5, 5.5
+    and 1.5 (ranks 0.1, 0.6 and 0.2) only the first is below 0.2: the last is called positive, as a positive of
+    rank 0.2 is."""
+    score_is_the_feature(monkeypatch)
+    positives = [example(i, 1, "covid", f"hospital {i}") for i in range(10)]
+    normals = [example(20 + i, 0, "normal", f"normal {i}") for i in range(10)]
+    others = [example(40 + i, 0, "other_pneumonia", f"other {i}") for i in range(3)]
+    data = features(positives + normals + others,
+                    np.concatenate([np.arange(9.5, 0, -1), np.linspace(0.2, 0.8, 10), [0.5, 5.5, 1.5]]))
+    reference = features([example(60 + i, 0, "normal", "archive") for i in range(10)], np.arange(10.0))
+    for target, specificity, sensitivity in ((0.9, 0.2, 0.9), (0.75, 0.3, 0.8), (1.0, 0.1, 1.0)):
+        point = transfer_point(data, CONFIG, reference, target_sensitivity=target)
+        assert (point.specificity, point.sensitivity) == pytest.approx((specificity, sensitivity)), target
+    assert point.n_sources == 10 and point.n_positive == 10
+    assert transfer_point(data, CONFIG, reference, target_sensitivity=0.9).other_specificity == pytest.approx(1 / 3)
+
+
+def test_no_fold_model_has_seen_the_source_of_a_film_it_scores(monkeypatch):
+    """100 films, 5 folds: a fold's share is 20. The archive's 40 normals are more than a share and are held out by
+    patient; the 20 films of 'exact' are exactly a share, so that source is held out whole, like the small ones."""
+    folds = score_is_the_feature(monkeypatch)
+    films = ([example(i, 0, "normal", "archive") for i in range(40)]
+             + [example(100 + i, 1, "covid", "exact") for i in range(20)]
+             + [example(200 + i, i % 2, "covid" if i % 2 else "normal", f"small {i % 8}") for i in range(40)])
+    data = features(films, np.random.default_rng(0).normal(size=100))
+    groups = source_groups(data, folds=5)
+    assert set(groups[40:60]) == {"source:exact"} and len(set(groups[:40])) == 40
+    reference = features([example(300 + i, 0, "normal", "reference") for i in range(30)], np.arange(30.0))
+    transfer_point(data, CONFIG, reference, target_sensitivity=0.9)
+    held_out = [(seen, scored) for seen, scored in folds if scored and scored[0].origin != "reference"]
+    assert len(held_out) == 5 and sum(len(scored) for _, scored in held_out) == 100
+    for seen, scored in held_out:
+        assert {e.origin for e in scored if e.origin != "archive"}.isdisjoint(seen)
