@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from feedback.readers import check_password, check_reader
-from feedback.store import clean_reader
+from feedback.records import clean_reader
 
 log = logging.getLogger(__name__)
 

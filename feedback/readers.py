@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import settings
-from feedback.store import clean_reader
+from feedback.records import clean_reader
 
 PBKDF2_PREFIX = "pbkdf2_sha256"
 DEFAULT_ITERATIONS = 200_000

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from feedback.export import latest_by_reader
-from feedback.store import LABELS, Correction
+from feedback.records import LABELS, Correction
 
 MODEL_LABELS = ("positive", "negative")
 UNVERIFIED_MARK = " (unverified)"
