@@ -31,7 +31,7 @@ SHARED = Path("../shared/data")
 
 def recipe_split(model: Path):
     """The split the model's recipe made (its --data, --extra-train, --extra-split, seed and fractions)."""
-    from model.cli import split_from_args
+    from model.commands.cli import split_from_args
     from tuning.__main__ import parse_args
     from tuning.recipe import RECIPE_FILE
 

@@ -52,7 +52,7 @@ MUTANTS = (
            "for f in dataclasses.fields(p)[2:])", ("tests/test_preprocessing.py", "-k", "key")),
     Mutant("youden-reversed", "model/training/evaluation.py", "index = int(np.argmax(tpr - fpr))",
            "index = int(np.argmax(fpr - tpr))", ("tests/test_evaluation.py", "-k", "threshold or youden")),
-    Mutant("flag-mapping", "model/cli.py", 'knob.metadata.get("flag", "--" + knob.name.replace("_", "-"))',
+    Mutant("flag-mapping", "model/commands/cli.py", 'knob.metadata.get("flag", "--" + knob.name.replace("_", "-"))',
            '"--" + knob.name.replace("_", "-")', ("tests/test_cli.py", "-k", "flag")),
 )
 

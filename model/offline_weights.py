@@ -50,7 +50,7 @@ def convert(out: Path = DEFAULT_OUT, source: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """The command (its own imports here: model.card reads ORIGIN from this module in the app)."""
-    from model.cli import Parser, UsageError, start_tensorflow
+    from model.commands.cli import Parser, UsageError, start_tensorflow
 
     parser = Parser(prog="python -m model.offline_weights", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"weights file to write (default {DEFAULT_OUT})")
@@ -67,6 +67,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from model.cli import run
+    from model.commands.cli import run
 
     sys.exit(run(main))

@@ -73,7 +73,7 @@ def test_train_can_set_the_threshold_for_unseen_sources_on_reference_normals(tra
 
 
 def test_unseen_sources_needs_reference_normals(tmp_path, fixture_dir, capsys):
-    from model.cli import USAGE_ERROR, run
+    from model.commands.cli import USAGE_ERROR, run
 
     status = run(train.main, ["--data", str(fixture_dir), "--weights", "none", "--size", "32", "--out", str(tmp_path),
                               "--target-sensitivity", "0.9", "--operating-point", "unseen_sources"])
@@ -159,7 +159,7 @@ def test_command_lines_have_help(module, capsys, monkeypatch):
 
 
 def test_each_flag_keeps_its_name_and_sets_its_config_field(tmp_path):
-    from model.cli import config_from_args
+    from model.commands.cli import config_from_args
     from model.config import ModelConfig
 
     argv = ["--data", str(tmp_path), "--size", "64", "--weights", "none", "--seed", "7", "--target-sensitivity", "0.9",
@@ -175,7 +175,7 @@ def test_each_flag_keeps_its_name_and_sets_its_config_field(tmp_path):
 
 
 def test_hparams_replace_the_head_but_keep_the_base_size_and_seed(tmp_path):
-    from model.cli import config_from_args
+    from model.commands.cli import config_from_args
     from model.config import ModelConfig
 
     saved = ModelConfig(input_size=128, weights="imagenet", seed=3, pooling="avg", dense=(8,), epochs=4, crop=0.1)

@@ -13,7 +13,7 @@ from model.artifact import (
     previous_of,
     save_artifact,
 )
-from model.cli import USAGE_ERROR, run
+from model.commands.cli import USAGE_ERROR, run
 from model.data import scan_folder
 from tests.conftest import FIXTURE_DIR
 

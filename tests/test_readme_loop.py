@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from feedback.store import CorrectionStore
 from model.artifact import CARD_FILE, load_card
-from model.cli import USAGE_ERROR, run
+from model.commands.cli import USAGE_ERROR, run
 from model.gate import GATE_FILE
 from model.images import image_identity, read_grey
 from model.training import gate_fit

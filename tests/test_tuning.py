@@ -15,7 +15,7 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from model.cli import UsageError
+from model.commands.cli import UsageError
 from model.config import ModelConfig
 from model.data import Example
 from model.features import Features, SplitFeatures

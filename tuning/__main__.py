@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from model.cli import (
+from model.commands.cli import (
     Parser,
     UsageError,
     add_config_arguments,
