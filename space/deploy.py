@@ -33,7 +33,7 @@ SKIPPED_FOLDERS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".part", ".tmp")
 SPACE_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 USAGE_ERROR = 2
-"""The exit status of a user error, as for every command of the project (model.cli)."""
+"""The exit status of a user error, as for every command of the project (model.commands.cli)."""
 FAILED = 1
 
 
@@ -94,7 +94,7 @@ def upload(space: str, files: Sequence[Path], token: str, root: Path = REPO) -> 
 
 
 class Parser(argparse.ArgumentParser):
-    """A usage error in one line naming --help, exit status 2 (model.cli.Parser's convention, without its --verbose
+    """A usage error in one line naming --help, exit status 2 (model.commands.cli.Parser's convention, without its --verbose
     and its imports of the model's data and configuration)."""
 
     def error(self, message: str) -> NoReturn:
