@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from model.artifact import CARD_FILE
+import numpy as np
+
+from model.artifact import CARD_FILE, MODEL_FILE
+from model.serving.predictor import load_predictor
 from model.serving.reload import ModelWatch
 from tests.server import make_model
 
@@ -46,4 +49,23 @@ def test_a_new_version_is_loaded_once_and_a_broken_one_leaves_the_old_serving(tm
 
     install_version(folder, "broken")
     assert settled(watch) is None and watch.version == "v2"
-    assert watch.poll() is None and loaded == ["v2", "broken"], "a broken model is not retried until the card changes"
+    assert watch.poll() is None and loaded == ["v2", "broken"], "a broken model is not retried until a file changes"
+
+
+def test_a_good_model_written_after_a_failed_load_is_served(tmp_path, monkeypatch):
+    """The card names a new version whose model.keras is corrupt: the load fails and the old model serves; once a
+    good model.keras is written under the same card, it is loaded and served (no card change needed)."""
+    monkeypatch.setenv("XRAY_PRECISION", "float32")
+    monkeypatch.setenv("XRAY_MAX_BATCH_SIZE", "1")
+    folder, good = make_model(tmp_path / "model"), make_model(tmp_path / "good")
+    watch = ModelWatch(folder, "v1", lambda path: load_predictor(path, serving=True))
+
+    install_version(folder, "v2")
+    (folder / MODEL_FILE).write_bytes(b"PK\x03\x04 cut short")
+    assert settled(watch) is None and watch.version == "v1", "the corrupt model is not served"
+    assert watch.poll() is None and not watch._loading, "the same broken files are not tried again"
+
+    (folder / MODEL_FILE).write_bytes((good / MODEL_FILE).read_bytes())
+    served = settled(watch)
+    assert served is not None and served.version == "v2" == watch.version
+    assert served.predict_greys([np.zeros((64, 64), "uint8")])[0].model_version == "v2"

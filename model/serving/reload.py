@@ -9,31 +9,43 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from model.artifact import artifact_paths, load_card
+from model.artifact import LOCALISER_FILE, artifact_paths, load_card
+from model.gate import GATE_FILE
 from model.serving.predictor import Predictor, load_predictor
 
 log = logging.getLogger(__name__)
 
+Stamp = tuple[tuple[int, int, int] | None, ...]
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """(inode, modification time, size) of the artifact's card, or None while there is none."""
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, modification time, size) of a file, or None while there is none."""
     try:
-        info = artifact_paths(path)[1].stat()
+        info = path.stat()
     except OSError:
         return None
     return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _stamp(path: Path) -> Stamp | None:
+    """The stamps of every file a load reads (card, model, input gate, lung localiser), or None while there is no card:
+    a file rewritten after a failed load (a good model.keras under the same card) is a new artifact to try."""
+    model_path, card_path = artifact_paths(path)
+    files = (card_path, model_path, card_path.parent / GATE_FILE, card_path.parent / LOCALISER_FILE)
+    stamps = tuple(_file_stamp(file) for file in files)
+    return stamps if stamps[0] is not None else None
 
 
 @dataclass
 class ModelWatch:
     """Watches the artifact at `path`: when its card names another version than `version`, loads that model in a
     thread while the old one keeps answering, and hands it over once (poll). A model that fails to load is logged
-    and the old one stays until the card changes again."""
+    and the old one stays until one of the artifact's files changes again (then it is tried again)."""
 
     path: Path
     version: str
     load: Callable[[Path], Predictor] = partial(load_predictor, serving=True)
-    _stamp: tuple[int, int, int] | None = field(init=False, default=None)
+    _stamp: Stamp | None = field(init=False, default=None)
     _ready: Predictor | None = field(init=False, default=None)
     _loading: bool = field(init=False, default=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
