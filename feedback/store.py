@@ -515,9 +515,10 @@ class CorrectionStore:
             return _read(self.folder, "WHERE id = ?", (int(record_id),))[0]
 
     def image_bytes(self, correction: Correction) -> bytes | None:
-        """The stored copy of the correction's image, or None when that file has gone missing."""
+        """The stored copy of the correction's image (images/<image_name> in this store's folder), or None when that
+        file has gone missing."""
         try:
-            return Path(correction.image_path).read_bytes()
+            return (self.folder / IMAGES_DIR / correction.image_name).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as error:
