@@ -215,3 +215,59 @@ def test_no_account_can_be_given_a_password_with_a_control_character(tmp_path):
     accounts.write_text("alice:fine\nbob:bad\x1b[2Jpw\n")
     with pytest.raises(ValueError, match="line 2.*control characters"):
         load_readers({"XRAY_READERS_FILE": str(accounts)})
+
+
+@pytest.mark.parametrize("reader, right, wrong_by_a_letter, wrong_throughout", [
+    ("alice", "right", "righT", "xxxxx"), ("bob", "plain-pw", "plain-pX", "zzzzzzzz"),
+])
+def test_every_password_is_compared_by_hmac_compare_digest_which_alone_decides(
+        monkeypatch, guard, reader, right, wrong_by_a_letter, wrong_throughout):
+    """Constant time is a property of the comparison function, not of a timing: each check of a hashed or a plain
+    account is exactly one hmac.compare_digest call, for a password right, wrong in its last letter only, or wrong
+    throughout, and its answer is the sign-in's (a comparison that says yes signs a wrong password in)."""
+    real = feedback.readers.hmac.compare_digest
+    calls = []
+
+    def recording(a, b):
+        calls.append((type(a), type(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(feedback.readers.hmac, "compare_digest", recording)
+    answers = [check_reader(READERS, reader, typed) for typed in (right, wrong_by_a_letter, wrong_throughout)]
+    assert answers == [True, False, False] and calls == [(bytes, bytes)] * 3
+    for typed in (wrong_by_a_letter, wrong_throughout):
+        with pytest.raises(LoginFailed, match="^Unknown reader or wrong password.$"):
+            check_login(READERS, guard, reader, typed, "10.0.0.1")
+    assert len(calls) == 5
+    monkeypatch.setattr(feedback.readers.hmac, "compare_digest", lambda a, b: True)
+    assert check_login(READERS, guard, reader, wrong_throughout, "10.0.0.1") == Login(reader, verified=True)
+
+
+def test_a_sign_in_forgets_the_failures_of_its_own_name_and_client_only(guard):
+    """alice fails once from each of two clients, then signs in from the first: the second's failure for her still
+    counts, so once an outsider locks her name the second client is refused while the first signs in."""
+    fail(guard, "alice", 1, client="10.0.0.4")
+    fail(guard, "alice", 1, client="10.0.0.3")
+    assert check_login(READERS, guard, "alice", "right", "10.0.0.3").verified
+    for _ in range(5):
+        with pytest.raises(LoginFailed):
+            check_login(READERS, guard, "alice", "guess", "203.0.113.5")
+    with pytest.raises(TooManyAttempts, match="'alice'"):
+        check_login(READERS, guard, "alice", "right", "10.0.0.4")
+    assert check_login(READERS, guard, "alice", "right", "10.0.0.3").verified
+
+
+def test_a_sign_in_keeps_the_clients_failures_for_other_names_and_other_names_failures(guard):
+    """From one client: bob fails 4 times and 15 other names once (19 of the client's 20), then alice signs in. bob's
+    fifth failure, from elsewhere, still locks him against this client, and the client's 20th failure still locks
+    it out of every name."""
+    fail(guard, "bob", 4, client="10.0.0.3")
+    for i in range(15):
+        fail(guard, f"guess-{i}", 1, client="10.0.0.3")
+    assert check_login(READERS, guard, "alice", "right", "10.0.0.3").verified
+    fail(guard, "bob", 1, client="198.51.100.2")
+    with pytest.raises(TooManyAttempts, match="'bob'"):
+        check_login(READERS, guard, "bob", "plain-pw", "10.0.0.3")
+    fail(guard, "guess-99", 1, client="10.0.0.3")
+    with pytest.raises(TooManyAttempts, match="this client"):
+        check_login(READERS, guard, "alice", "right", "10.0.0.3")
