@@ -9,13 +9,16 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 import pytest
+from fastapi import HTTPException
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from feedback.store import CorrectionStore
 from model.config import POSITIVE_NAME
+from model.gate import MADE_FOR
 from model.images import MAX_FILE_BYTES
+from space.admission import REFUSED, Admission, admitted
 from tests.badfiles import _dicom, _dicom_bytes
 from tests.server import EXAMPLES, add_gate, make_model, running_server
 
@@ -57,6 +60,7 @@ def ct_slice(folder: Path) -> Path:
 def test_for_every_example_the_api_and_the_page_give_the_same_answer(server, tmp_path):
     files = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg")) + [ct_slice(tmp_path)]
     model = httpx.get(server.url + "api/v1/model", timeout=30).json()
+    assert model["made_for"] == MADE_FOR and model["input_check"] and model["version"] in model["card"]
     with http(server, "203.0.113.1") as api:
         for path in files:
             scores, decision, _, _, status, reason, version = page(server, "203.0.113.2").predict(
@@ -148,3 +152,16 @@ def test_failed_sign_ins_through_the_api_lock_the_page_out_too(server):
     with pytest.raises(AppError, match="Too many attempts for reader 'dr_b'"):
         page(server, "203.0.113.7").predict(handle_file(str(EXAMPLES / "covid-3.png")), "negative", "dr_b",
                                             "other-one", "", api_name="/flag")
+
+
+def test_an_api_request_holds_one_of_its_client_s_places_while_it_runs():
+    door = Admission(limit=1)
+    with admitted(door, "a"):
+        with pytest.raises(HTTPException) as refused:
+            with admitted(door, "a"):
+                pass
+        with admitted(door, "b"):
+            pass
+    assert (refused.value.status_code, refused.value.detail) == (429, REFUSED)
+    with admitted(door, "a"):
+        pass
