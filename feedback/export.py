@@ -9,11 +9,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from feedback.records import Correction, Store
+from handoff import (
+    DIAGNOSIS_FOLDERS,
+    FEEDBACK_SOURCE,
+    IDENTITY_COLUMN,
+    INPUT_FOLDERS,
+    INPUT_MANIFEST_COLUMNS,
+    MANIFEST_COLUMNS,
+    MANIFEST_NAME,
+    READERS_COLUMN,
+)
 
-FOLDERS = {"positive": "covid", "negative": "not_covid"}
-MANIFEST_COLUMNS = ("file", "label", "patient_id", "source", "sha256", "pixel_sha256", "readers", "n_corrections")
-SCOPE_FOLDERS = {"in_scope": "in_scope", "out_of_scope": "out_of_scope"}
-SCOPE_MANIFEST_COLUMNS = ("file", "label", "model_said", "sha256", "pixel_sha256", "readers", "n_corrections")
+FOLDERS = DIAGNOSIS_FOLDERS
+SCOPE_FOLDERS = INPUT_FOLDERS
 RULE = ("each reader's latest correction of an image is their verdict (none once they withdraw it); the majority "
         "of verdicts wins, a tie goes to the most recent; an image whose result is uncertain keeps its label")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -97,8 +105,8 @@ def _identity_columns(corrections: list[Correction]) -> dict:
     """The manifest columns naming an image and who stands by its verdict."""
     return {
         "sha256": corrections[0].image_sha256,
-        "pixel_sha256": next((c.pixel_sha256 for c in corrections if c.pixel_sha256), ""),
-        "readers": ";".join(sorted(latest_by_reader(corrections))),
+        IDENTITY_COLUMN: next((c.pixel_sha256 for c in corrections if c.pixel_sha256), ""),
+        READERS_COLUMN: ";".join(sorted(latest_by_reader(corrections))),
         "n_corrections": len(corrections),
     }
 
@@ -128,10 +136,10 @@ def export_corrections(store: Store, out: str | Path, include_unverified: bool =
               "left_out_unverified": len(stored) - len(usable), "missing_images": 0,
               "input_verdicts": sum(len(cs) for cs in on_inputs.values()), "in_scope": 0, "out_of_scope": 0}
     rows = [{"file": f"{folder}/{name}", "label": folder, "patient_id": f"feedback:{corrections[0].image_sha256}",
-             "source": "feedback", **_identity_columns(corrections)}
+             "source": FEEDBACK_SOURCE, **_identity_columns(corrections)}
             for folder, name, corrections in _written(store, by_image, FOLDERS, out, counts)]
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "MANIFEST.csv", MANIFEST_COLUMNS, rows)
+    write_csv(out / MANIFEST_NAME, MANIFEST_COLUMNS, rows)
 
     if scope_out is not None and on_inputs:
         scope_out = Path(scope_out)
@@ -140,5 +148,5 @@ def export_corrections(store: Store, out: str | Path, include_unverified: bool =
                  **_identity_columns(corrections)}
                 for folder, name, corrections in _written(store, on_inputs, SCOPE_FOLDERS, scope_out, counts)]
         scope_out.mkdir(parents=True, exist_ok=True)
-        write_csv(scope_out / "MANIFEST.csv", SCOPE_MANIFEST_COLUMNS, rows)
+        write_csv(scope_out / MANIFEST_NAME, INPUT_MANIFEST_COLUMNS, rows)
     return counts

@@ -13,12 +13,12 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 import settings
+from handoff import DIAGNOSES, INPUT_VERDICTS, identity
 
-LABELS = ("positive", "negative", "uncertain")
-"""A reader's verdict on what the image shows (the model's question)."""
-SCOPE_LABELS = ("in_scope", "out_of_scope")
-"""A reader's verdict on the input itself, for the input check (model.gate): an adult frontal chest film the model
-should answer, or not one (refusing it is right). An input the model refused can only get one of these."""
+LABELS = DIAGNOSES
+"""A reader's verdict on what the image shows (handoff.DIAGNOSES)."""
+SCOPE_LABELS = INPUT_VERDICTS
+"""A reader's verdict on the input itself (handoff.INPUT_VERDICTS). An input the model refused can only get one."""
 VERDICTS = LABELS + SCOPE_LABELS
 REFUSED_INPUT = "out_of_scope"
 """What a correction records as the model's answer when the input check refused the input."""
@@ -114,7 +114,7 @@ class Correction:
     @property
     def identity(self) -> str:
         """What the correction is about: the decoded pixels' hash where recorded, else the stored file's bytes' hash."""
-        return self.pixel_sha256 or self.image_sha256
+        return identity(self.pixel_sha256, self.image_sha256)
 
     @property
     def image_name(self) -> str:

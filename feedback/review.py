@@ -102,7 +102,7 @@ def verdicts_by_image(corrections: Iterable[Correction]) -> list[dict[str, str]]
     """Reader -> latest label, for each image that two or more readers labelled."""
     by_image: dict[str, list[Correction]] = {}
     for c in corrections:
-        by_image.setdefault(c.image_sha256, []).append(c)
+        by_image.setdefault(c.identity, []).append(c)
     latest = (latest_by_reader(cs) for _, cs in sorted(by_image.items()))
     return [{reader: c.correct_label for reader, c in votes.items()} for votes in latest if len(votes) >= 2]
 
@@ -144,7 +144,7 @@ def summary(corrections: Iterable[Correction], prediction_counts: Mapping[str, i
     diagnoses = [c for c in corrections if not c.about_input]
     return Summary(
         corrections=len(corrections),
-        images=len({c.image_sha256 for c in corrections}),
+        images=len({c.identity for c in corrections}),
         readers=len({c.reader for c in corrections}),
         versions=version_shares(corrections, prediction_counts, predicted),
         confusion=confusion(diagnoses),

@@ -12,10 +12,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoff import DIAGNOSIS_FOLDERS
+
 POSITIVE_NAME = "COVID-19 positive"
 NEGATIVE_NAME = "COVID-19 negative"
 CLASS_NAMES = (NEGATIVE_NAME, POSITIVE_NAME)
-DEFAULT_POSITIVE_FOLDERS = ("covid", "COVID")
+DEFAULT_POSITIVE_FOLDERS = (DIAGNOSIS_FOLDERS["positive"], "COVID")
 
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
 POOLINGS = ("flatten", "avg", "max", "avgmax")

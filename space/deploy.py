@@ -4,7 +4,7 @@ requires (LFS/Xet), instead of a `git push` of the whole history.
     python -m space.deploy --space OWNER/NAME            # needs HF_TOKEN (a token with write access)
     python -m space.deploy --dry-run                     # lists every file and its size; no network
 
-The snapshot is the app (app.py, settings.py, space/, model/'s code, feedback/), README.md (whose front matter
+The snapshot is the app (app.py, settings.py, handoff.py, space/, model/'s code, feedback/), README.md (whose front matter
 configures the Space), .gitattributes, examples/ and the shipped model (model/artifacts/default); the Space's
 requirements.txt is space/requirements.txt, what the app runs (the project's requirements.txt, with the training and
 test tools, stays here). Never tests/, benchmarks/, tuning/, other artifacts, caches or .git. Files removed here stay
@@ -23,7 +23,7 @@ from typing import NoReturn
 import settings
 
 REPO = Path(__file__).resolve().parents[1]
-SNAPSHOT = ("app.py", "settings.py", "README.md", ".gitattributes", "space", "model", "feedback", "examples")
+SNAPSHOT = ("app.py", "settings.py", "handoff.py", "README.md", ".gitattributes", "space", "model", "feedback", "examples")
 RUNTIME_REQUIREMENTS = Path("space/requirements.txt")
 RENAMED = {RUNTIME_REQUIREMENTS: Path("requirements.txt")}
 """Files the Space gets under another name: its requirements.txt is the runtime list, not the development one."""

@@ -128,3 +128,17 @@ def test_verdicts_on_refused_inputs_are_counted_but_never_enter_the_confusion_or
     assert (mixed.corrections, mixed.images) == (plain.corrections + 2, plain.images + 1)
     assert np.array_equal(mixed.confusion, plain.confusion)
     assert mixed.agreement == plain.agreement
+
+
+def test_one_picture_sent_as_two_files_is_one_image_to_the_agreement_and_the_counts(tmp_path):
+    # two readers flag the same pixels sent as different files (a PNG and its re-encoding): the export merges them by
+    # the pixels' identity, so the tab's agreement and image count must too
+    store = CorrectionStore(tmp_path)
+    for reader, data in (("dr_a", b"png bytes"), ("dr_b", b"re-encoded bytes")):
+        store.add(data, "film.png", "positive", reader, "", "negative", 0.1, "v1", verified=True,
+                  pixel_sha256="ab" * 32)
+    corrections = store.all()
+    assert len({c.image_sha256 for c in corrections}) == 2
+    assert summary(corrections, {}).images == 1
+    found = agreement(corrections)
+    assert (found.images, found.readers) == (1, 2)

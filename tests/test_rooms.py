@@ -75,8 +75,8 @@ def test_the_service_imports_no_web_framework():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_settings_imports_nothing_of_the_project():
-    result = import_with_blocked(["settings"], ["model", "feedback", "space", "tuning", "app"])
+def test_settings_and_the_handoff_import_nothing_of_the_project():
+    result = import_with_blocked(["settings", "handoff"], ["model", "feedback", "space", "tuning", "app"])
     assert result.returncode == 0, result.stderr[-2000:]
 
 

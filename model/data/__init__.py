@@ -16,18 +16,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
+from handoff import FEEDBACK_SOURCE, IDENTITY_COLUMN, MANIFEST_NAME, READERS_COLUMN
 from model.config import DEFAULT_POSITIVE_FOLDERS
 from model.images import EXTENSIONS, ImageError, file_sha256, image_identity
 from model.preprocessing import Preprocessing, to_network_input
 
 SKIPPED_FOLDERS = frozenset({"masks"})
-MANIFEST_NAME = "MANIFEST.csv"
 ORIGIN_COLUMN = "origin"
 SOURCE_COLUMNS = ("source", "source_repo", ORIGIN_COLUMN)
-FEEDBACK_SOURCE = "feedback"
 EXCLUDED = "excluded"
-IDENTITY_COLUMN = "pixel_sha256"
-READERS_COLUMN = "readers"
 
 
 @dataclass(frozen=True)
