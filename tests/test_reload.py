@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,11 +32,12 @@ def settled(watch: ModelWatch, deadline_s: float = 60.0):
 
 def test_a_new_version_is_loaded_once_and_a_broken_one_leaves_the_old_serving(tmp_path):
     folder = make_model(tmp_path / "model")
-    loaded = []
+    loaded, threads = [], set()
 
     def load(path: Path):
         version = json.loads((path / CARD_FILE).read_text())["version"]
         loaded.append(version)
+        threads.add(threading.get_ident())
         if version == "broken":
             raise OSError("model.keras is truncated")
         return SimpleNamespace(version=version)
@@ -50,6 +52,10 @@ def test_a_new_version_is_loaded_once_and_a_broken_one_leaves_the_old_serving(tm
     install_version(folder, "broken")
     assert settled(watch) is None and watch.version == "v2"
     assert watch.poll() is None and loaded == ["v2", "broken"], "a broken model is not retried until a file changes"
+    install_version(folder, "v3")
+    assert settled(watch).version == "v3"
+    assert len(threads) == 1 and threading.get_ident() not in threads, \
+        "every load on the one loading thread, none on the caller's (a fresh thread per load kept memory)"
 
 
 def test_a_good_model_written_after_a_failed_load_is_served(tmp_path, monkeypatch):

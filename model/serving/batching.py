@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import settings
 from model.images import Source
+from model.serving.network import on_network_thread
 from model.serving.predictor import Decoded, Prediction, Predictor, decode
 
 
@@ -28,8 +29,9 @@ class _Slot:
 class BatchingPredictor:
     """`predict` as Predictor's, but concurrent calls share forward passes of up to `max_batch_size` images.
 
-    No thread of its own: a caller that finds the network idle runs everything waiting (itself included);
-    the others wait for their result. Each caller decodes its own file first, so decoding runs in parallel.
+    A caller that finds the network idle takes everything waiting (itself included) through the process's network
+    thread (model.serving.network); the others wait for their result. Each caller decodes its own file first, so
+    decoding runs in parallel.
     """
 
     predictor: Predictor
@@ -58,7 +60,7 @@ class BatchingPredictor:
         """Predict a batch and hand each caller its outcome; a failure is every caller's failure."""
         outcomes: list[Prediction | BaseException]
         try:
-            outcomes = list(self.predictor.predict_many([slot.image for slot in batch]))
+            outcomes = list(on_network_thread(self.predictor.predict_many, [slot.image for slot in batch]))
         except BaseException as error:
             outcomes = [error] * len(batch)
         with self._changed:

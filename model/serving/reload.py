@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import threading
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,20 @@ from model.serving.predictor import Predictor, load_predictor
 log = logging.getLogger(__name__)
 
 Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _work(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get()()
+
+
+@functools.cache
+def _loader() -> queue.SimpleQueue:
+    """The jobs of the process's one model-loading thread. A fresh thread per load kept about 100 MiB more after 8
+    reloads, one thread kept reused does not (benchmarks/bench_reload.py)."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_work, args=(jobs,), name="model-reload", daemon=True).start()
+    return jobs
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -38,13 +53,13 @@ def _stamp(path: Path) -> Stamp | None:
 
 @dataclass
 class ModelWatch:
-    """Watches the artifact at `path`: when its card names another version than `version`, loads that model in a
-    thread while the old one keeps answering, and hands it over once (poll). A model that fails to load is logged
+    """Watches the artifact at `path`: when its card names another version than `version`, loads that model on the
+    model-loading thread while the old one keeps answering, and hands it over once (poll). A model that fails to load is logged
     and the old one stays until one of the artifact's files changes again (then it is tried again)."""
 
     path: Path
     version: str
-    load: Callable[[Path], Predictor] = partial(load_predictor, serving=True)
+    load: Callable[[Path], Predictor] = functools.partial(load_predictor, serving=True)
     _stamp: Stamp | None = field(init=False, default=None)
     _ready: Predictor | None = field(init=False, default=None)
     _loading: bool = field(init=False, default=False)
@@ -72,7 +87,7 @@ class ModelWatch:
                 return None
             self._loading = True
         log.info("model version %s installed at %s; loading it beside %s", version, self.path, self.version or "none")
-        threading.Thread(target=self._load, name="model-reload", daemon=True).start()
+        _loader().put(self._load)
         return None
 
     def _load(self) -> None:
