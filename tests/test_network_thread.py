@@ -64,3 +64,17 @@ def test_a_replaced_predictor_is_garbage_collected_after_serving_concurrent_call
     del predictor, answers
     gc.collect()
     assert gone() is None, "nothing (batcher, network thread, compiled function) keeps the old model alive"
+
+
+def test_a_models_timings_and_answer_checks_run_on_the_network_thread_never_beside_a_serving_pass(tmp_path,
+                                                                                                 monkeypatch):
+    from model.serving import measure
+
+    folder = make_model(tmp_path / "model", ModelConfig(weights="none", input_size=32, pooling="avg", dense=(4,)))
+    predictor, network = load_predictor(folder, "float32"), on_network_thread(threading.get_ident)
+    timed, answered = [], []
+    monkeypatch.setattr(measure, "ms_per_image", lambda run, x: timed.append(threading.get_ident()) or 1.0)
+    monkeypatch.setattr(measure, "_answers", lambda p, greys: answered.append(threading.get_ident()) or [])
+    result = measure.measure({"float32": predictor}, [np.zeros((40, 40), "uint8")], 4)
+    assert result["ms_per_image"] == {"float32": {"1": 1.0, "4": 1.0}}
+    assert timed == [network, network] and answered == [network]

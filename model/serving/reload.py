@@ -54,8 +54,8 @@ def _stamp(path: Path) -> Stamp | None:
 @dataclass
 class ModelWatch:
     """Watches the artifact at `path`: when its card names another version than `version`, loads that model on the
-    model-loading thread while the old one keeps answering, and hands it over once (poll). A model that fails to load is logged
-    and the old one stays until one of the artifact's files changes again (then it is tried again)."""
+    model-loading thread while the old one keeps answering, and hands it over once (poll). A model that fails to
+    load is logged and the old one stays until one of the artifact's files changes again (then it is tried again)."""
 
     path: Path
     version: str
