@@ -40,35 +40,37 @@ def megabytes(n: int) -> str:
 
 @dataclass
 class UploadLedger:
-    """Each client's uploads (time, bytes) still kept, and the refusal of one over its allowance."""
+    """Each client's uploads (time, bytes, whether kept) of the last keep_s seconds, and the refusal of one over its
+    allowance."""
 
     limits: UploadLimits
     clock: Callable[[], float] = time.monotonic
-    _uploads: dict[str | None, deque[tuple[float, int]]] = field(default_factory=dict, repr=False)
+    _uploads: dict[str | None, deque[tuple[float, int, bool]]] = field(default_factory=dict, repr=False)
 
     def _forget_older_than(self, start: float) -> None:
         for client in list(self._uploads):
-            kept = self._uploads[client]
-            while kept and kept[0][0] <= start:
-                kept.popleft()
-            if not kept:
+            uploads = self._uploads[client]
+            while uploads and uploads[0][0] <= start:
+                uploads.popleft()
+            if not uploads:
                 del self._uploads[client]
 
-    def refusal(self, client: str | None, size: int) -> str | None:
-        """Why this client may not upload `size` bytes now (a reason to read), else None and the upload counts."""
+    def refusal(self, client: str | None, size: int, kept: bool = True) -> str | None:
+        """Why this client may not upload `size` bytes now (a reason to read), else None and the upload counts: a
+        minute towards the rates, and towards the bytes kept if it is `kept` (the REST API keeps nothing)."""
         now, limits = self.clock(), self.limits
         self._forget_older_than(now - limits.keep_s)
-        kept = self._uploads.get(client, deque())
-        recent = [n for t, n in kept if t > now - MINUTE_S]
+        uploads = self._uploads.get(client, deque())
+        recent = [n for t, n, _ in uploads if t > now - MINUTE_S]
         if limits.per_minute and len(recent) >= limits.per_minute:
             return f"too many uploads from you: at most {limits.per_minute} a minute; wait a minute and try again"
         if limits.bytes_per_minute and sum(recent) + size > limits.bytes_per_minute:
             return (f"too much uploaded from you: at most {megabytes(limits.bytes_per_minute)} a minute; wait a "
                     "minute and try again")
-        if limits.bytes_kept and sum(n for _, n in kept) + size > limits.bytes_kept:
+        if kept and limits.bytes_kept and sum(n for _, n, held in uploads if held) + size > limits.bytes_kept:
             return (f"too much of your uploads is kept: at most {megabytes(limits.bytes_kept)}, each kept for "
                     f"{limits.keep_s / 60:.0f} minutes after upload; try again later")
-        self._uploads.setdefault(client, kept).append((now, size))
+        self._uploads.setdefault(client, uploads).append((now, size, kept))
         return None
 
 
@@ -94,7 +96,7 @@ class UploadAllowance:
             status, reason = LENGTH_REQUIRED, "an upload must say its length (Content-Length)"
         elif self.max_bytes and int(length) > self.max_bytes + MULTIPART_ENVELOPE:
             status, reason = TOO_LARGE, f"File size exceeded maximum allowed size of {self.max_bytes} bytes."
-        elif reason := self.ledger.refusal(client_key(request), int(length)):
+        elif reason := self.ledger.refusal(client_key(request), int(length), kept=not api):
             status = TOO_MANY_REQUESTS
         else:
             return await self.app(scope, receive, send)

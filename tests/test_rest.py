@@ -19,6 +19,7 @@ from model.config import POSITIVE_NAME
 from model.gate import MADE_FOR
 from model.images import MAX_FILE_BYTES
 from space.admission import REFUSED, Admission, admitted
+from space.upload_limits import UploadLedger, UploadLimits
 from tests.badfiles import _dicom, _dicom_bytes
 from tests.server import EXAMPLES, add_gate, make_model, running_server
 
@@ -165,3 +166,12 @@ def test_an_api_request_holds_one_of_its_client_s_places_while_it_runs():
     assert (refused.value.status_code, refused.value.detail) == (429, REFUSED)
     with admitted(door, "a"):
         pass
+
+
+def test_api_uploads_count_towards_the_rates_but_are_not_kept():
+    mb = 2**20
+    ledger = UploadLedger(UploadLimits(per_minute=7, bytes_per_minute=0, bytes_kept=2 * mb, keep_s=3600))
+    assert [ledger.refusal("a", mb, kept=False) for _ in range(5)] == [None] * 5, "nothing of them is kept"
+    assert ledger.refusal("a", mb) is None and "is kept: at most 2 MB" in ledger.refusal("a", 1.5 * mb)
+    assert ledger.refusal("a", mb, kept=False) is None
+    assert "at most 7 a minute" in ledger.refusal("a", mb, kept=False)
