@@ -7,7 +7,7 @@ import ctypes.util
 import functools
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -17,6 +17,8 @@ PEAK_FACTOR = 7
 """Peak memory of a decode per byte of its decoded pixel data (measured: a deflated 16-bit 6300 px DICOM, 76 MiB of
 pixels, peaks 530 MiB above where decoding started: the inflated data, the pixels, float32 copies, percentiles)."""
 TRIM_AFTER_BYTES = 64 * 2**20
+"""The heap is trimmed after a decode reserving this much, and when the budget drains to nothing after decodes that
+reserved this much together since the last trim (a flood of mid-sized uploads, none large alone)."""
 
 
 def release_freed_memory() -> None:
@@ -34,10 +36,13 @@ def release_freed_memory() -> None:
 @dataclass
 class DecodeBudget:
     """At most `budget_bytes` of expected decoding peaks at once, first come first served; a decode larger than the
-    whole budget runs alone. Small images (a 2000 px 8-bit PNG reserves 27 MiB) rarely wait; large ones take turns."""
+    whole budget runs alone. Small images (a 2000 px 8-bit PNG reserves 27 MiB) rarely wait; large ones take turns.
+    `release` hands freed heap back to the system (see TRIM_AFTER_BYTES for when)."""
 
     budget_bytes: int
+    release: Callable[[], None] = release_freed_memory
     _in_use: int = 0
+    _since_trim: int = 0
     _queue: deque = field(default_factory=deque, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
@@ -63,9 +68,13 @@ class DecodeBudget:
         finally:
             with self._changed:
                 self._in_use -= need
+                self._since_trim += need
+                trim = need >= TRIM_AFTER_BYTES or (self._in_use == 0 and self._since_trim >= TRIM_AFTER_BYTES)
+                if trim:
+                    self._since_trim = 0
                 self._changed.notify_all()
-            if need >= TRIM_AFTER_BYTES:
-                release_freed_memory()
+            if trim:
+                self.release()
 
 
 @functools.cache
