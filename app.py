@@ -22,7 +22,7 @@ from model.artifact import DEFAULT_ARTIFACT
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
-from space.admission import admit_per_client
+from space.admission import Admission, admit_per_client
 from space.cache_folder import claim
 from space.handlers import Handlers
 from space.rest import PREFIX, rest_api
@@ -55,7 +55,7 @@ def build_demo(
     watch: bool = False,
 ) -> gr.Blocks:
     """The page over a service of its own (build_service); predictor None means no model is available."""
-    return page(build_service(predictor, store, readers, model_path, watch))
+    return page(build_service(predictor, store, readers, model_path, watch), Admission(settings.requests_per_client()))
 
 
 def build_service(predictor: Predictor | None, store: CorrectionStore, readers: dict[str, str],
@@ -64,19 +64,19 @@ def build_service(predictor: Predictor | None, store: CorrectionStore, readers: 
     return Service(predictor, store, readers, model_path, network_slots=settings.network_slots(), watch=watch)
 
 
-def page(service: Service) -> gr.Blocks:
-    """The app's UI and its `predict` and `flag` endpoints over the service.
+def page(service: Service, door: Admission) -> gr.Blocks:
+    """The app's UI and its `predict` and `flag` endpoints over the service, its queue guarded by the door.
 
-    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). A client may have
-    settings.requests_per_client() requests waiting or running; its next ones are refused at the queue's door
-    (space.admission), and nothing goes around the queue (api_open=False closes Gradio's direct /run routes). Every
-    admitted prediction is let in; each client gets a fair share of the predictor's batch-size slots (space.fairness),
-    whose predictions go through the network together (model.serving.batching, one pass at a time). A notice says when
-    flagging is unavailable. Flags have their own queue and fair share (one at a time), so one that reuses a cached
-    prediction never waits behind predictions (one that misses the cache runs unbatched, at most
-    settings.network_slots() at once). With `watch`, a model promoted into model_path
-    replaces the loaded one between requests, without a restart; each page load shows the card of the model serving
-    then. A refused flag leaves its reason in the flag panel until the next try.
+    Uploads older than an hour are deleted from Gradio's cache (DELETE_CACHE). A client may have the door's limit of
+    requests waiting or running (here and at the REST API when it shares the door); its next ones are refused at the
+    queue's door (space.admission), and nothing goes around the queue (api_open=False closes Gradio's direct /run
+    routes). Every admitted prediction is let in; each client gets a fair share of the predictor's batch-size slots
+    (space.fairness), whose predictions go through the network together (model.serving.batching, one pass at a time). A
+    notice says when flagging is unavailable. Flags have their own queue and fair share (one at a time), so one that
+    reuses a cached prediction never waits behind predictions (one that misses the cache runs unbatched, at most
+    settings.network_slots() at once). With `watch`, a model promoted into model_path replaces the loaded one between
+    requests, without a restart; each page load shows the card of the model serving then. A refused flag leaves its
+    reason in the flag panel until the next try.
     """
     on, readers = Handlers(service), service.readers
     with gr.Blocks(title="xray-covid: COVID-19 from a chest X-ray (research demo)", delete_cache=DELETE_CACHE) as demo:
@@ -132,7 +132,7 @@ def page(service: Service) -> gr.Blocks:
             on.flag_refused, None, confirmation, api_visibility="private")
         demo.load(on.store_notice, None, store_notice, api_visibility="private")
         demo.load(on.page_model, None, [model_notice, card], api_visibility="private")
-    return admit_per_client(demo.queue(max_size=QUEUE_SIZE, api_open=False), settings.requests_per_client())
+    return admit_per_client(demo.queue(max_size=QUEUE_SIZE, api_open=False), door)
 
 
 def corrections_tab(on: Handlers, readers: dict[str, str]) -> None:
@@ -199,7 +199,7 @@ def log_model_lines() -> None:
         logger.setLevel(logging.INFO)
 
 
-def configured_demo() -> tuple[gr.Blocks, Service]:
+def configured_demo() -> tuple[gr.Blocks, Service, Admission]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts), keeping its files in
     a folder of its own in Gradio's cache (GRADIO_TEMP_DIR), where the folders of instances that are gone (killed:
     their uploads stayed) are removed first (space.cache_folder)."""
@@ -215,7 +215,8 @@ def configured_demo() -> tuple[gr.Blocks, Service]:
         print(f"Cannot start: the model at {model_path} cannot be loaded: {error}", file=sys.stderr)
         sys.exit(2)
     service = build_service(predictor, open_store(settings.store_url()), load_readers(), model_path, watch=True)
-    return page(service), service
+    door = Admission(settings.requests_per_client())
+    return page(service, door), service, door
 
 
 def __getattr__(name: str):
@@ -227,8 +228,8 @@ def __getattr__(name: str):
 
 
 def main() -> None:
-    demo, service = configured_demo()
-    launch(demo, service.store, rest_api(service, settings.requests_per_client()), server_name=settings.server_name(),
+    demo, service, door = configured_demo()
+    launch(demo, service.store, rest_api(service, door), server_name=settings.server_name(),
            server_port=settings.server_port())
 
 

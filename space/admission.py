@@ -22,10 +22,12 @@ TOO_MANY_REQUESTS = 429
 @dataclass
 class Admission:
     """Each client's events in the queue. A client may enter while fewer than `limit` (0: no limit) of its events are
-    still waiting or running plus being let in now. An event stops counting when it is `finished`, or once it is no
-    longer among the ids the queue holds (`live`: those that never answered, such as a closed page's)."""
+    still waiting or running plus being let in now (or, at a door without a queue, running: `admitted`). An event
+    stops counting when it is `finished`, or once it is no longer among the ids the queue holds (`live`: those that
+    never answered, such as a closed page's; the queue's, once admit_per_client guards it)."""
 
     limit: int
+    live: Container[str] = ()
     _events: dict[str | None, set[str]] = field(default_factory=dict, repr=False)
     _clients: dict[str, str | None] = field(default_factory=dict, repr=False)
     _entering: Counter = field(default_factory=Counter, repr=False)
@@ -37,8 +39,10 @@ class Admission:
             self._forget(event)
         return len(self._events.get(client, ()))
 
-    def enter(self, client: str | None, live: Container[str]) -> bool:
-        """Whether the client may add a request now; if so it counts as entering until `entered`."""
+    def enter(self, client: str | None, live: Container[str] | None = None) -> bool:
+        """Whether the client may add a request now; if so it counts as entering until `entered`. `live`: the event
+        ids still held (None: the door's own `live`)."""
+        live = self.live if live is None else live
         with self._lock:
             if self.limit and self._outstanding(client, live) + self._entering[client] >= self.limit:
                 return False
@@ -71,8 +75,9 @@ class Admission:
 @contextmanager
 def admitted(door: Admission, client: str | None) -> Iterator[None]:
     """One request that does not pass through the queue (the REST API) holds a place of its client's while it runs, as
-    entering: beyond the door's limit it is refused with HTTP 429 and {"detail": REFUSED}, as at the queue's door."""
-    if not door.enter(client, ()):
+    entering: beyond the door's limit it is refused with HTTP 429 and {"detail": REFUSED}, as at the queue's door. A
+    door that also guards the queue (admit_per_client) counts the client's requests at both."""
+    if not door.enter(client):
         raise HTTPException(status_code=TOO_MANY_REQUESTS, detail=REFUSED)
     try:
         yield
@@ -80,16 +85,17 @@ def admitted(door: Admission, client: str | None) -> Iterator[None]:
         door.entered(client, None)
 
 
-def admit_per_client(demo: gr.Blocks, limit: int) -> gr.Blocks:
-    """Guard the demo's queue: a request whose client (space.clients.client_key) already has `limit` events waiting or
-    running is refused with HTTP 429 and the JSON reason {"detail": REFUSED}, which the page and gradio_client show as
-    an error. The check wraps the queue's `push` (replaced on this instance), Gradio's one way into the queue for
-    /queue/join and /call/<api>; an event stops counting as soon as its answer is sent (the queue's `send_message`,
-    wrapped too: Gradio forgets an event only after its bookkeeping, which lags on a busy server, so a reader's next
-    click was refused), or once the queue lets it go unanswered (cancelled, its page closed)."""
+def admit_per_client(demo: gr.Blocks, door: Admission) -> gr.Blocks:
+    """Guard the demo's queue with the door: a request whose client (space.clients.client_key) already has the door's
+    limit of events waiting or running (at this queue or another door it guards, such as the REST API) is refused with
+    HTTP 429 and the JSON reason {"detail": REFUSED}, which the page and gradio_client show as an error. The check wraps
+    the queue's `push` (replaced on this instance), Gradio's one way into the queue for /queue/join and /call/<api>; an
+    event stops counting as soon as its answer is sent (the queue's `send_message`, wrapped too: Gradio forgets an event
+    only after its bookkeeping, which lags on a busy server, so a reader's next click was refused), or once the queue
+    lets it go unanswered (cancelled, its page closed)."""
     queue = demo._queue
     push, send = queue.push, queue.send_message
-    door = Admission(limit)
+    door.live = queue.event_ids_to_events
 
     async def admitted(body, request, username):
         client = client_key(request)

@@ -115,11 +115,10 @@ def read_upload(file: UploadFile) -> Upload:
 REFUSALS = {code: {"model": Problem} for code in (400, 401, 411, 413, 422, 429, 503)}
 
 
-def rest_api(service: Service, requests_per_client: int) -> APIRouter:
-    """The API's routes over the service, each client admitted requests_per_client at a time (0: no limit), and the
-    schema of these routes alone (Gradio's own routes are the page's business)."""
+def rest_api(service: Service, door: Admission) -> APIRouter:
+    """The API's routes over the service, each client's requests admitted at the door (shared with the page's queue:
+    space.admission), and the schema of these routes alone (Gradio's own routes are the page's business)."""
     router = APIRouter()
-    door = Admission(requests_per_client)
 
     @router.post(f"{PREFIX}/predict", response_model=PredictAnswer, responses=REFUSALS, tags=["predict"])
     def predict(request: Request, file: Annotated[UploadFile, File(description=f"a chest X-ray: {FORMAT_NAMES}")],

@@ -85,7 +85,7 @@ def waiting_app(monkeypatch):
         box, out = gr.Textbox(), gr.Textbox()
         gr.Button("First").click(wait, box, out, api_name="first", concurrency_limit=10)
         gr.Button("Second").click(wait, box, out, api_name="second", concurrency_limit=10)
-    admit_per_client(demo.queue(), limit=2)
+    admit_per_client(demo.queue(), Admission(limit=2))
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo, release

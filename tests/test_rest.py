@@ -175,3 +175,27 @@ def test_api_uploads_count_towards_the_rates_but_are_not_kept():
     assert ledger.refusal("a", mb) is None and "is kept: at most 2 MB" in ledger.refusal("a", 1.5 * mb)
     assert ledger.refusal("a", mb, kept=False) is None
     assert "at most 7 a minute" in ledger.refusal("a", mb, kept=False)
+
+
+def test_the_page_s_queue_and_the_api_count_a_client_s_requests_at_one_door(monkeypatch):
+    import gradio as gr
+
+    from space.admission import admit_per_client
+    from tests.server import free_port
+
+    monkeypatch.setenv("XRAY_TRUSTED_PROXIES", "1")
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        gr.Button().click(lambda text: text, box, box, api_name="echo")
+    door = Admission(limit=1)
+    admit_per_client(demo.queue(), door)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        with httpx.Client(base_url=demo.local_url, headers={"X-Forwarded-For": "203.0.113.9"}, timeout=30) as page_http:
+            with admitted(door, "203.0.113.9"):
+                refused = page_http.post("gradio_api/call/echo", json={"data": ["hello"]})
+            let_in = page_http.post("gradio_api/call/echo", json={"data": ["hello"]})
+    finally:
+        demo.close()
+    assert refused.status_code == 429 and refused.json()["detail"] == REFUSED
+    assert let_in.status_code == 200, "the API's request ended, so the page's may enter"
