@@ -51,6 +51,15 @@ def test_check_answers_in_scope_names_the_kind_it_saw_and_refuses_the_unfamiliar
     assert unfamiliar.status == OUT_OF_SCOPE and unfamiliar.reason == UNLIKE
 
 
+def test_a_refusal_names_the_likeliest_of_the_other_kinds():
+    """Three kinds scored by three features: the likelier of the two out-of-scope kinds is the one named."""
+    gate = Gate(kinds=("ct", "in_scope", "lateral"), mean=np.zeros(3), scale=np.ones(3), coef=np.eye(3),
+                intercept=np.zeros(3), components=np.array([[0.0, 0.0, 1.0]]), variances=np.array([100.0]),
+                threshold=0.5, novelty_threshold=4.0)
+    ct, lateral = gate.check(np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 2.0]]))
+    assert ct.reason == looks_like("ct") and lateral.reason == looks_like("lateral")
+
+
 def test_the_in_scope_threshold_is_inclusive_of_answers_at_or_above_it():
     p = float(tiny_gate().scores(np.array([[0.3, 0.0]]))[0][0])
     assert tiny_gate(threshold=p).check(np.array([[0.3, 0.0]]))[0].status == ANSWERED

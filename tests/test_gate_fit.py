@@ -36,6 +36,17 @@ def test_the_score_floor_is_taken_over_the_films_the_distance_lets_through():
     assert floor == pytest.approx(0.505, abs=1e-6)
 
 
+def test_a_film_at_the_distance_threshold_is_let_through_and_counts_for_the_floor():
+    """Distances: 994 films over 0..1, two at 2 and four at 3 (score 0). The 99.5% quantile (index 994.005) is 2, the
+    threshold 1.5 * 2 = 3, so the four at 3 pass and their zeros count: the floor is the 1% quantile of all 1,000
+    scores, index 9.99 of four zeros and linspace(0.5, 1, 996): 0.5 + (5 + 0.99) * 0.5 / 995 = 0.50301."""
+    novelty = np.concatenate([np.linspace(0, 1, 994), [2.0, 2.0], np.full(4, 3.0)])
+    in_scope = np.concatenate([np.linspace(0.5, 1, 996), np.zeros(4)])
+    floor, distance = thresholds(in_scope, novelty, np.zeros(1000, dtype=bool))
+    assert distance == 3.0
+    assert floor == pytest.approx(0.5 + 5.99 * 0.5 / 995, abs=1e-9)
+
+
 def example(i: int, class_name: str, patient: str) -> Example:
     return Example(Path(f"/made/{class_name}/{i}.png"), int(class_name == "covid"), class_name, patient, "src")
 
@@ -67,12 +78,14 @@ def test_a_fitted_gate_keeps_covid_films_that_lie_beyond_the_other_films():
     """400 normal films and 20 COVID-19 films, three of them far out (sick ICU films). Over all 420 films the 99.5%
     distance quantile lies below the two farthest COVID-19 films, 1.5 times it still below them; over the 20 COVID-19
     films alone the quantile lies between the farthest two, and 1.5 times it beyond the farthest. So out of fold at
-    most one COVID-19 film (the 1% floor of 20 scores lies between the lowest two) is refused, not the far ones."""
+    most one COVID-19 film (the 1% floor of 20 scores lies between the lowest two) is refused, not the far ones; of
+    all 420 films, those under the 1% floor of all 420 (index 4.19: the lowest 5) at most, and some."""
     x, items = made_films(np.random.default_rng(0), n_normal=400)
     x[417:420, :, 0] += np.array([10.0, 20.0, 40.0])[:, None]
     gate, oof = fit_gate(x, items)
     assert oof["covid_films"] == 20 and oof["in_scope_films"] == 420
     assert oof["covid_refused"] <= 1 / 20
+    assert 0 < oof["refused"] <= 5 / 420
     assert gate.kinds == ("ct", IN_SCOPE, "lateral")
     assert [s.answered for s in gate.check(x[417:420, 0])] == [True] * 3
 

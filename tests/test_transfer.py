@@ -34,6 +34,7 @@ def test_threshold_at_leaves_that_share_of_the_reference_below_it_and_rank_agree
         probs = np.random.default_rng(1).uniform(size=500)
         assert np.array_equal(reference_rank(reference, probs) >= specificity, probs >= threshold)
     assert (reference < threshold_at(reference, 1.0)).all()
+    assert reference_rank(np.arange(10.0), np.array([2.0, 2.5, -1.0, 9.0, 10.0])).tolist() == [0.2, 0.3, 0, 0.9, 1]
 
 
 def test_sources_are_held_out_whole_except_one_archive_too_big_for_a_fold():
@@ -114,6 +115,18 @@ def test_the_specificity_is_the_rank_of_the_positive_that_completes_the_target(m
         assert (point.specificity, point.sensitivity) == pytest.approx((specificity, sensitivity)), target
     assert point.n_sources == 10 and point.n_positive == 10
     assert transfer_point(data, CONFIG, reference, target_sensitivity=0.9).other_specificity == pytest.approx(1 / 3)
+
+
+def test_a_target_that_is_a_whole_number_of_films_needs_that_many_whatever_the_rounding(monkeypatch):
+    """56% of 25 positives is 14 films, though 0.56 * 25 is 14.000000000000002 in floating point: with ranks 25/25,
+    24/25, ..., 1/25, the 14th highest is 12/25 = 0.48 (not the 15th, 0.44)."""
+    score_is_the_feature(monkeypatch)
+    positives = [example(i, 1, "covid", f"hospital {i}") for i in range(25)]
+    normals = [example(30 + i, 0, "normal", f"normal {i}") for i in range(5)]
+    data = features(positives + normals, np.concatenate([np.arange(24.5, 0, -1), np.full(5, 0.1)]))
+    reference = features([example(60 + i, 0, "normal", "archive") for i in range(25)], np.arange(25.0))
+    point = transfer_point(data, CONFIG, reference, target_sensitivity=0.56)
+    assert (point.specificity, point.sensitivity) == pytest.approx((0.48, 0.56))
 
 
 def test_no_fold_model_has_seen_the_source_of_a_film_it_scores(monkeypatch):
