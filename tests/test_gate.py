@@ -138,6 +138,7 @@ REFUSED = [  # (what the header says, words the reason must hold)
     ({"PatientAge": "900W"}, "is 17 years old"), ({"PatientAge": "011M"}, "is under a year old"),  # 17.25, 0.92
     ({"PatientAge": "030M"}, "is 2 years old"), ({"PatientAge": "215M"}, "is 17 years old"),  # 2.5, 17.92
     ({"PatientAge": "006M"}, "is under a year old"), ({"PatientAge": "003W"}, "is under a year old"),
+    ({"PatientAge": "017"}, "is 17 years old"),  # no unit: years
 ]
 FALL_THROUGH = [  # headers that do not name anything else: the image check decides
     {}, {"Modality": "CR", "ViewPosition": "PA", "PatientAge": "045Y", "BodyPartExamined": "CHEST"},
@@ -150,7 +151,7 @@ FALL_THROUGH = [  # headers that do not name anything else: the image check deci
         "PA", "AP", "AP PORTABLE", "PA ERECT", "AP SUPINE", "APS", "FRONTAL", "AP LAT", "LLD", "RLD", "ERECT",
         "PORTABLE", "", "UNKNOWN", "LATTE")),
     *({"PatientAge": age} for age in ("000Y", "000M", "018Y", "045Y", "999Y", "", "garbage", "Y", "1234Y", "-4Y")),
-    *({"PatientAge": age} for age in ("000D", "000W", "216M", "999M", "940W", "990W")),  # 0 unknown; 18.0, 83, 18.01, 18.97
+    *({"PatientAge": age} for age in ("000D", "000W", "216M", "999M", "940W", "990W", "045")),  # 0 unknown; 18.0, 83, 18.01, 18.97
     {"Modality": "DX", "BodyPartExamined": "THORAX", "PatientAge": "018Y"},
     {"Modality": "DX", "ViewPosition": "AP", "BodyPartExamined": "PORT CHEST"},
 ]

@@ -37,6 +37,13 @@ def test_threshold_at_leaves_that_share_of_the_reference_below_it_and_rank_agree
     assert reference_rank(np.arange(10.0), np.array([2.0, 2.5, -1.0, 9.0, 10.0])).tolist() == [0.2, 0.3, 0, 0.9, 1]
 
 
+def test_threshold_at_every_rank_of_the_reference_leaves_exactly_that_many_below_it():
+    """Specificities k / 100 are what ranks among 100 normals take; k / 100 * 100 is not always k in floating point
+    (0.29 * 100 is 28.999999999999996), and the threshold must still leave exactly k normals below it."""
+    reference = np.random.default_rng(2).uniform(size=100)
+    assert [int((reference < threshold_at(reference, k / 100)).sum()) for k in range(101)] == list(range(101))
+
+
 def test_sources_are_held_out_whole_except_one_archive_too_big_for_a_fold():
     examples = ([example(i, 0, "normal", "NIH") for i in range(60)]
                 + [example(100 + i, 1, "covid", f"hospital {i % 8}") for i in range(32)]
