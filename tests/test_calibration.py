@@ -61,6 +61,28 @@ def test_a_perfectly_separated_small_validation_set_gets_a_finite_slope():
     assert decision["method"] == "platt" and 0 < decision["a"] < 50
 
 
+def films(*groups: tuple[int, float, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) from (films, probability, positives among them) per group."""
+    y = np.concatenate([np.arange(n) < positives for n, _, positives in groups]).astype(int)
+    return y, np.concatenate([np.full(n, prob) for n, prob, _ in groups])
+
+
+def test_ece_weights_each_bin_by_its_films_and_counts_a_probability_of_one_in_the_last_bin():
+    # 20 films at 0.2 of which half positive: gap 0.3 on a fifth of the films; 80 at 0.8, 64 positive: gap 0
+    assert expected_calibration_error(*films((20, 0.2, 10), (80, 0.8, 64))) == pytest.approx(0.2 * 0.3)
+    # 0.95 and 1.0 share the bin [0.9, 1]: one positive of two against a mean probability of 0.975
+    assert expected_calibration_error(*films((1, 0.95, 1), (1, 1.0, 0))) == pytest.approx(0.475)
+
+
+def test_validation_ece_just_above_the_limit_is_calibrated_and_just_below_is_not():
+    above = films((50, 0.3, 18), (50, 0.7, 38))  # 36% and 76% positive: ECE 0.06
+    below = films((50, 0.3, 17), (50, 0.7, 37))  # 34% and 74%: ECE 0.04
+    assert expected_calibration_error(*above) == pytest.approx(0.06)
+    assert expected_calibration_error(*below) == pytest.approx(0.04)
+    assert choose_calibration(*above)["method"] == "platt"
+    assert choose_calibration(*below)["method"] == "none"
+
+
 @pytest.mark.parametrize(("p", "a", "b", "expected"), [
     (0.5, 1.0, np.log(3), 3 / 4),    # odds 1 -> 3
     (1 / 3, 2.0, 0.0, 1 / 5),        # odds 1/2 -> 1/4
