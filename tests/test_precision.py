@@ -131,6 +131,18 @@ def test_progress_line_gives_done_rate_and_time_left(caplog):
     assert duration(185) == "3 min 05 s" and duration(3720) == "1 h 02 min"
 
 
+def test_a_long_job_logs_its_final_line_when_the_last_item_is_done_within_the_interval(caplog):
+    from model.progress import Progress
+
+    now = [0.0]
+    progress = Progress("predict", 12, unit="files", every_s=60, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="model.progress"):
+        for second in range(1, 13):
+            now[0] = float(second)
+            progress.advance()
+    assert [r.getMessage() for r in caplog.records] == ["predict: 12/12 files, 1.00/s, 0 s left"]
+
+
 def test_feature_cache_key_names_the_precision_and_keeps_float32_keys(tiny_model):
     from model.features import feature_network
 
