@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras_tuner
 import numpy as np
@@ -181,6 +183,33 @@ def test_trials_external_auc_cannot_tell_apart_are_chosen_by_the_within_collecti
     assert undefined_for_one == choose_trial(tuner, records)[0]
 
 
+def finished_external_auc_search(*trials: tuple[str, float, float, float, float]):
+    """A stand-in for a tuner whose external_auc search is over, and its records, from (trial id, external AUC,
+    its interval's low and high, validation AUC) per trial."""
+    records = [TrialRecord(i, "COMPLETED", {}, auc, at_best={"external_auc": auc, "external_auc_low": low,
+                                                             "external_auc_high": high, "val_auc": val})
+               for i, auc, low, high, val in trials]
+    best = max(records, key=lambda r: r.score)
+    oracle = SimpleNamespace(objective=keras_tuner.Objective("external_auc", "max"),
+                             get_best_trials=lambda n: [SimpleNamespace(trial_id=best.trial_id, score=best.score)])
+    return SimpleNamespace(oracle=oracle), records
+
+
+def test_tied_trials_go_to_the_higher_validation_auc_then_the_higher_external_auc():
+    tuner, records = finished_external_auc_search(
+        ("0", 0.80, 0.70, 0.90, 0.90),  # the best external AUC; the others' intervals must reach its low, 0.70
+        ("1", 0.74, 0.62, 0.86, 0.96),
+        ("2", 0.76, 0.64, 0.88, 0.96),  # tied with 1 on validation AUC, higher external AUC
+        ("3", 0.60, 0.50, 0.68, 0.99),  # the best validation AUC, but its interval stops below 0.70: not tied
+    )
+    trial_id, why = choose_trial(tuner, records)
+    assert trial_id == "2" and "3 trials have external AUC intervals" in why
+    within = {"0": 0.70, "1": 0.85, "2": 0.85, "3": 0.99}
+    by_collection, _ = choose_trial(tuner, records, lambda r: {"auc": within[r.trial_id], "n": 30,
+                                                               "auc_ci95": [within[r.trial_id] - 0.1, 1.0]})
+    assert by_collection == "2", "1 and 2 tie within the collection too: the higher external AUC decides"
+
+
 def test_collection_auc_scores_only_sources_holding_both_classes():
     sets = synthetic_sets()
     normals = sets.validation.take(np.flatnonzero(sets.validation.y == 0))
@@ -207,9 +236,18 @@ def test_report_ranks_by_direction_and_lists_every_trial(tmp_path):
     assert paths["optimizer_lr"].stat().st_size > 0 and paths["curves"].stat().st_size > 0
 
 
-def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_dir, tmp_path, cache, capsys, clean_env):
+@pytest.fixture
+def growing_memory(monkeypatch):
+    """Resident memory as the tuner reads it grows by 20% of its first figure at every reading: the restart point is
+    the rule's, whatever the machine's load does to the real figure."""
+    sizes = itertools.count(1000, 200)
+    monkeypatch.setattr("tuning.search.resident_mib", lambda: float(next(sizes)))
+
+
+def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_dir, tmp_path, cache, capsys, clean_env,
+                                                                      growing_memory):
     out = tmp_path / "run"
-    command = cli(fixture_dir, out, cache, "--max-trials", "3", "--restart-growth", "1e-9")
+    command = cli(fixture_dir, out, cache, "--max-trials", "3", "--restart-growth", "0.1")
     assert main(command) == RESTART
     first = capsys.readouterr().err
     assert len(re.findall(r"^trial \d+ completed in", first, re.M)) == 2 and "exported" not in first
@@ -238,10 +276,21 @@ def test_cli_exports_a_loadable_artifact_and_a_rerun_repeats_no_trial(fixture_di
         main(cli(fixture_dir, out, cache, "--max-trials", "3", "--objective", "val_loss"))
 
 
+GROWING_COMMAND = """
+import itertools, sys
+import tuning.search
+from tuning.__main__ import command, run
+sizes = itertools.count(1000, 200)
+tuning.search.resident_mib = lambda: float(next(sizes))
+sys.exit(run(command))
+"""
+"""python -m tuning whose memory figure grows as growing_memory's does (the fresh process it restarts is plain)."""
+
+
 def test_the_command_restarts_itself_when_memory_grows_and_finishes_the_search(fixture_dir, tmp_path, cache):
     env = {k: v for k, v in os.environ.items() if k not in ENV}
-    command = [sys.executable, "-m", "tuning", *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "2"),
-               "--restart-growth", "1e-9", "--overwrite"]
+    command = [sys.executable, "-c", GROWING_COMMAND,
+               *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "2"), "--restart-growth", "0.1", "--overwrite"]
     log = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).stderr
     assert log.count("continuing in a fresh process") == 1, log[-3000:]
     assert len(re.findall(r"^trial \d+ completed", log, re.M)) == 2
@@ -254,7 +303,7 @@ def test_chief_and_two_workers_record_every_trial_once_and_export_once(fixture_d
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     command = [sys.executable, "-m", "tuning", *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "3"),
-               "--space", "epochs=1", "dense=16"]
+               "--space", "epochs=1", "dense=16", "--restart-growth", "0"]
     roles = {"chief": ["--chief", f"127.0.0.1:{port}"]}
     roles |= {f"worker-{w}": ["--worker", f"127.0.0.1:{port}", "--worker-id", w] for w in "ab"}
     processes = {

@@ -56,6 +56,11 @@ def objective(name: str) -> keras_tuner.Objective:
     return keras_tuner.Objective(name, direction=OBJECTIVES[name])
 
 
+def resident_mib() -> float:
+    """This process's resident memory in MiB: the figure TrialLog's restart rule reads (tests replace it)."""
+    return psutil.Process().memory_info().rss / 2**20
+
+
 class RestartNeeded(Exception):
     """Memory grew past the allowance since this process's first trial; a fresh process resumes the project."""
 
@@ -103,7 +108,7 @@ class TrialLog:
         if total:
             left = max(0, total - int(trial.trial_id) - 1)
             line += f" | {total - left}/{total} trials, about {eta(left * statistics.fmean(self.session_seconds))} left"
-        rss = psutil.Process().memory_info().rss / 2**20
+        rss = resident_mib()
         log.info("%s | rss %.0f MiB", line, rss)
         self.first_rss = getattr(self, "first_rss", rss)
         if self.restart_growth and rss > self.first_rss * (1 + self.restart_growth):
