@@ -72,7 +72,8 @@ MUTANTS = (
            "rows[item.kind].append(bool(no))", ("tests/test_gate_fit.py", "-k", "refusal_table"), "input gate"),
     Mutant("gate-floor-over-refused", "model/training/gate_fit.py", "np.quantile(in_scope[passed & group], target)",
            "np.quantile(in_scope[group], target)", ("tests/test_gate_fit.py", "-k", "floor"), "input gate"),
-    Mutant("gate-covid-unflagged", "model/training/gate_fit.py", 'self.kind == IN_SCOPE and self.tag.startswith("covid")',
+    Mutant("gate-covid-unflagged", "model/training/gate_fit.py",
+           'self.kind == IN_SCOPE and self.tag.startswith("covid")',
            'self.kind == IN_SCOPE and self.tag.startswith("COVID")', ("tests/test_gate_fit.py", "-k", "covid"),
            "input gate"),
     Mutant("gate-oof-views-tiled", "model/training/gate_fit.py", "np.repeat([i.group for i in items], views))",
@@ -168,8 +169,8 @@ def run_all(chosen: list[Mutant], timeout_s: float, baseline: bool, root: Path, 
     survivors = []
     for mutant in chosen:
         survived = try_mutant(mutant, timeout_s, root)
-        print(f"{'SURVIVED' if survived else 'killed  '}  {mutant.name:27} {mutant.path}: {mutant.old!r} -> {mutant.new!r}",
-              flush=True)
+        verdict = "SURVIVED" if survived else "killed  "
+        print(f"{verdict}  {mutant.name:27} {mutant.path}: {mutant.old!r} -> {mutant.new!r}", flush=True)
         survivors += [mutant.name] if survived else []
     print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed"
           + (f"; surviving: {', '.join(survivors)}" if survivors else ""))

@@ -151,7 +151,8 @@ FALL_THROUGH = [  # headers that do not name anything else: the image check deci
         "PA", "AP", "AP PORTABLE", "PA ERECT", "AP SUPINE", "APS", "FRONTAL", "AP LAT", "LLD", "RLD", "ERECT",
         "PORTABLE", "", "UNKNOWN", "LATTE")),
     *({"PatientAge": age} for age in ("000Y", "000M", "018Y", "045Y", "999Y", "", "garbage", "Y", "1234Y", "-4Y")),
-    *({"PatientAge": age} for age in ("000D", "000W", "216M", "999M", "940W", "990W", "045")),  # 0 unknown; 18.0, 83, 18.01, 18.97
+    # 0 is unknown; 216M is 18.0 years, 999M 83.25, 940W 18.01, 990W 18.97; a bare number is years
+    *({"PatientAge": age} for age in ("000D", "000W", "216M", "999M", "940W", "990W", "045")),
     {"Modality": "DX", "BodyPartExamined": "THORAX", "PatientAge": "018Y"},
     {"Modality": "DX", "ViewPosition": "AP", "BodyPartExamined": "PORT CHEST"},
 ]
