@@ -76,8 +76,8 @@ def made_films(rng: np.random.Generator, n_normal: int = 40, n_covid: int = 20, 
 
 def test_a_fitted_gate_keeps_covid_films_that_lie_beyond_the_other_films():
     """400 normal films and 20 COVID-19 films, three of them far out (sick ICU films). Over all 420 films the 99.5%
-    distance quantile lies below the two farthest COVID-19 films, 1.5 times it still below them; over the 20 COVID-19
-    films alone the quantile lies between the farthest two, and 1.5 times it beyond the farthest. So out of fold at
+    distance quantile is about 5, and 1.5 times it (about 8) below the two farthest COVID-19 films (about 20 and
+    137), which it would refuse; over the 20 COVID-19 films alone the quantile lies between the farthest two, and 1.5 times it beyond the farthest. So out of fold at
     most one COVID-19 film (the 1% floor of 20 scores lies between the lowest two) is refused, not the far ones; of
     all 420 films, those under the 1% floor of all 420 (index 4.19: the lowest 5) at most, and some."""
     x, items = made_films(np.random.default_rng(0), n_normal=400)
@@ -103,7 +103,7 @@ def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
 
 
 def test_the_refusal_table_counts_each_row_by_hand_on_the_clean_view():
-    """tiny_gate answers (a, b) when a > 0 and b * b <= 4. The second view of each film says the opposite, so a
+    """tiny_gate answers (a, b) when a >= 0 and b * b <= 4. The second view of each film says the opposite, so a
     table read from it would be wrong everywhere."""
     items = in_scope_items([example(0, "covid", "p0"), example(1, "covid", "p1"), example(2, "normal", "p2")])
     items += [Item(Path(f"/made/{kind}/{i}.png"), kind, f"{kind}{i}", kind)

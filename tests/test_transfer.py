@@ -107,9 +107,8 @@ def score_is_the_feature(monkeypatch) -> list[tuple[set[str], list[Example]]]:
 def test_the_specificity_is_the_rank_of_the_positive_that_completes_the_target(monkeypatch):
     """Reference normals score 0, 1, ..., 9; ten positives (one source each) score 9.5, 8.5, ..., 0.5, so their ranks
     among the normals are 1.0, 0.9, ..., 0.1. Finding 90% of them (9 of 10) needs the 9th highest rank, 0.2; 75%
-    needs ceil(7.5) = 8, rank 0.3; all of them, rank 0.1. Of other pneumonias scoring 0.5, 5.5
-    and 1.5 (ranks 0.1, 0.6 and 0.2) only the first is below 0.2: the last is called positive, as a positive of
-    rank 0.2 is."""
+    needs ceil(7.5) = 8, rank 0.3; all of them, rank 0.1. Of other pneumonias scoring 0.5, 5.5 and 1.5 (ranks 0.1,
+    0.6 and 0.2) only the first is below 0.2: the last is called positive, as a positive of rank 0.2 is."""
     score_is_the_feature(monkeypatch)
     positives = [example(i, 1, "covid", f"hospital {i}") for i in range(10)]
     normals = [example(20 + i, 0, "normal", f"normal {i}") for i in range(10)]
