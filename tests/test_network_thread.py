@@ -78,3 +78,16 @@ def test_a_models_timings_and_answer_checks_run_on_the_network_thread_never_besi
     result = measure.measure({"float32": predictor}, [np.zeros((40, 40), "uint8")], 4)
     assert result["ms_per_image"] == {"float32": {"1": 1.0, "4": 1.0}}
     assert timed == [network, network] and answered == [network]
+
+
+def test_the_batcher_trims_the_heap_when_it_falls_idle_after_enough_pixels():
+    from model.decode_budget import TRIM_AFTER_BYTES
+
+    trims = []
+    batched = BatchingPredictor(Recording(), max_batch_size=2, release=lambda: trims.append(len(batched._pending)))
+    third = np.zeros((TRIM_AFTER_BYTES // 3 // 1024 + 1, 1024), "uint8")
+    batched.predict(third)
+    batched.predict(third)
+    assert trims == [], "two thirds of the threshold: not yet"
+    batched.predict(third)
+    assert trims == [0], "trimmed once the pixels since the last trim reach the threshold, with nothing waiting"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import settings
+from model.decode_budget import TRIM_AFTER_BYTES, release_freed_memory
 from model.images import Source
 from model.serving.network import on_network_thread
 from model.serving.predictor import Decoded, Prediction, Predictor, decode
@@ -31,13 +33,17 @@ class BatchingPredictor:
 
     A caller that finds the network idle takes everything waiting (itself included) through the process's network
     thread (model.serving.network); the others wait for their result. Each caller decodes its own file first, so
-    decoding runs in parallel.
+    decoding runs in parallel. When the batcher falls idle after TRIM_AFTER_BYTES of pixels since its last trim,
+    `release` hands the heap the network thread's preprocessing freed back to the system (after a flood of large
+    films its float copies otherwise stay in that thread's arena).
     """
 
     predictor: Predictor
     max_batch_size: int = settings.DEFAULT_MAX_BATCH_SIZE
+    release: Callable[[], None] = release_freed_memory
     _pending: list[_Slot] = field(default_factory=list)
     _running: bool = False
+    _since_trim: int = 0
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     def predict(self, source: Source) -> Prediction:
@@ -67,5 +73,11 @@ class BatchingPredictor:
             for slot, outcome in zip(batch, outcomes):
                 slot.outcome, slot.done = outcome, True
             self._running = False
+            self._since_trim += sum(slot.image.grey.nbytes for slot in batch)
+            trim = not self._pending and self._since_trim >= TRIM_AFTER_BYTES
+            if trim:
+                self._since_trim = 0
             self._changed.notify_all()
+        if trim:
+            self.release()
 
