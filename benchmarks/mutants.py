@@ -62,6 +62,8 @@ MUTANTS = (
     # issue 32, round two: the input gate, the operating point that transfers, the store, the logins
     Mutant("gate-novelty-margin", "model/training/gate_fit.py", "NOVELTY_MARGIN = 1.5", "NOVELTY_MARGIN = 2.0",
            ("tests/test_gate_fit.py", "-k", "distance_threshold"), "input gate"),
+    Mutant("gate-distance-off-centre", "model/training/gate_fit.py", "centre = novelty.mean_",
+           "centre = 0 * novelty.mean_", ("tests/test_gate_fit.py",), "input gate"),
     Mutant("gate-distance-inclusive", "model/gate.py", "if novelty > self.novelty_threshold:",
            "if novelty >= self.novelty_threshold:", ("tests/test_gate.py", "-k", "distance"), "input gate"),
     Mutant("gate-distance-summed", "model/gate.py", "** 2 / self.variances).mean(axis=1)",

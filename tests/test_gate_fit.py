@@ -89,9 +89,10 @@ def test_a_fitted_gate_keeps_covid_films_that_lie_beyond_the_other_films():
     assert gate.kinds == ("ct", IN_SCOPE, "lateral")
     assert [s.answered for s in gate.check(x[417:420, 0])] == [True] * 3
     distance = gate.scores(x.reshape(-1, 4))[2].reshape(len(items), 2)
-    # a Mahalanobis model of the in-scope films alone (4 axes of 4 features) averages (n - 1) / n = 0.9988 over the
-    # very films it was fitted on (about 1.004 here, its centre being all films'); one over every film, about 0.90
-    assert 0.97 < distance[:420].mean() < 1.03
+    # a Mahalanobis model of the in-scope films alone (4 axes of 4 features), centred on them, averages exactly
+    # (n - 1) / n over the n = 840 views it was fitted on (PCA's variances divide by n - 1); measured from the centre
+    # of every film it gave about 1.004, and one over every film about 0.90
+    assert distance[:420].mean() == pytest.approx(839 / 840, rel=1e-6)
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
@@ -152,3 +153,16 @@ def test_the_held_out_part_of_each_kind_shares_no_patient_with_the_training_part
     for kind in ("pediatric", "lateral"):
         assert len({i.group for i in held if i.kind == kind}) == 3  # 30% of 10 patients
     assert [i.kind for i in held if i.kind == "ct"] == []
+
+
+def test_centring_the_distance_leaves_the_kinds_probabilities_those_of_scikit_learn():
+    from model.training import gate_fit
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 1, (60, 5)), rng.normal(2, 1, (30, 5)), rng.normal(-2, 1, (30, 5))])
+    kinds = np.array([IN_SCOPE] * 60 + ["ct"] * 30 + ["lateral"] * 30)
+    scaler, classifier, novelty = gate_fit._fit(x, kinds)
+    _, probs, distance = gate_fit._gate(scaler, classifier, novelty).scores(x)
+    np.testing.assert_allclose(probs, classifier.predict_proba(scaler.transform(x)), atol=1e-9)
+    centred = novelty.transform(scaler.transform(x[:60]))
+    np.testing.assert_allclose(distance[:60], (centred**2 / novelty.explained_variance_).mean(axis=1), rtol=1e-9)

@@ -145,10 +145,15 @@ def _fit(x: np.ndarray, kinds: np.ndarray, c: float = C) -> tuple[StandardScaler
 
 
 def _gate(scaler, classifier, novelty, threshold: float = 0.5, novelty_threshold: float = np.inf) -> Gate:
+    """The fitted parts as a Gate. Its standardization is centred on the in-scope films (the PCA's mean folded into
+    `mean`, and the logistic regression's intercept moved to match, which leaves its probabilities unchanged), so the
+    Mahalanobis distance is measured from the in-scope films' centre, not from the centre of every film."""
     kinds = tuple(str(k) for k in classifier.classes_)
-    return Gate(kinds=kinds, mean=scaler.mean_, scale=scaler.scale_, coef=classifier.coef_,
-                intercept=classifier.intercept_, components=novelty.components_, variances=novelty.explained_variance_,
-                threshold=float(threshold), novelty_threshold=float(novelty_threshold))
+    centre = novelty.mean_
+    return Gate(kinds=kinds, mean=scaler.mean_ + centre * scaler.scale_, scale=scaler.scale_, coef=classifier.coef_,
+                intercept=classifier.intercept_ + centre @ classifier.coef_.T, components=novelty.components_,
+                variances=novelty.explained_variance_, threshold=float(threshold),
+                novelty_threshold=float(novelty_threshold))
 
 
 def _rows(x: np.ndarray, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
