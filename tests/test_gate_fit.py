@@ -155,12 +155,13 @@ def test_the_held_out_part_of_each_kind_shares_no_patient_with_the_training_part
     assert [i.kind for i in held if i.kind == "ct"] == []
 
 
-def test_centring_the_distance_leaves_the_kinds_probabilities_those_of_scikit_learn():
+@pytest.mark.parametrize("others", [("ct", "lateral"), ("ct", "ct")], ids=["three kinds", "two kinds"])
+def test_the_gates_kind_probabilities_are_those_of_scikit_learn_and_its_distance_centred(others):
     from model.training import gate_fit
 
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0, 1, (60, 5)), rng.normal(2, 1, (30, 5)), rng.normal(-2, 1, (30, 5))])
-    kinds = np.array([IN_SCOPE] * 60 + ["ct"] * 30 + ["lateral"] * 30)
+    kinds = np.array([IN_SCOPE] * 60 + [others[0]] * 30 + [others[1]] * 30)
     scaler, classifier, novelty = gate_fit._fit(x, kinds)
     _, probs, distance = gate_fit._gate(scaler, classifier, novelty).scores(x)
     np.testing.assert_allclose(probs, classifier.predict_proba(scaler.transform(x)), atol=1e-9)

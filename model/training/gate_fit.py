@@ -149,9 +149,12 @@ def _gate(scaler, classifier, novelty, threshold: float = 0.5, novelty_threshold
     `mean`, and the logistic regression's intercept moved to match, which leaves its probabilities unchanged), so the
     Mahalanobis distance is measured from the in-scope films' centre, not from the centre of every film."""
     kinds = tuple(str(k) for k in classifier.classes_)
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if len(kinds) == 2:  # scikit-learn keeps one row for two classes (the second's log-odds): one row per kind
+        coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
     centre = novelty.mean_
-    return Gate(kinds=kinds, mean=scaler.mean_ + centre * scaler.scale_, scale=scaler.scale_, coef=classifier.coef_,
-                intercept=classifier.intercept_ + centre @ classifier.coef_.T, components=novelty.components_,
+    return Gate(kinds=kinds, mean=scaler.mean_ + centre * scaler.scale_, scale=scaler.scale_, coef=coef,
+                intercept=intercept + centre @ coef.T, components=novelty.components_,
                 variances=novelty.explained_variance_, threshold=float(threshold),
                 novelty_threshold=float(novelty_threshold))
 
