@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 import settings
 from feedback import CorrectionStore, load_readers, open_store
 from model.artifact import DEFAULT_ARTIFACT
+from model.decode_budget import limit_heap_arenas
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
@@ -203,6 +204,7 @@ def configured_demo() -> tuple[gr.Blocks, Service, Admission]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts), keeping its files in
     a folder of its own in Gradio's cache (GRADIO_TEMP_DIR), where the folders of instances that are gone (killed:
     their uploads stayed) are removed first (space.cache_folder)."""
+    limit_heap_arenas()
     settings.use_gradio_cache(claim(settings.gradio_cache()))
     model_path = settings.model_path() or DEFAULT_ARTIFACT
     log_model_lines()

@@ -36,3 +36,11 @@ def test_a_large_decode_trims_as_it_ends_even_beside_others():
         with budget.reserve(decoded_for(TRIM_AFTER_BYTES)):
             pass
         assert len(trims) == 1 and trims[0] > 0
+
+
+def test_the_heap_arenas_can_be_limited_where_the_c_library_is_glibc():
+    import platform
+
+    from model.decode_budget import limit_heap_arenas
+
+    assert limit_heap_arenas() is (platform.libc_ver()[0] == "glibc")
