@@ -12,6 +12,7 @@ from model.training.evaluation import (
     evaluate,
     wilson_interval,
 )
+from tests.bootstrap import auc_resamples, tails
 
 
 def _noisy(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +196,15 @@ def test_bootstrap_auc_resamples_each_class_and_brackets_the_auc():
     separable = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert bootstrap_auc_ci(np.array([0, 0, 0, 1, 1, 1]), separable, n_boot=50)[0] == [1.0, 1.0]
     assert bootstrap_auc_ci(np.array([0, 0, 0, 0, 0, 1]), separable, n_boot=50) == (None, 0)
+
+
+def test_the_auc_interval_leaves_two_and_a_half_percent_of_resampled_aucs_on_each_side():
+    y, p = _noisy(60, seed=2)
+    resampled = auc_resamples(p[y == 1], p[y == 0])
+    for seed in range(3):
+        below, above = tails(resampled, bootstrap_auc_ci(y, p, n_boot=1000, seed=seed)[0])
+        assert 0.03 < below + above < 0.075, "a 95% interval: 5% outside, not 10% (90%) or 1% (99%)"
+        assert below > 0.01 and above > 0.01, "the interval cuts both tails"
 
 
 def test_the_cards_threshold_is_chosen_on_validation_never_on_test(fixture_dir, tmp_path):

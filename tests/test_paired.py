@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.training.paired import paired_bootstrap
+from tests.bootstrap import auc_resamples, tails
 
 
 def patients_data(images_each: int, seed: int = 0):
@@ -32,3 +33,14 @@ def test_images_of_one_patient_are_not_counted_as_independent():
     each_alone = paired_bootstrap(y, p_a, p_b, [f"image{i}" for i in range(len(y))], n_boot=100)
     auc_difference = 2
     assert np.diff(each_alone[auc_difference]) < np.diff(grouped[auc_difference])
+
+
+def test_each_models_auc_interval_leaves_two_and_a_half_percent_of_resampled_aucs_on_each_side():
+    rng = np.random.default_rng(3)
+    y = np.repeat([1, 0], 20)
+    p_a, p_b = np.clip(0.3 * y + 0.7 * rng.random(40), 0, 1), rng.random(40)
+    intervals = paired_bootstrap(y, p_a, p_b, [f"patient{i}" for i in range(40)], n_boot=400, seed=2)
+    for model, p in enumerate((p_a, p_b)):
+        below, above = tails(auc_resamples(p[y == 1], p[y == 0]), intervals[model])
+        assert 0.03 < below + above < 0.075, "a 95% interval: 5% outside, not 10% (90%) or 1% (99%)"
+        assert below > 0.01 and above > 0.01, "the interval cuts both tails"

@@ -258,6 +258,60 @@ def test_auto_picks_bfloat16_only_when_measured_faster_at_every_batch_and_answer
     assert slower.precision == "float32" and "float32: batch 1 150 ms, batch 8 115 ms" in slower.reason
 
 
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    status: str
+    label: str
+
+
+@dataclasses.dataclass
+class Answering:
+    """A predictor as measure() uses it: a card, a network run, and one (gate status, label) per film."""
+
+    answers: list[tuple[str, str]]
+    card: object = None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.zeros(len(batch))
+
+    def predict_greys(self, greys: list[np.ndarray]) -> list:
+        return [_Answer(*answer) for answer in self.answers]
+
+
+def test_measure_finds_the_precisions_answering_alike_only_when_every_films_status_and_label_agree():
+    from model.card import new_card
+    from model.serving.measure import decide, measure
+
+    card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
+    greys = [np.tile(np.arange(64, dtype=np.uint8), (64, 1))] * 2
+    answers = [("answered", "COVID-19 positive"), ("answered", "COVID-19 negative")]
+    assert measure({"bfloat16": Answering(answers, card), "float32": Answering(answers, card)}, greys, 2)["same_answers"]
+    for changed in ([("answered", "COVID-19 negative"), answers[1]], [answers[0], ("refused", "COVID-19 negative")]):
+        result = measure({"bfloat16": Answering(changed, card), "float32": Answering(answers, card)}, greys, 2)
+        assert not result["same_answers"] and decide(result).precision == "float32", changed
+
+
+def cancelling_network(channels: tuple[float, float]) -> tuple[keras.Model, np.ndarray]:
+    """A 1x1 convolution computing channel 0 - channel 1, and two 2x2 inputs holding `channels` everywhere."""
+    inputs = keras.Input((2, 2, 2))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False)
+    network = keras.Model(inputs, keras.layers.Flatten()(conv(inputs)))
+    conv.set_weights([np.array([1.0, -1.0]).reshape(1, 1, 2, 1)])
+    return network, np.broadcast_to(np.array(channels, "float32"), (2, 2, 2, 2)).copy()
+
+
+def test_auto_keeps_float32_for_a_base_whose_bfloat16_copy_computes_something_else(tmp_path, monkeypatch):
+    from model import precision
+
+    # 1000 - 999 is 1 in float32; in bfloat16 (8 significant bits: steps of 4 between 512 and 1024) 999 rounds to
+    # 1000 and the difference is 0, wrong by all of it. 3 - 2 is exact in both.
+    for channels, expected in (((1000.0, 999.0), "float32"), ((3.0, 2.0), "bfloat16")):
+        network, inputs = cancelling_network(channels)
+        timed = iter([20.0, 10.0])  # float32 first, then bfloat16: twice as fast
+        monkeypatch.setattr(precision, "ms_per_image", lambda run, x: next(timed))
+        assert precision.measured_precision(network, inputs, f"cancel-{channels}", tmp_path / "p.json") == expected
+
+
 def test_concurrent_predictions_are_batched_only_where_a_batch_is_faster_per_image():
     from model.serving.measure import decide
 
