@@ -55,6 +55,7 @@ OUT_OF_SCOPE_KINDS = (
 KINDS = (IN_SCOPE, *(kind.name for kind in OUT_OF_SCOPE_KINDS))
 LOOKS_LIKE = {kind.name: kind.looks_like for kind in OUT_OF_SCOPE_KINDS}
 UNLIKE = f"This does not look like a frontal chest X-ray; {MADE_FOR}"
+UNLIKE_KIND = "unlike"
 NO_GATE = "no input check for this model"
 ADULT_AGE = 18
 # The header refuses only on evidence: a value naming something else. Words are matched on the value's letters and
@@ -107,12 +108,14 @@ def looks_like(kind: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """The gate's verdict on one input: status answered or out_of_scope, the reason in words, and the
-    in-scope probability (None where the header decided or the model has no gate)."""
+    """The gate's verdict on one input: status answered or out_of_scope, the reason in words, the in-scope
+    probability (None where the header decided or the model has no gate) and, for an image the gate refused, what it
+    took it for: a kind of OUT_OF_SCOPE_KINDS, or UNLIKE_KIND (like nothing it was trained on)."""
 
     status: str
     reason: str = ""
     score: float | None = None
+    looks_like: str = ""
 
     @property
     def answered(self) -> bool:
@@ -162,10 +165,11 @@ class Gate:
 
     def _scope(self, in_scope: float, probs: np.ndarray, novelty: float) -> Scope:
         if novelty > self.novelty_threshold:
-            return Scope(OUT_OF_SCOPE, UNLIKE, in_scope)
+            return Scope(OUT_OF_SCOPE, UNLIKE, in_scope, UNLIKE_KIND)
         if in_scope < self.threshold:
             others = [i for i, kind in enumerate(self.kinds) if kind != IN_SCOPE]
-            return Scope(OUT_OF_SCOPE, looks_like(self.kinds[max(others, key=lambda i: probs[i])]), in_scope)
+            likeliest = self.kinds[max(others, key=lambda i: probs[i])]
+            return Scope(OUT_OF_SCOPE, looks_like(likeliest), in_scope, likeliest)
         return Scope(ANSWERED, "", in_scope)
 
     def to_bytes(self) -> bytes:

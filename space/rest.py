@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from feedback.store import VERDICTS
-from model.gate import MADE_FOR
+from model.gate import MADE_FOR, OUT_OF_SCOPE_KINDS, UNLIKE_KIND
 from model.images import FORMAT_NAMES, MAX_FILE_BYTES
 from space import presentation as show
 from space.admission import Admission, admitted
@@ -45,6 +45,9 @@ class Gate(BaseModel):
                                   + "; ".join(f"{k}: {v}" for k, v in GATE_KINDS.items()))
     score: float | None = Field(description="the gate's in-scope probability (None where the header decided or there "
                                             "is no gate)")
+    looks_like: str | None = Field(description="what the gate took an image it refused for: "
+                                               + ", ".join(k.name for k in OUT_OF_SCOPE_KINDS)
+                                               + f", or {UNLIKE_KIND} (like nothing it was trained on); else None")
 
 
 class PredictAnswer(BaseModel):
@@ -135,7 +138,8 @@ def rest_api(service: Service, door: Admission) -> APIRouter:
         return PredictAnswer(
             status=p.status, probability=p.probability if p.answered else None, decision=p.label or None,
             positive=p.positive if p.answered else None, threshold=p.threshold, reason=p.reason,
-            model_version=p.model_version, precision=p.precision, gate=Gate(kind=reading.gate_kind, score=p.gate_score),
+            model_version=p.model_version, precision=p.precision,
+            gate=Gate(kind=reading.gate_kind, score=p.gate_score, looks_like=p.gate_looks_like or None),
             sha256=reading.sha256, heatmap_png=None if reading.picture is None else png_base64(reading.picture),
         )
 

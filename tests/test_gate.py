@@ -49,6 +49,7 @@ def test_check_answers_in_scope_names_the_kind_it_saw_and_refuses_the_unfamiliar
     assert lateral.status == OUT_OF_SCOPE and lateral.reason == looks_like("lateral")
     assert "lateral view" in lateral.reason and "frontal chest films of adults" in lateral.reason
     assert unfamiliar.status == OUT_OF_SCOPE and unfamiliar.reason == UNLIKE
+    assert (answered.looks_like, lateral.looks_like, unfamiliar.looks_like) == ("", "lateral", "unlike")
 
 
 def test_a_refusal_names_the_likeliest_of_the_other_kinds():
@@ -58,6 +59,7 @@ def test_a_refusal_names_the_likeliest_of_the_other_kinds():
                 threshold=0.5, novelty_threshold=4.0)
     ct, lateral = gate.check(np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 2.0]]))
     assert ct.reason == looks_like("ct") and lateral.reason == looks_like("lateral")
+    assert (ct.looks_like, lateral.looks_like) == ("ct", "lateral")
 
 
 def test_the_in_scope_threshold_is_inclusive_of_answers_at_or_above_it():

@@ -73,11 +73,12 @@ def test_for_every_example_the_api_and_the_page_give_the_same_answer(server, tmp
                 positive = {c["label"]: c["confidence"] for c in scores["confidences"]}[POSITIVE_NAME]
                 assert answer["probability"] == pytest.approx(positive, abs=1e-6), path
                 assert answer["decision"] == scores["label"] and answer["gate"]["kind"] == "image"
+                assert answer["gate"]["looks_like"] is None
                 assert f"decision threshold of {answer['threshold']:.2f}" in decision
             else:
                 assert answer["probability"] is None and answer["decision"] is None and scores == {}
     assert [f.name for f in files if f.suffix == ".dcm"] and status == "out_of_scope", "the CT slice is refused"
-    assert answer["gate"] == {"kind": "header", "score": None}
+    assert answer["gate"] == {"kind": "header", "score": None, "looks_like": None}
 
 
 def test_the_heatmap_comes_as_a_png_only_when_asked(server):

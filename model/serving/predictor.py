@@ -41,7 +41,8 @@ class Prediction:
     `status` is the input gate's verdict (model.gate): only an `answered` prediction has a decision (`label`,
     `positive`); an `out_of_scope` one has an empty label, and its probability and heatmap must not be shown.
     `reason` says why it was refused (or that the model has no input check); `gate_score` is the gate's
-    in-scope probability, None where the header decided or there is no gate.
+    in-scope probability, None where the header decided or there is no gate; `gate_looks_like` what the gate took
+    an image it refused for (a kind of model.gate.OUT_OF_SCOPE_KINDS, or "unlike"), else empty.
     """
 
     probability: float
@@ -55,6 +56,7 @@ class Prediction:
     reason: str = ""
     model_version: str = ""
     gate_score: float | None = None
+    gate_looks_like: str = ""
     crop_box: Box | None = None
     film_box: Box | None = None
     inverted: bool = False
@@ -169,7 +171,7 @@ class Predictor:
         return Prediction(
             probability=probability, positive=positive, label=label, threshold=self.threshold, heatmap=heatmap,
             grey=grey, precision=precision, status=scope.status, reason=scope.reason, model_version=self.version,
-            gate_score=scope.score, crop_box=framing.box, film_box=framing.film, inverted=framing.inverted,
+            gate_score=scope.score, gate_looks_like=scope.looks_like, crop_box=framing.box, film_box=framing.film, inverted=framing.inverted,
             lungs_found=framing.lungs,
         )
 
