@@ -7,11 +7,13 @@ import io
 import os
 import re
 import socket
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -408,8 +410,6 @@ def test_in_open_mode_a_flag_is_unverified_says_so_and_is_left_out_of_the_defaul
 
 
 def test_the_client_key_is_what_the_trusted_proxy_saw_else_the_peer():
-    from types import SimpleNamespace
-
     from settings import trusted_proxies
     from space.handlers import client_key
 
@@ -476,17 +476,27 @@ def test_corrections_tab_shows_nothing_without_a_valid_sign_in_and_everything_wi
 
 
 def test_what_a_reader_downloads_is_fetchable_by_url_only_for_a_while(guarded_app, tmp_path, monkeypatch):
+    """The expiry timers are held and run by the test when it has fetched every link: with a 1.5-second lifetime a
+    loaded machine could take longer than that between handing out the archive and fetching it."""
     from space import served
 
+    held = []
+
+    class HeldTimer(threading.Timer):
+        def start(self) -> None:
+            held.append(self)
+
+    monkeypatch.setattr(served, "threading", SimpleNamespace(Timer=HeldTimer))
     client, url, _ = guarded_app
     flag(client, EXAMPLES["normal-3.png"], "positive", "dr_plain", "opensesame")
-    monkeypatch.setattr(served, "LIFETIME_S", 1.5)
     direct = Client(url, verbose=False, analytics_enabled=False, download_files=False)
     archive = direct.predict("dr_plain", "opensesame", api_name="/review_export")
     pictures = direct.predict("dr_plain", "opensesame", show.ALL, show.ALL, show.ALL, api_name="/review")[2]
     links = [archive["url"], *(picture["image"]["url"] for picture in pictures)]
     assert len(links) >= 2 and all(httpx.get(link, timeout=30).status_code == 200 for link in links)
-    time.sleep(3)
+    assert held and {timer.interval for timer in held} == {served.LIFETIME_S}
+    for timer in held:
+        timer.function(*timer.args)
     after = [httpx.get(link, timeout=30).status_code for link in links]
     assert all(code in (403, 404) for code in after), f"still served after their lifetime: {after}"
 
