@@ -75,3 +75,23 @@ def test_a_good_model_written_after_a_failed_load_is_served(tmp_path, monkeypatc
     served = settled(watch)
     assert served is not None and served.version == "v2" == watch.version
     assert served.predict_greys([np.zeros((64, 64), "uint8")])[0].model_version == "v2"
+
+
+def test_the_loading_thread_collects_after_a_load_and_after_the_handover(tmp_path, monkeypatch):
+    """A replaced Keras model is a web of reference cycles: the loading thread collects them once it has loaded a
+    model, and again at the poll after the handover (the caller has swapped the old one out by then)."""
+    from model.serving import reload
+
+    folder = make_model(tmp_path / "model")
+    collected = []
+    monkeypatch.setattr(reload.gc, "collect", lambda: collected.append(threading.get_ident()))
+    watch = ModelWatch(folder, "v1", lambda path: SimpleNamespace(version=json.loads((path / CARD_FILE).read_text())
+                                                                  ["version"]))
+    install_version(folder, "v2")
+    assert settled(watch).version == "v2" and len(collected) == 1, "collected after the load"
+    assert watch.poll() is None
+    drained = threading.Event()
+    reload._loader().put(drained.set)
+    assert drained.wait(10) and len(collected) == 2, "collected again after the handover"
+    assert watch.poll() is None and len(collected) == 2, "once per handover"
+    assert len(set(collected)) == 1 and threading.get_ident() not in collected, "on the loading thread"

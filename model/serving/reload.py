@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import queue
 import threading
@@ -63,17 +64,22 @@ class ModelWatch:
     _stamp: Stamp | None = field(init=False, default=None)
     _ready: Predictor | None = field(init=False, default=None)
     _loading: bool = field(init=False, default=False)
+    _handed_over: bool = field(init=False, default=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._stamp = _stamp(self.path)
 
     def poll(self) -> Predictor | None:
-        """The newly loaded predictor, once, when one is ready; else None (a changed card starts loading it)."""
+        """The newly loaded predictor, once, when one is ready; else None (a changed card starts loading it). The poll
+        after a handover has the loading thread collect the replaced model (see _load)."""
         with self._lock:
             if self._ready is not None:
-                ready, self._ready = self._ready, None
+                ready, self._ready, self._handed_over = self._ready, None, True
                 return ready
+            if self._handed_over:
+                self._handed_over = False
+                _loader().put(gc.collect)
             stamp = _stamp(self.path)
             if self._loading or stamp is None or stamp == self._stamp:
                 return None
@@ -91,6 +97,9 @@ class ModelWatch:
         return None
 
     def _load(self) -> None:
+        """Load on the loading thread, then collect what loading left: a Keras model is a web of reference cycles, so a
+        replaced or measured one waits for Python's rare full collection, and the app kept about 35 MiB per reload
+        meanwhile (benchmarks/bench_reload.py)."""
         try:
             predictor = self.load(self.path)
         except Exception as error:
@@ -98,6 +107,7 @@ class ModelWatch:
             with self._lock:
                 self._loading = False
             return
+        gc.collect()
         with self._lock:
             self._ready, self._loading, self.version = predictor, False, predictor.version
         log.info("model version %s loaded; serving it from the next request", predictor.version)
