@@ -285,7 +285,8 @@ def test_measure_finds_the_precisions_answering_alike_only_when_every_films_stat
     card = new_card(ModelConfig(weights="none", input_size=32), 0.5, "fixed", {}, {})
     greys = [np.tile(np.arange(64, dtype=np.uint8), (64, 1))] * 2
     answers = [("answered", "COVID-19 positive"), ("answered", "COVID-19 negative")]
-    assert measure({"bfloat16": Answering(answers, card), "float32": Answering(answers, card)}, greys, 2)["same_answers"]
+    alike = measure({"bfloat16": Answering(answers, card), "float32": Answering(answers, card)}, greys, 2)
+    assert alike["same_answers"]
     for changed in ([("answered", "COVID-19 negative"), answers[1]], [answers[0], ("refused", "COVID-19 negative")]):
         result = measure({"bfloat16": Answering(changed, card), "float32": Answering(answers, card)}, greys, 2)
         assert not result["same_answers"] and decide(result).precision == "float32", changed

@@ -289,8 +289,8 @@ sys.exit(run(command))
 
 def test_the_command_restarts_itself_when_memory_grows_and_finishes_the_search(fixture_dir, tmp_path, cache):
     env = {k: v for k, v in os.environ.items() if k not in ENV}
-    command = [sys.executable, "-c", GROWING_COMMAND,
-               *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "2"), "--restart-growth", "0.1", "--overwrite"]
+    command = [sys.executable, "-c", GROWING_COMMAND, *cli(fixture_dir, tmp_path / "run", cache, "--max-trials", "2"),
+               "--restart-growth", "0.1", "--overwrite"]
     log = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).stderr
     assert log.count("continuing in a fresh process") == 1, log[-3000:]
     assert len(re.findall(r"^trial \d+ completed", log, re.M)) == 2
