@@ -281,7 +281,7 @@ class Service:
             raise TooMany(f"Not stored: {error}") from None
         except StoreUnreadable as error:
             raise NotStored(show.not_stored(str(error))) from None
-        data, sha256, prediction, _ = self.read_and_predict(form.upload)
+        data, sha256, prediction, _ = self.read_and_predict(form.upload, batched=True)
         if not prediction.answered and form.correct_label not in SCOPE_LABELS:
             raise Refused(show.REFUSED_INPUT_FLAG)
         try:

@@ -77,7 +77,13 @@ def network_runs() -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory, network_runs):
+def network_threads() -> list[str]:
+    """The name of the thread each of those forward passes ran on."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory, network_runs, network_threads):
     config = ModelConfig(weights="none", input_size=INPUT_SIZE, pooling="avg", dense=(8,))
     folder = tmp_path_factory.mktemp("model")
     save_artifact(build_model(config), folder, new_card(config, 0.5, "fixed at 0.5 for tests", {}, {}))
@@ -85,6 +91,7 @@ def predictor(tmp_path_factory, network_runs):
 
     def counted(images):
         network_runs.append(len(images))
+        network_threads.append(threading.current_thread().name)
         return loaded.run(images)
 
     return dataclasses.replace(loaded, run=counted)
@@ -193,6 +200,16 @@ def test_flag_stores_one_row_and_image_copy_without_rerunning_the_network(open_a
     public = predict(client, example)[3]
     assert public["headers"] == list(show.PUBLIC_CORRECTION_COLUMNS) and public["data"] == [[show.REVIEWED]]
     assert "no opacities" not in str(public) and "dr_who" not in str(public)
+
+
+def test_predictions_and_a_flag_of_an_image_never_predicted_run_the_network_on_its_one_thread(open_app, tmp_path,
+                                                                                             network_threads):
+    client, _, _ = open_app
+    start = len(network_threads)
+    predict(client, distinct_xrays(EXAMPLES["normal-2.png"], tmp_path / "predicted", 1)[0])
+    flag(client, distinct_xrays(EXAMPLES["covid-3.png"], tmp_path / "flagged", 1)[0], "negative", "dr_thread")
+    assert len(network_threads) == start + 2, "the prediction and the flag each ran the network"
+    assert {name.split("_")[0] for name in network_threads[start:]} == {"network"}, network_threads[start:]
 
 
 @pytest.mark.parametrize("kind", ["text_as_png", "truncated_png", "blank", "dicom_no_pixels", "tiny_1x1"])
