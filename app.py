@@ -204,7 +204,8 @@ def configured_demo() -> tuple[gr.Blocks, Service, Admission]:
     """The demo as the environment configures it (MODEL_PATH, XRAY_FEEDBACK_DIR, reader accounts), keeping its files in
     a folder of its own in Gradio's cache (GRADIO_TEMP_DIR), where the folders of instances that are gone (killed:
     their uploads stayed) are removed first (space.cache_folder)."""
-    limit_heap_arenas()
+    if settings.heap_arenas():
+        limit_heap_arenas(settings.heap_arenas())
     settings.use_gradio_cache(claim(settings.gradio_cache()))
     model_path = settings.model_path() or DEFAULT_ARTIFACT
     log_model_lines()

@@ -28,6 +28,7 @@ DEFAULT_QUOTA_MB = 2048
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_DAILY_FLAGS = 200
 DEFAULT_REQUESTS_PER_CLIENT = 4
+DEFAULT_HEAP_ARENAS = 2
 DEFAULT_UPLOADS_PER_MINUTE = 30
 DEFAULT_UPLOAD_MB_PER_MINUTE = 200
 DEFAULT_UPLOAD_MB_KEPT = 1024
@@ -87,6 +88,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("XRAY_REQUESTS_PER_CLIENT", str(DEFAULT_REQUESTS_PER_CLIENT),
             "requests one client (as for `XRAY_TRUSTED_PROXIES`) may have waiting or running at once, the page's own "
             "included; its next ones are refused at the queue's door with HTTP 429 until one ends (0: no limit)"),
+    Setting("XRAY_HEAP_ARENAS", str(DEFAULT_HEAP_ARENAS),
+            "C heap arenas the server keeps (glibc), so memory a flood's threads freed goes back to the system once it "
+            "settles (0: leave the C library's own rule, e.g. MALLOC_ARENA_MAX)"),
     Setting("XRAY_UPLOADS_PER_MINUTE", str(DEFAULT_UPLOADS_PER_MINUTE),
             "uploads one client may make in a minute (0: no limit)"),
     Setting("XRAY_UPLOAD_MB_PER_MINUTE", str(DEFAULT_UPLOAD_MB_PER_MINUTE),
@@ -232,6 +236,11 @@ def trusted_proxies(environ: Mapping[str, str] | None = None) -> int:
 def requests_per_client(environ: Mapping[str, str] | None = None) -> int:
     """Requests one client may have waiting or running at once (0: no limit)."""
     return _whole("XRAY_REQUESTS_PER_CLIENT", DEFAULT_REQUESTS_PER_CLIENT, environ)
+
+
+def heap_arenas(environ: Mapping[str, str] | None = None) -> int:
+    """C heap arenas a server keeps (0: the C library's own rule)."""
+    return _whole("XRAY_HEAP_ARENAS", DEFAULT_HEAP_ARENAS, environ)
 
 
 def upload_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]:

@@ -16,12 +16,6 @@ import settings
 PEAK_FACTOR = 7
 """Peak memory of a decode per byte of its decoded pixel data (measured: a deflated 16-bit 6300 px DICOM, 76 MiB of
 pixels, peaks 530 MiB above where decoding started: the inflated data, the pixels, float32 copies, percentiles)."""
-HEAP_ARENAS = 2
-"""The C heap's arenas a server keeps (glibc makes up to 8 per core, one per thread that allocates while the others are
-busy). Memory a flood's worker threads freed stays scattered over the arenas, where a trim cannot return the pages
-that still hold a live chunk: after 200 concurrent 6-megapixel predictions, resting memory stayed 292 MiB above the
-warmed instance with glibc's default and 101-115 MiB with two arenas, in the same time (benchmarks/bench_memory.py
---flood)."""
 M_ARENA_MAX = -8
 """glibc's mallopt parameter number for the most arenas."""
 TRIM_AFTER_BYTES = 64 * 2**20
@@ -46,9 +40,14 @@ def release_freed_memory() -> None:
         pass
 
 
-def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> bool:
+def limit_heap_arenas(arenas: int) -> bool:
     """Keep the C heap to `arenas` arenas from now on (glibc's mallopt; elsewhere nothing): whether it took. Called
-    at a server's start, before its threads allocate."""
+    at a server's start, before its threads allocate ($XRAY_HEAP_ARENAS, default 2).
+
+    glibc makes up to 8 arenas per core, one per thread that allocates while the others are busy. Memory a flood's
+    worker threads freed stays scattered over them, where a trim cannot return the pages that still hold a live chunk:
+    after 200 concurrent 6-megapixel predictions, resting memory stayed 292 MiB above the warmed instance with glibc's
+    default and 101-115 MiB with two arenas, in the same time (benchmarks/bench_memory.py --flood)."""
     try:
         return bool(_libc().mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):

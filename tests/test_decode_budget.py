@@ -43,4 +43,4 @@ def test_the_heap_arenas_can_be_limited_where_the_c_library_is_glibc():
 
     from model.decode_budget import limit_heap_arenas
 
-    assert limit_heap_arenas() is (platform.libc_ver()[0] == "glibc")
+    assert limit_heap_arenas(2) is (platform.libc_ver()[0] == "glibc")
