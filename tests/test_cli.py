@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from model import crossval, evaluate, predict, train
+from model.commands import crossval, evaluate, predict, train
 from model.serving.predictor import load_predictor
 
 REPORT_METRICS = ("accuracy", "loss", "precision", "recall", "sensitivity", "specificity", "f1", "auc", "auc_ci95",

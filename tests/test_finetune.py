@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from model import train
+from model.commands import train
 from model.architecture import build_base
 from model.artifact import load_artifact
 from model.serving.predictor import load_predictor

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from model import compare, promote
+from model.commands import compare, promote
 from model.artifact import (
     CARD_FILE,
     load_artifact,
@@ -21,7 +21,7 @@ from tests.conftest import FIXTURE_DIR
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """(good, worse, cache): a tiny trained model and the same model with its score inverted (AUC -> 1 - AUC)."""
-    from model import train
+    from model.commands import train
 
     root = tmp_path_factory.mktemp("models")
     cache, good, worse = root / "cache", root / "good", root / "worse"

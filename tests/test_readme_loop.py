@@ -81,8 +81,9 @@ def shipped_command(readme: Path = README) -> list[str]:
 
 def command_mains() -> dict[str, object]:
     from feedback.__main__ import main as feedback_main
-    from model import compare, offline_weights, promote
-    from model.data.__main__ import main as data_main
+    from model import offline_weights
+    from model.commands import compare, promote
+    from model.commands.data import main as data_main
     from tuning.__main__ import command as tuning_command
 
     return {"model.offline_weights": offline_weights.main, "feedback": feedback_main, "model.data": data_main,
