@@ -39,8 +39,11 @@ def test_a_large_decode_trims_as_it_ends_even_beside_others():
 
 
 def test_the_heap_arenas_can_be_limited_where_the_c_library_is_glibc():
+    """In a child process: the limit holds for the rest of a process, and the test process's allocator stays as it is."""
     import platform
+    import subprocess
+    import sys
 
-    from model.decode_budget import limit_heap_arenas
-
-    assert limit_heap_arenas(2) is (platform.libc_ver()[0] == "glibc")
+    code = "from model.decode_budget import limit_heap_arenas; print(limit_heap_arenas(2))"
+    took = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert took == str(platform.libc_ver()[0] == "glibc")
