@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -26,11 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path("../shared/data")
 BATCH = 8
 UNFRAMED = "as it is"
-
-
-def cpu_name() -> str:
-    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown CPU")
 
 
 def predict_all(predictor, greys: list[np.ndarray]) -> list:
@@ -116,6 +110,7 @@ def main() -> None:
     from model.config import DEFAULT_POSITIVE_FOLDERS
     from model.framing import FRAMINGS
     from model.markdown import table
+    from model.precision import cpu_model
     from model.serving.predictor import load_predictor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +129,7 @@ def main() -> None:
     films = external_films(args.external, DEFAULT_POSITIVE_FOLDERS)
     in_scope = framing_rows(films, predictor, FRAMINGS)
     out_of_scope = refusal_rows(held_out_kinds(args.ood), predictor, FRAMINGS)
-    print(f"model {predictor.version}, precision {predictor.precision}, {cpu_name()}, {time.time() - start:.0f} s")
+    print(f"model {predictor.version}, precision {predictor.precision}, {cpu_model()}, {time.time() - start:.0f} s")
     print(f"\nexternal/ ({len(films)} films, {sum(label for _, label in films)} COVID-19): per framing\n")
     print("\n".join(table(["framing", "decision changed", "refused (answered as it is)", "AUC", "mean probability shift"],
                 [[r["framing"], f"{r['changed']:.1%}", f"{r['refused']:.1%}", f"{r['auc']:.3f}",
@@ -145,7 +140,7 @@ def main() -> None:
                           [[r["kind"], str(r["films"]), *(f"{r[n]:.0%}" for n in names)] for r in out_of_scope])))
     if args.json:
         args.json.write_text(json.dumps({"model": predictor.version, "precision": predictor.precision,
-                                         "cpu": cpu_name(), "external": in_scope, "out_of_scope": out_of_scope},
+                                         "cpu": cpu_model(), "external": in_scope, "out_of_scope": out_of_scope},
                                         indent=2) + "\n")
 
 

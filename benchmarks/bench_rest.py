@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,16 +26,12 @@ from gradio_client import Client, handle_file
 
 from benchmarks.bench_load import Level, run_level
 from benchmarks.bench_predict import benchmark_model, load_average
+from model.precision import cpu_model
 from tests.server import EXAMPLES, distinct_xrays, running_server
 
 CEILING_BATCHES = 5
 WARMUP_BATCHES = 2
 GOAL = 0.60
-
-
-def cpu_name() -> str:
-    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown CPU")
 
 
 def ceiling(predictor, files: list[Path]) -> float:
@@ -127,7 +122,7 @@ def main() -> None:
 
     predictor = load_predictor(model_path, serving=True)
     rate = ceiling(predictor, [next(files) for _ in range(64)])
-    print(f"CPU: {cpu_name()}; model: {model_path}; image: covid-1.jpg variants")
+    print(f"CPU: {cpu_model()}; model: {model_path}; image: covid-1.jpg variants")
     print(f"in-process ceiling before the server: {rate:.2f} images/s ({predictor.precision}, batches of "
           f"{predictor.batch_size}; network, Grad-CAM and gate on decoded images, median of {CEILING_BATCHES} batches, no server)")
     shares: list[tuple[str, Level]] = []
