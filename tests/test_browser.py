@@ -15,7 +15,7 @@ from feedback.export import FOLDERS
 from feedback.store import CorrectionStore
 from model.images import read_grey
 from model.serving.predictor import load_predictor
-from tests.server import REPO, add_gate, make_model, running_server
+from tests.server import REPO, Server, add_gate, make_model, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -75,6 +75,26 @@ def open_page(url: str, width: int = 1280):
         browser.close()
 
 
+def analyse_example(page, name: str) -> None:
+    """Pick example `name`, wait until its preview shows (as a user sees it arrive), then press Analyse."""
+    from playwright.sync_api import expect
+
+    page.get_by_text(name, exact=True).click()
+    expect(page.locator(".block", has_text="Your X-ray").locator("img").first).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Analyse", exact=True).click()
+
+
+def expect_shown(page, locator, server: Server) -> None:
+    """Wait for `locator`; if it never shows, fail with the page's messages and the app's log, which say why."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(locator).to_be_visible(timeout=TIMEOUT_MS)
+    except AssertionError as error:
+        toasts = page.locator(".toast-body").all_inner_texts()
+        raise AssertionError(f"{error}\npage messages: {toasts}\napp log:\n{server.log_tail()}") from None
+
+
 @pytest.fixture
 def page(server):
     with open_page(server.url) as page:
@@ -84,11 +104,9 @@ def page(server):
 def test_a_reader_analyses_an_example_and_flags_it_as_wrong(page, server, model_dir):
     from playwright.sync_api import expect
 
-    page.get_by_text(EXAMPLE, exact=True).click()
-    expect(page.locator(".block", has_text="Your X-ray").locator("img").first).to_be_visible(timeout=TIMEOUT_MS)
-    page.get_by_role("button", name="Analyse", exact=True).click()
+    analyse_example(page, EXAMPLE)
     decision = page.get_by_text(DECISION)
-    expect(decision).to_be_visible(timeout=TIMEOUT_MS)
+    expect_shown(page, decision, server)
     label, shown_probability = DECISION.search(decision.inner_text()).groups()
 
     expected = load_predictor(model_dir).predict(REPO / "examples" / EXAMPLE)
@@ -127,11 +145,9 @@ def test_a_hostile_note_is_not_shown_to_a_later_visitor(page, server):
     client = Client(server.url, verbose=False, analytics_enabled=False)
     client.predict(handle_file(str(REPO / "examples" / NOTE_EXAMPLE)), "positive", "dr_note", "", HOSTILE_NOTE,
                    api_name="/flag")
-    page.get_by_text(NOTE_EXAMPLE, exact=True).click()
-    expect(page.locator(".block", has_text="Your X-ray").locator("img").first).to_be_visible(timeout=TIMEOUT_MS)
-    page.get_by_role("button", name="Analyse", exact=True).click()
+    analyse_example(page, NOTE_EXAMPLE)
     cell = page.get_by_text(REVIEWED[:40]).last
-    expect(cell).to_be_visible(timeout=TIMEOUT_MS)
+    expect_shown(page, cell, server)
     page.screenshot(path=str(SCREENSHOT.with_name("xray-covid-browser-note.png")), full_page=True)
 
     text = page.locator("body").inner_text()
@@ -162,10 +178,9 @@ def test_a_reader_flags_then_reviews_filters_and_exports_the_corrections(reader_
         page = browser.new_page(viewport={"width": 1280, "height": 1600}, accept_downloads=True)
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(reader_server.url)
-        page.get_by_text(REVIEW_EXAMPLE, exact=True).click()
-        page.get_by_role("button", name="Analyse", exact=True).click()
+        analyse_example(page, REVIEW_EXAMPLE)
         decision = page.get_by_text(DECISION)
-        expect(decision).to_be_visible(timeout=TIMEOUT_MS)
+        expect_shown(page, decision, reader_server)
         said = DECISION.search(decision.inner_text()).group(1)
         right, wrong = ("negative", "positive") if said.endswith("positive") else ("positive", "negative")
         page.get_by_text("Flag as wrong (radiologists)").click()
