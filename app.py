@@ -23,7 +23,7 @@ from model.decode_budget import limit_heap_arenas
 from model.images import EXTENSIONS, FORMAT_NAMES, MAX_FILE_BYTES
 from model.serving.predictor import Predictor, load_predictor
 from space import presentation as show
-from space.admission import Admission, admit_per_client
+from space.admission import Admission, RefuseAtTheDoor, admit_per_client
 from space.cache_folder import claim
 from space.handlers import Handlers
 from space.rest import PREFIX, rest_api
@@ -175,21 +175,24 @@ async def unknown_endpoint(request, error) -> JSONResponse:
     return JSONResponse({"detail": f"No such endpoint: {request.path_params.get('api_name', '')}"}, status_code=404)
 
 
-def launch(demo: gr.Blocks, store: CorrectionStore, api: APIRouter | None = None, **kwargs):
+def launch(demo: gr.Blocks, store: CorrectionStore, api: APIRouter | None = None, door: Admission | None = None,
+           **kwargs):
     """Serve with the upload cap and each client's upload allowance (space.upload_limits, settings.upload_limits; an
     upload counts as kept until the cache's clean-up can delete it), the corrections store's files blocked from Gradio's
     file route, unknown endpoints as 404, enough threads for every queued prediction to wait its fair turn, and the peer
     address as uvicorn saw it: uvicorn would otherwise replace it with X-Forwarded-For from loopback peers
     (space.clients.client_key reads the header the trusted proxy wrote itself). `api`'s routes (space.rest) are served
-    beside the page, with their own schema in place of FastAPI's."""
+    beside the page, with their own schema in place of FastAPI's; a client the `door` would refuse is refused before
+    its request's body is read (space.admission.RefuseAtTheDoor)."""
     blocked = [*settings.blocked_paths(), *([str(store.files.resolve())] if store.files else [])]
     settings.distrust_forwarded_headers()
     allowance = UploadLedger(UploadLimits(*settings.upload_limits(), keep_s=sum(DELETE_CACHE)))
     uploads = Middleware(UploadAllowance, ledger=allowance, api_prefix=PREFIX, max_bytes=MAX_FILE_BYTES)
+    early = [Middleware(RefuseAtTheDoor, door=door, also=(PREFIX,))] if door else []
     routes = {"routes": api.routes, "openapi_url": None} if api else {}
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
                        app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint},
-                                   "middleware": [uploads], **routes}, **kwargs)
+                                   "middleware": [*early, uploads], **routes}, **kwargs)
 
 
 def log_model_lines() -> None:
@@ -232,7 +235,7 @@ def __getattr__(name: str):
 
 def main() -> None:
     demo, service, door = configured_demo()
-    launch(demo, service.store, rest_api(service, door), server_name=settings.server_name(),
+    launch(demo, service.store, rest_api(service, door), door, server_name=settings.server_name(),
            server_port=settings.server_port())
 
 

@@ -11,12 +11,18 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 from fastapi import HTTPException
+from gradio.route_utils import API_PREFIX
 from gradio.server_messages import ProcessCompletedMessage
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from space.clients import client_key
 
 REFUSED = "too many requests from you; wait for your earlier ones"
 TOO_MANY_REQUESTS = 429
+QUEUE_ROUTES = (f"{API_PREFIX}/queue/join", f"{API_PREFIX}/call/")
+"""Where a request asks for a place in the queue: the page's join, and gradio_client's and curl's /call/<api>."""
 
 
 @dataclass
@@ -48,6 +54,11 @@ class Admission:
                 return False
             self._entering[client] += 1
             return True
+
+    def full(self, client: str | None) -> bool:
+        """Whether the client's next request would be refused now (nothing counts: `enter` decides)."""
+        with self._lock:
+            return bool(self.limit) and self._outstanding(client, self.live) + self._entering[client] >= self.limit
 
     def entered(self, client: str | None, event: str | None) -> None:
         """The request has passed the door: into the queue as `event`, or not at all (None)."""
@@ -116,3 +127,20 @@ def admit_per_client(demo: gr.Blocks, door: Admission) -> gr.Blocks:
 
     queue.push, queue.send_message = admitted, sending
     return demo
+
+
+class RefuseAtTheDoor:
+    """ASGI middleware: a POST that asks for a place in the queue (QUEUE_ROUTES) or to a route under `also` (the REST
+    API's) from a client the door would refuse gets the door's 429 answer at once, before its body is read or routed:
+    a flood's refusals, which arrive as fast as its client sends them, then cost the server little beside what
+    everyone else is doing. It only looks; the doors themselves (admit_per_client, admitted) still count and decide.
+    Runs on the server's event loop."""
+
+    def __init__(self, app: ASGIApp, door: Admission, also: tuple[str, ...] = ()) -> None:
+        self.app, self.door, self.routes = app, door, QUEUE_ROUTES + also
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" and scope.get("method") == "POST" else ""
+        if path.startswith(self.routes) and self.door.full(client_key(Request(scope))):
+            return await JSONResponse({"detail": REFUSED}, TOO_MANY_REQUESTS)(scope, receive, send)
+        await self.app(scope, receive, send)

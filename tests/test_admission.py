@@ -12,7 +12,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from space.admission import REFUSED, Admission, admit_per_client
+from space.admission import REFUSED, Admission, RefuseAtTheDoor, admit_per_client
 from space.upload_limits import UploadLedger, UploadLimits
 from tests.server import free_port
 
@@ -48,6 +48,34 @@ def test_an_answered_event_stops_counting_before_the_queue_forgets_it_and_a_gone
     assert door.enter("a", live - {"gone"}), "left the queue unanswered (its page closed)"
     door.entered("a", None)
     assert door._events == door._clients == {} and not door._entering
+
+
+def test_a_client_at_its_limit_is_refused_before_its_request_is_read_or_routed():
+    from starlette.responses import PlainTextResponse
+    from starlette.testclient import TestClient
+
+    door, reached = Admission(limit=1, live={"held"}), []
+    assert door.enter("198.51.100.1")
+    door.entered("198.51.100.1", "held")
+
+    async def routed(scope, receive, send):
+        reached.append((scope["method"], scope["path"], (await receive())["body"]))
+        await PlainTextResponse("routed")(scope, receive, send)
+
+    guarded = RefuseAtTheDoor(routed, door, also=("/api/v1",))
+    flooder = TestClient(guarded, client=("198.51.100.1", 5000))
+    for path in ("/gradio_api/queue/join", "/gradio_api/call/predict", "/api/v1/predict"):
+        refused = flooder.post(path, content=b"body")
+        assert (refused.status_code, refused.json()) == (429, {"detail": REFUSED}), path
+    assert reached == [], "refused before the body was read or the request routed"
+    assert flooder.get("/gradio_api/call/predict/some-event").text == "routed", "its answers still stream"
+    assert flooder.post("/gradio_api/upload", content=b"file").text == "routed", "uploads have their own limits"
+    other = TestClient(guarded, client=("198.51.100.2", 5000))
+    assert other.post("/gradio_api/queue/join", content=b"body").text == "routed", "another client is not held up"
+    door.finished("held")
+    assert flooder.post("/gradio_api/queue/join", content=b"join").text == "routed", "its event was answered"
+    assert reached[-1] == ("POST", "/gradio_api/queue/join", b"join")
+    assert door._entering == {} and not Admission(limit=0).full("198.51.100.1"), "it only looks; 0 is no limit"
 
 
 def test_uploads_are_limited_per_client_in_count_and_bytes_a_minute_and_in_bytes_kept():
