@@ -15,8 +15,11 @@ import argparse
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,30 @@ class Level:
                 f"errors {len(self.errors)}")
 
 
-def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Level:
+Session = Callable[[int], AbstractContextManager[Callable[[Path], None]]]
+"""Opens simulated user `number`'s connection and gives its call, which predicts one file (raising if the answer is
+incomplete)."""
+
+
+def user_address(number: int) -> dict[str, str]:
+    """The header that makes simulated user `number` a client of its own behind the trusted proxy."""
+    return {"X-Forwarded-For": f"198.51.100.{number}"}
+
+
+@contextmanager
+def gradio_user(url: str, downloads: Path, number: int) -> Iterator[Callable[[Path], None]]:
+    """A gradio_client user: its call predicts through /predict and downloads the overlay, as a browser would."""
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads, headers=user_address(number))
+
+    def predict(path: Path) -> None:
+        scores, decision, overlay, *_ = client.predict(handle_file(str(path)), api_name="/predict")
+        if len(scores["confidences"]) != 2 or "threshold" not in decision or not Path(overlay).is_file():
+            raise ValueError(f"incomplete answer: {scores}, {decision!r}, {overlay!r}")
+
+    yield predict
+
+
+def run_level(clients: int, files: list[Path], session: Session) -> Level:
     """`clients` users started together, each predicting its share of `files` one after another."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -49,18 +75,15 @@ def run_level(url: str, clients: int, files: list[Path], downloads: Path) -> Lev
     barrier = threading.Barrier(clients, action=lambda: started.append(time.perf_counter()))
 
     def user(number: int, paths: list[Path]) -> None:
-        client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads,
-                        headers={"X-Forwarded-For": f"198.51.100.{number}"})
-        barrier.wait()
-        for path in paths:
-            start = time.perf_counter()
-            try:
-                scores, decision, overlay, *_ = client.predict(handle_file(str(path)), api_name="/predict")
-                if len(scores["confidences"]) != 2 or "threshold" not in decision or not Path(overlay).is_file():
-                    raise ValueError(f"incomplete answer: {scores}, {decision!r}, {overlay!r}")
-                latencies.append(time.perf_counter() - start)
-            except Exception as error:
-                errors.append(f"{type(error).__name__}: {error}")
+        with session(number) as predict:
+            barrier.wait()
+            for path in paths:
+                start = time.perf_counter()
+                try:
+                    predict(path)
+                    latencies.append(time.perf_counter() - start)
+                except Exception as error:
+                    errors.append(f"{type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(user, range(clients), [files[i::clients] for i in range(clients)]))
@@ -91,13 +114,13 @@ def main() -> None:
     if args.batch_size:
         env["XRAY_MAX_BATCH_SIZE"] = str(args.batch_size)
     with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
-        run_level(server.url, 1, [next(files)], tmp / "downloads")
+        users = partial(gradio_user, server.url, tmp / "downloads")
+        run_level(1, [next(files)], users)
         print(f"model: {model_path}; image: covid-1.jpg (512x512) variants; {args.requests} requests per client; "
               f"server concurrency limit: {args.concurrency_limit or 'Gradio default (1)'}; "
               f"precision {args.precision}, batches of up to {args.batch_size or 'the measured size'}")
         for clients in args.clients:
-            level = run_level(server.url, clients, [next(files) for _ in range(clients * args.requests)],
-                              tmp / "downloads")
+            level = run_level(clients, [next(files) for _ in range(clients * args.requests)], users)
             print(level.line(), flush=True)
             for error in sorted(set(level.errors))[:5]:
                 print(f"    error: {error}")

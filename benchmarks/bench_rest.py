@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
 from gradio_client import Client, handle_file
 
-from benchmarks.bench_load import Level, run_level
+from benchmarks.bench_load import Level, gradio_user, run_level, user_address
 from benchmarks.bench_predict import benchmark_model, load_average
 from model.precision import cpu_model
 from tests.server import EXAMPLES, distinct_xrays, running_server
@@ -65,27 +66,11 @@ def gradio_predict(client: Client, path: Path) -> None:
         raise ValueError(f"incomplete answer: {scores}, {decision!r}")
 
 
-def run_rest_level(url: str, clients: int, files: list[Path]) -> Level:
-    """`clients` REST callers started together, each from its own address, posting its share of `files` in turn."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    started: list[float] = []
-    barrier = threading.Barrier(clients, action=lambda: started.append(time.perf_counter()))
-
-    def caller(number: int, paths: list[Path]) -> None:
-        with httpx.Client(base_url=url, timeout=600, headers={"X-Forwarded-For": f"198.51.100.{number}"}) as http:
-            barrier.wait()
-            for path in paths:
-                start = time.perf_counter()
-                try:
-                    rest_predict(http, path)
-                    latencies.append(time.perf_counter() - start)
-                except Exception as error:
-                    errors.append(f"{type(error).__name__}: {error}")
-
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(caller, range(clients), [files[i::clients] for i in range(clients)]))
-    return Level(clients, latencies, errors, time.perf_counter() - started[0])
+@contextmanager
+def rest_user(url: str, number: int) -> Iterator[Callable[[Path], None]]:
+    """A REST caller from an address of its own: its call posts one file to /api/v1/predict."""
+    with httpx.Client(base_url=url, timeout=600, headers=user_address(number)) as http:
+        yield partial(rest_predict, http)
 
 
 def latencies(url: str, files: list[Path]) -> dict[str, list[float]]:
@@ -136,11 +121,10 @@ def main() -> None:
         for name, seconds in times.items():
             print(f"latency per image, one client, {name}: median {statistics.median(seconds) * 1000:.0f} ms "
                   f"(min {min(seconds) * 1000:.0f}, max {max(seconds) * 1000:.0f}; {len(seconds)} images)")
+        users = {"rest": partial(rest_user, server.url), "gradio": partial(gradio_user, server.url, tmp / "downloads")}
         for route in args.routes:
             for clients in args.clients:
-                batch = [next(files) for _ in range(clients * args.requests)]
-                level = (run_rest_level(server.url, clients, batch) if route == "rest"
-                         else run_level(server.url, clients, batch, tmp / "downloads"))
+                level = run_level(clients, [next(files) for _ in range(clients * args.requests)], users[route])
                 shares.append((route, level))
                 print(f"{route:6s} {level.line()}", flush=True)
                 for error in sorted(set(level.errors))[:5]:
