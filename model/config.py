@@ -53,9 +53,6 @@ class ModelConfig:
                       "(a lungs.keras FILE, recorded by its version; inverted films are read inverted back; "
                       "model/lungs.py)", key="lungs", card="cropped to both lungs (localiser {})", metavar="FILE",
                       omit_off=True)
-    mask_lungs: bool = knob(False, PREPROCESSING, "then read only the lungs: equalize inside the lung fields the "
-                            "localiser found (widened a little) and blank everything else (a film whose lungs are not "
-                            "found is read whole)", key="mask", card="only the lung fields read", omit_off=True)
     crop: float = knob(0.0, PREPROCESSING, "fraction of each border to remove (where markers and rulers sit)",
                        key="crop", card="border crop {:g}")
     harmonize: int = knob(0, PREPROCESSING, "bring the region read to PX x PX before equalizing (0: off), so all "

@@ -90,16 +90,14 @@ class Localiser:
 @dataclass(frozen=True)
 class Lungs:
     """Where the lungs are in a grey image: `box` (top, left, bottom, right, margin included; the whole image when
-    not `found`), whether the film is `inverted`, the lungs' share of the image (`area`), why the rule failed
-    (`reason`, '' when found), and the lung `mask` the rule kept, in the pixels of the localiser's square map of the
-    whole image (None when not found)."""
+    not `found`), whether the film is `inverted`, the lungs' share of the image (`area`), and why the rule failed
+    (`reason`, '' when found)."""
 
     box: Box
     found: bool
     inverted: bool
     area: float
     reason: str
-    mask: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def weights_version(network) -> str:
@@ -282,19 +280,4 @@ def _lungs(reading: _Reading, shape: tuple[int, int], inverted: bool) -> Lungs:
     dy, dx = MARGIN * (bottom - top), MARGIN * (right - left)
     box = (max(0, int(np.floor((top - dy) * h / size))), max(0, int(np.floor((left - dx) * w / size))),
            min(h, int(np.ceil((bottom + dy) * h / size))), min(w, int(np.ceil((right + dx) * w / size))))
-    return Lungs(box=box, found=True, inverted=inverted, area=reading.area, reason="", mask=reading.mask)
-
-
-MASK_MARGIN = 0.04
-"""lung_field widens the lungs by this share of the map's side (the pleura and costophrenic angles stay in)."""
-
-
-def lung_field(mask: np.ndarray, region: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
-    """The lungs of a map's `mask` (holes filled, widened by MASK_MARGIN) over `region` (top, left, bottom, right, in
-    the map's pixels, fractions allowed) as a bool mask of `shape`: what the network reads when it reads only the
-    lungs."""
-    grown = ndi.binary_dilation(ndi.binary_fill_holes(mask), iterations=max(1, round(MASK_MARGIN * mask.shape[0])))
-    top, left, bottom, right = region
-    field = Image.fromarray(grown.astype("uint8") * 255).resize(
-        (shape[1], shape[0]), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    return np.asarray(field) >= 128
+    return Lungs(box=box, found=True, inverted=inverted, area=reading.area, reason="")

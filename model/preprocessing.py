@@ -6,8 +6,7 @@ decide where to look, each a box inside the last, so their geometry composes int
 both lungs with a margin (model/lungs.py; a film found inverted is read inverted back), crop a border band. Then
 what is done to the pixels inside that box: harmonize the resolution (down to `harmonize` px square first, so every
 source is as coarse as the coarsest), equalize the histogram (global or CLAHE: computed inside the box, never over
-a frame; with `mask_lungs`, inside the lung field only, and the rest blanked), resize to the network's size, stack
-grey to three channels and apply VGG-16's own preprocessing.
+a frame), resize to the network's size, stack grey to three channels and apply VGG-16's own preprocessing.
 """
 
 from __future__ import annotations
@@ -85,12 +84,10 @@ def scale_box(box: Box, shape: tuple[int, ...], to: tuple[int, ...]) -> Box:
     return top, left, max(top + 1, round(bottom * th / h)), max(left + 1, round(right * tw / w))
 
 
-def equalize(grey: np.ndarray, method: str, where: np.ndarray | None = None) -> np.ndarray:
-    """Global histogram equalization (Pillow; its histogram taken `where` the bool mask is set, if given), CLAHE
-    (scikit-image, over the whole image) or nothing."""
+def equalize(grey: np.ndarray, method: str) -> np.ndarray:
+    """Global histogram equalization (Pillow), CLAHE (scikit-image) or nothing."""
     if method == "global":
-        mask = None if where is None else Image.fromarray(where.astype("uint8") * 255, mode="L")
-        return np.asarray(ImageOps.equalize(Image.fromarray(grey, mode="L"), mask=mask))
+        return np.asarray(ImageOps.equalize(Image.fromarray(grey, mode="L")))
     if method == "clahe":
         from skimage.exposure import equalize_adapthist
 
@@ -128,25 +125,12 @@ def localiser_for(version: str):
 @dataclass(frozen=True)
 class Framing:
     """Where in a decoded image the network looks: `box`, in the image's pixels; whether the film was read
-    `inverted` back; whether the localiser found both `lungs` (None: that step is off); the `film` box; and, when
-    only the lungs are read, the localiser's lung `mask` over the film (its square map's pixels)."""
+    `inverted` back; whether the localiser found both `lungs` (None: that step is off); the `film` box."""
 
     box: Box
     film: Box
     inverted: bool = False
     lungs: bool | None = None
-    mask: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
-
-    def lung_field(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """Where the lungs lie in `box`, brought to `shape` (None when there is no mask to read by)."""
-        if self.mask is None:
-            return None
-        from model.lungs import lung_field
-
-        (top, left, bottom, right), (film_top, film_left, film_bottom, film_right) = self.box, self.film
-        y, x = self.mask.shape[0] / (film_bottom - film_top), self.mask.shape[1] / (film_right - film_left)
-        region = ((top - film_top) * y, (left - film_left) * x, (bottom - film_top) * y, (right - film_left) * x)
-        return lung_field(self.mask, region, shape)
 
 
 def inner(outer: Box, box: Box) -> Box:
@@ -163,30 +147,25 @@ def crop_to(grey: np.ndarray, box: Box) -> np.ndarray:
 def locate(grey: np.ndarray, p: Preprocessing) -> Framing:
     """Run the steps that decide where to look (film, lungs, border crop) and compose their boxes."""
     film = find_film(grey) if p.film else (0, 0, *grey.shape[:2])
-    box, inverted, lungs, mask = film, False, None, None
+    box, inverted, lungs = film, False, None
     if p.lungs:
         from model.lungs import find_lungs
 
         found = find_lungs(localiser_for(p.lungs), crop_to(grey, film))
         box, inverted, lungs = inner(film, found.box), found.inverted, found.found
-        mask = found.mask if p.mask_lungs else None
     box = inner(box, crop_box((box[2] - box[0], box[3] - box[1]), p.crop))
-    return Framing(box=box, film=film, inverted=inverted, lungs=lungs, mask=mask)
+    return Framing(box=box, film=film, inverted=inverted, lungs=lungs)
 
 
 def prepare_grey(grey: np.ndarray, p: Preprocessing, framing: Framing | None = None) -> np.ndarray:
-    """Find where to look (unless `framing` says), then harmonize, equalize (inside the lung field when only the
-    lungs are read, everything else blanked) and resize to p.size x p.size."""
+    """Find where to look (unless `framing` says), then harmonize, equalize and resize to p.size x p.size."""
     framing = framing or locate(grey, p)
     grey = crop_to(grey, framing.box)
     if framing.inverted:
         grey = 255 - grey
     if p.harmonize:
         grey = resize_grey(grey, p.harmonize)
-    field = framing.lung_field(grey.shape[:2])
-    if field is None or not field.any():
-        return resize_grey(equalize(grey, p.equalize), p.size)
-    return resize_grey(np.where(field, equalize(grey, p.equalize, field), 0).astype("uint8"), p.size)
+    return resize_grey(equalize(grey, p.equalize), p.size)
 
 
 VGG_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype="float32")

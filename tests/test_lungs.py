@@ -3,12 +3,10 @@ localiser on the example films (both lungs found, the same box under a border, i
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
 from model.framing import border, invert
 from model.images import read_grey
@@ -18,7 +16,6 @@ from model.lungs import (
     find_lungs,
     find_lungs_many,
     load_localiser,
-    lung_field,
     lung_maps,
     lungs_of_map,
     weights_version,
@@ -167,40 +164,3 @@ def test_an_inverted_film_is_recognised_and_the_original_is_not(shipped, example
         assert not original.inverted, path.name
         assert negative.inverted and negative.found, (path.name, negative.reason)
         assert iou(negative.box, original.box) > 0.8, path.name
-
-
-def test_the_lung_field_is_the_kept_lungs_holes_filled_and_widened_over_the_region_asked():
-    prob = blobs((20, 24, 104, 58), (20, 70, 108, 104))
-    prob[60:64, 38:42] = 0.05  # a dense patch inside a lung: still lung
-    lungs = lungs_of_map(prob, (512, 384))
-    whole = lung_field(lungs.mask, (0, 0, SIZE, SIZE), (SIZE, SIZE))
-    assert whole[62, 40] and whole[62, 20] and not whole[62, 64] and not whole[5, 5]
-    assert whole.sum() > (prob >= 0.5).sum(), "widened by MASK_MARGIN"
-    left_half = lung_field(lungs.mask, (0, 0, SIZE, SIZE / 2), (256, 128))
-    np.testing.assert_array_equal(left_half[::2, ::2], whole[:, :64])
-    assert lungs_of_map(blobs((20, 24, 104, 58)), (512, 384)).mask is None, "no mask where the lungs are not found"
-
-
-def test_reading_only_the_lungs_ignores_what_lies_outside_them_and_blanks_it(shipped, examples):
-    from model.config import ModelConfig
-    from model.preprocessing import locate, preprocessing_of, prepare_grey, use_localiser
-
-    use_localiser(shipped)
-    config = ModelConfig(weights="none", film=True, lungs=shipped.version, harmonize=224, equalize="global")
-    masked = preprocessing_of(dataclasses.replace(config, mask_lungs=True))
-    assert masked.key != preprocessing_of(config).key == "256px-filmTrue-lungs%s-crop0-harm224-eqglobal" % shipped.version
-    for path, grey in zip(EXAMPLES, examples):
-        framing = locate(grey, masked)
-        top, left, bottom, right = framing.box
-        field = framing.lung_field((bottom - top, right - left))
-        assert 0.3 < field.mean() < 0.9, path.name
-        changed = grey.copy()
-        outside = np.zeros(grey.shape, bool)
-        outside[top:bottom, left:right] = ~ndi.binary_dilation(field, iterations=8)  # resizing mixes the edge
-        changed[outside] = 255 - changed[outside]
-        read = prepare_grey(grey, masked, framing)
-        np.testing.assert_array_equal(prepare_grey(changed, masked, framing), read, err_msg=path.name)
-        assert (read == 0).mean() > 0.1, "blanked outside the lungs"
-        whole = dataclasses.replace(framing, mask=None)
-        assert not np.array_equal(prepare_grey(changed, preprocessing_of(config), whole),
-                                  prepare_grey(grey, preprocessing_of(config), whole)), "the whole box is read"
