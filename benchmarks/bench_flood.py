@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5, help="the other client's requests per endpoint and phase")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
     parser.add_argument("--requests-per-client", type=int, help="XRAY_REQUESTS_PER_CLIENT (default: the app's)")
+    parser.add_argument("--flooder-nice", type=int, default=0,
+                        help="niceness of the flooding process (e.g. 19: it takes only the CPU the server leaves, as "
+                             "a flooder on its own machine would; default 0: it competes for this machine's cores)")
     args = parser.parse_args()
 
     load_before = load_average()
@@ -80,13 +83,14 @@ def main() -> None:
     with running_server(model_path, tmp / "feedback", tmp / "app.log", env) as server:
         chosen, batch_s = one_batch_s(server.log_tail(200_000))
         print(f"model: {model_path}; server: {chosen}, one batch {batch_s:.3f} s; CPU: {cpu_model()}; flood: "
-              f"{args.flood} outstanding from one client")
+              f"{args.flood} outstanding from one client, its process at niceness {args.flooder_nice}")
         for api, (inputs, flood_args) in endpoints.items():
             files = distinct_xrays(EXAMPLES / "normal-1.png", tmp / api, 2 * args.requests + 1)
             timed(server.url, api, inputs, files[:1])
             idle = timed(server.url, api, inputs, files[1:args.requests + 1])
             alone = statistics.median(seconds for seconds, _ in idle)
-            with flooding(server.url, api, args.flood, EXAMPLES / flood_args[0], *flood_args[1:]) as seen:
+            with flooding(server.url, api, args.flood, EXAMPLES / flood_args[0], *flood_args[1:],
+                          nice=args.flooder_nice) as seen:
                 behind = timed(server.url, api, inputs, files[args.requests + 1:])
             flood = seen()
             budget = TIMES_IDLE * alone + batch_s

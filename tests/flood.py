@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -117,13 +118,15 @@ class Flood:
 
 
 @contextmanager
-def flooding(url: str, api: str, n: int, path: Path, *args: str,
-             forwarded: str = "203.0.113.10") -> Iterator[Callable[[], Flood]]:
-    """Run the flood from its own process; yields once its first wave is answered at the door; after the block, the
+def flooding(url: str, api: str, n: int, path: Path, *args: str, forwarded: str = "203.0.113.10",
+             nice: int = 0) -> Iterator[Callable[[], Flood]]:
+    """Run the flood from its own process (at niceness `nice`: above 0, it takes only the CPU the server leaves, as a
+    flooder on a machine of its own would); yields once its first wave is answered at the door; after the block, the
     flood is stopped and the yielded function gives what it saw."""
     repo = Path(__file__).resolve().parent.parent
     process = subprocess.Popen([sys.executable, "-m", "tests.flood", url, api, forwarded, str(n), str(path), *args],
-                               cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=(lambda: os.nice(nice)) if nice else None)
     lines = []
     try:
         while not (line := process.stdout.readline()).startswith("wave"):
