@@ -11,7 +11,7 @@ import pytest
 
 from model.data import Example
 from model.gate import IN_SCOPE
-from model.training.gate_fit import Item, fit_gate, in_scope_items, out_of_fold, refused_table, split_items, thresholds
+from model.training.gate_fit import Item, _counts, fit_gate, in_scope_items, out_of_fold, refused_table, split_items, thresholds
 from tests.test_gate import tiny_gate
 
 
@@ -167,3 +167,12 @@ def test_the_gates_kind_probabilities_are_those_of_scikit_learn_and_its_distance
     np.testing.assert_allclose(probs, classifier.predict_proba(scaler.transform(x)), atol=1e-9)
     centred = novelty.transform(scaler.transform(x[:60]))
     np.testing.assert_allclose(distance[:60], (centred**2 / novelty.explained_variance_).mean(axis=1), rtol=1e-9)
+
+
+def test_the_card_counts_the_gates_training_images_per_row_in_row_order():
+    items = [Item(Path(f"{i}.png"), kind, f"p{i}", tag) for i, (kind, tag) in
+             enumerate([("pediatric", "pediatric"), (IN_SCOPE, "normal (NIH)"), ("ct", "ct"), ("pediatric", "pediatric"),
+                        (IN_SCOPE, "covid (cohen)")])]
+    counts = _counts(items)
+    assert counts == {"covid (cohen)": 1, "ct": 1, "normal (NIH)": 1, "pediatric": 2}
+    assert list(counts) == sorted(counts) and _counts([]) == {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -258,10 +258,8 @@ class GateResult:
 
 
 def _counts(items: Sequence[Item]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for item in items:
-        counts[item.tag] += 1
-    return dict(sorted(counts.items()))
+    """Images per tag (kind, or class and source), in tag order."""
+    return dict(sorted(Counter(item.tag for item in items).items()))
 
 
 def train_gate(model, card, split, ood_root: Path, external: Sequence[Example], out_folder: Path,
