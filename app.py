@@ -35,6 +35,8 @@ from space.upload_limits import UploadAllowance, UploadLedger, UploadLimits
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DELETE_CACHE = (1800, 3600)
 QUEUE_SIZE = 64
+REFUSAL_DELAY_S = 2.0
+"""A request refused at the door is answered this late, so a client that floods sends its next ones more slowly."""
 
 
 def example_files(folder: Path = EXAMPLES_DIR) -> list[str]:
@@ -188,7 +190,7 @@ def launch(demo: gr.Blocks, store: CorrectionStore, api: APIRouter | None = None
     settings.distrust_forwarded_headers()
     allowance = UploadLedger(UploadLimits(*settings.upload_limits(), keep_s=sum(DELETE_CACHE)))
     uploads = Middleware(UploadAllowance, ledger=allowance, api_prefix=PREFIX, max_bytes=MAX_FILE_BYTES)
-    early = [Middleware(RefuseAtTheDoor, door=door, also=(PREFIX,))] if door else []
+    early = [Middleware(RefuseAtTheDoor, door=door, also=(PREFIX,), delay_s=REFUSAL_DELAY_S)] if door else []
     routes = {"routes": api.routes, "openapi_url": None} if api else {}
     return demo.launch(max_file_size=MAX_FILE_BYTES, blocked_paths=blocked, max_threads=QUEUE_SIZE + 16,
                        app_kwargs={"exception_handlers": {FnIndexInferError: unknown_endpoint},

@@ -94,7 +94,9 @@ def main() -> None:
                 behind = timed(server.url, api, inputs, files[args.requests + 1:])
             flood = seen()
             budget = TIMES_IDLE * alone + batch_s
-            print(f"/{api}: idle median {alone:.3f} s (of {len(idle)}); budget {budget:.3f} s ({TIMES_IDLE}x idle plus "
+            slowest = max(seconds for seconds, _ in idle)
+            print(f"/{api}: idle median {alone:.3f} s (of {len(idle)}, slowest {slowest:.3f} s); budget {budget:.3f} s "
+                  f"({TIMES_IDLE}x idle plus "
                   f"one batch); behind the flood:")
             for seconds, outcome in behind:
                 print(f"    {seconds:.3f} s = {seconds / alone:.1f}x idle, {outcome}"

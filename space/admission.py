@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Container, Iterator
@@ -136,11 +137,12 @@ class RefuseAtTheDoor:
     everyone else is doing. It only looks; the doors themselves (admit_per_client, admitted) still count and decide.
     Runs on the server's event loop."""
 
-    def __init__(self, app: ASGIApp, door: Admission, also: tuple[str, ...] = ()) -> None:
-        self.app, self.door, self.routes = app, door, QUEUE_ROUTES + also
+    def __init__(self, app: ASGIApp, door: Admission, also: tuple[str, ...] = (), delay_s: float = 0.0) -> None:
+        self.app, self.door, self.routes, self.delay_s = app, door, QUEUE_ROUTES + also, delay_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" and scope.get("method") == "POST" else ""
         if path.startswith(self.routes) and self.door.full(client_key(Request(scope))):
+            await asyncio.sleep(self.delay_s)
             return await JSONResponse({"detail": REFUSED}, TOO_MANY_REQUESTS)(scope, receive, send)
         await self.app(scope, receive, send)
