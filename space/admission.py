@@ -49,9 +49,8 @@ class Admission:
     def enter(self, client: str | None, live: Container[str] | None = None) -> bool:
         """Whether the client may add a request now; if so it counts as entering until `entered`. `live`: the event
         ids still held (None: the door's own `live`)."""
-        live = self.live if live is None else live
         with self._lock:
-            if self.limit and self._outstanding(client, live) + self._entering[client] >= self.limit:
+            if self._full(client, self.live if live is None else live):
                 return False
             self._entering[client] += 1
             return True
@@ -59,7 +58,11 @@ class Admission:
     def full(self, client: str | None) -> bool:
         """Whether the client's next request would be refused now (nothing counts: `enter` decides)."""
         with self._lock:
-            return bool(self.limit) and self._outstanding(client, self.live) + self._entering[client] >= self.limit
+            return self._full(client, self.live)
+
+    def _full(self, client: str | None, live: Container[str]) -> bool:
+        """Whether the client is at its limit, counting events still in `live` and those entering (lock held)."""
+        return bool(self.limit) and self._outstanding(client, live) + self._entering[client] >= self.limit
 
     def entered(self, client: str | None, event: str | None) -> None:
         """The request has passed the door: into the queue as `event`, or not at all (None)."""
