@@ -50,8 +50,9 @@ incomplete)."""
 
 
 def user_address(number: int) -> dict[str, str]:
-    """The header that makes simulated user `number` a client of its own behind the trusted proxy."""
-    return {"X-Forwarded-For": f"198.51.100.{number}"}
+    """The header that makes simulated user `number` a client of its own behind the trusted proxy (up to 63,000 of
+    them, in 198.18.0.0/15, the range set aside for benchmarks)."""
+    return {"X-Forwarded-For": f"198.{18 + number // 63000}.{number // 250 % 252}.{number % 250 + 1}"}
 
 
 @contextmanager

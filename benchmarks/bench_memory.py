@@ -29,6 +29,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from benchmarks.bench_load import user_address
 from benchmarks.bench_predict import benchmark_model, load_average
 from model.precision import cpu_model
 from tests.badfiles import HUGE_DICOM_SIDE, deflated_large_dicom
@@ -72,7 +73,7 @@ def burst(url: str, files: list[Path], downloads: Path) -> tuple[float, int]:
     def one(number_and_path: tuple[int, Path]) -> bool:
         number, path = number_and_path
         client = Client(url, verbose=False, analytics_enabled=False, download_files=downloads,
-                        headers={"X-Forwarded-For": f"198.51.100.{number + 1}"})
+                        headers=user_address(number))
         try:
             scores, *_, status, _, _ = client.predict(handle_file(str(path)), api_name="/predict")
             return len(scores.get("confidences", [])) == 2 or status == "out_of_scope"
@@ -98,14 +99,9 @@ def large_films(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def address(number: int) -> str:
-    """A forwarded address of its own for client `number` (up to 63,000 of them)."""
-    return f"198.{18 + number // 63000}.{number // 250 % 252}.{number % 250 + 1}"
-
-
 def predicted(url: str, path: Path, number: int) -> bool:
     """One client's prediction of `path`, sent again 0.25 s after each refusal at the queue's door: answered?"""
-    with httpx.Client(base_url=url, headers={"X-Forwarded-For": address(number)}, timeout=600) as http:
+    with httpx.Client(base_url=url, headers=user_address(number), timeout=600) as http:
         data = [upload(http, path)]
         while True:
             try:

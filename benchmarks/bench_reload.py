@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.bench_load import user_address
 from benchmarks.bench_memory import NO_UPLOAD_LIMITS, memory_mib, threads
 from benchmarks.bench_predict import benchmark_model, load_average
 from model.artifact import CARD_FILE
@@ -44,7 +45,7 @@ def linked_copy(source: Path, folder: Path) -> Path:
 
 def served_version(url: str, path: Path, client: int) -> str:
     """One prediction of `path` from client number `client`: the model version its answer names."""
-    with httpx.Client(base_url=url, headers={"X-Forwarded-For": f"198.51.100.{client}"}, timeout=300) as http:
+    with httpx.Client(base_url=url, headers=user_address(client), timeout=300) as http:
         response = http.post("gradio_api/call/predict", json={"data": [upload(http, path)]})
         response.raise_for_status()
         stream = http.get(f"gradio_api/call/predict/{response.json()['event_id']}").text
