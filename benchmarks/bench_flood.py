@@ -96,14 +96,14 @@ def main() -> None:
             budget = TIMES_IDLE * alone + batch_s
             slowest = max(seconds for seconds, _ in idle)
             print(f"/{api}: idle median {alone:.3f} s (of {len(idle)}, slowest {slowest:.3f} s); budget {budget:.3f} s "
-                  f"({TIMES_IDLE}x idle plus "
-                  f"one batch); behind the flood:")
+                  f"({TIMES_IDLE}x idle plus one batch); behind the flood:")
             for seconds, outcome in behind:
                 print(f"    {seconds:.3f} s = {seconds / alone:.1f}x idle, {outcome}"
                       f"{'' if seconds <= budget else ', over the budget'}")
             within = sum(seconds <= budget for seconds, _ in behind)
             middle = statistics.median(seconds for seconds, _ in behind)
-            print(f"    within the budget: {within} of {len(behind)}; median {middle:.3f} s = {middle / alone:.1f}x idle")
+            print(f"    within the budget: {within} of {len(behind)}; median {middle:.3f} s = "
+                  f"{middle / alone:.1f}x idle")
             print(f"    the flood: first wave admitted {flood.wave[0]}, refused {flood.wave[1]}; {len(flood.done)} "
                   f"answered, {flood.refused} refused {flood.reasons}; {flood.errors}")
     print(f"load average (1, 5, 15 min): before {load_before}; after {load_average()}")

@@ -171,8 +171,8 @@ class Predictor:
         return Prediction(
             probability=probability, positive=positive, label=label, threshold=self.threshold, heatmap=heatmap,
             grey=grey, precision=precision, status=scope.status, reason=scope.reason, model_version=self.version,
-            gate_score=scope.score, gate_looks_like=scope.looks_like, crop_box=framing.box, film_box=framing.film, inverted=framing.inverted,
-            lungs_found=framing.lungs,
+            gate_score=scope.score, gate_looks_like=scope.looks_like, crop_box=framing.box, film_box=framing.film,
+            inverted=framing.inverted, lungs_found=framing.lungs,
         )
 
     def _refused(self, grey: np.ndarray, scope: Scope) -> Prediction:
